@@ -1,0 +1,76 @@
+"""The `ptolemy` command: global options, subcommand registry, one-line errors and exit codes.
+
+Each subcommand module exposes ``register(subparsers)``; it only declares arguments and imports its heavy
+dependencies (peewee, textual, the C kernel) inside its handler, so `ptolemy --version` stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ptolemy_tui import __version__
+from ptolemy_tui.cli.common import OneLineParser, add_global_options
+from ptolemy_tui.errors import PtolemyError
+
+# Modules under ptolemy_tui.cli that add subcommands, in the order their help is listed.
+COMMAND_MODULES = ("projects", "pipeline", "build", "results", "car", "commp", "tui")
+
+
+def engine_summary() -> str:
+    try:
+        from ptolemy_tui.core import commp
+    except ImportError:
+        return "commp engine: unavailable"
+    return f"commp engine: {commp.engine_name()}"
+
+
+class VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"ptolemy {__version__} ({engine_summary()})")
+        parser.exit(0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="ptolemy", description="Prepare large datasets for Filecoin.")
+    parser.add_argument("--version", action=VersionAction, help="print the version and the CommP engine")
+    add_global_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"ptolemy_tui.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"ptolemy_tui.cli.{name}":
+                continue  # a capability not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        from ptolemy_tui import logsetup
+
+        logsetup.configure(args)
+        if args.command is None:
+            from ptolemy_tui.cli import tui
+
+            return tui.run_tui(args)
+        return int(args.handler(args) or 0)
+    except PtolemyError as exc:
+        sys.stderr.write(f"ptolemy: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("ptolemy: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Pieces every subcommand module uses: the one-line-error parser, global options, opening the store."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a one-line error (the problem and where to look), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def add_global_options(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """Options valid before and after the subcommand (`ptolemy --db X status` and `ptolemy status --db X`)."""
+    default = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("global options")
+    group.add_argument("--db", metavar="URL", default=default,
+                       help="sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB (env PTOLEMY_DB)")
+    group.add_argument("--db-ini", metavar="FILE", default=default,
+                       help="read [database] host, db_name, db_user, pass from an ini file")
+    group.add_argument("--log-level", metavar="LEVEL", default=default, help="DEBUG, INFO, WARNING or ERROR")
+    group.add_argument("--log-file", metavar="FILE", default=default, help="where the log goes")
+    group.add_argument("--log-ini", metavar="FILE", default=default,
+                       help="read [logging] log_level, format, datefmt, logfile from an ini file")
+
+
+def add_command(sub, name: str, help: str, handler: Callable[[argparse.Namespace], int | None],
+                **kwargs) -> argparse.ArgumentParser:
+    """A subcommand that also accepts the global options after its name."""
+    parser = sub.add_parser(name, help=help, description=help, **kwargs)
+    add_global_options(parser, suppress=True)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def open_store(args: argparse.Namespace):
+    """Connect to the store named by --db / --db-ini / PTOLEMY_DB (default: the SQLite file) and migrate it."""
+    from ptolemy_tui.store import db
+
+    return db.open_database(url=getattr(args, "db", None), ini_path=getattr(args, "db_ini", None))

@@ -1,0 +1,1 @@
+"""Pure core: formats (CID, UnixFS, dag-pb, CAR), CommP, packing and sizes. No database, no UI."""

@@ -1,0 +1,1 @@
+"""Pipeline services shared by the CLI and the TUI: projects, scan, containerize, build, results."""

@@ -1,0 +1,1 @@
+"""Build worker: the subprocess entry point that claims containers and writes CARs."""
