@@ -1,0 +1,299 @@
+"""Projects: validation of every field, create/edit/delete, the status machine, and the summaries both the CLI
+and the TUI show."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+import peewee
+
+from ptolemy_tui.core.sizes import MAX_CAR_SIZE, MIN_SHARD_SIZE, SizeError, format_size, parse_size, piece_fit
+from ptolemy_tui.errors import UsageError
+from ptolemy_tui.services import events
+from ptolemy_tui.store.models import Car, Container, File, Project, database, now
+from ptolemy_tui.store.queries import live_workers
+
+NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+LOAD_TYPES = ("blitz", "serial")
+DEFAULT_CAR_SIZE = "31.5GiB"  # 99 % of a 32 GiB piece; the seed's 17 GiB wastes half of one
+DEFAULT_SHARD_SIZE = "1GiB"
+UTILISATION_WARNING = 0.90
+
+# Which statuses each step may start from. A failed step may be run again from the status before it.
+STEP_REQUIRES = {
+    "scan": ("defined", "scanned", "containerized", "built", "failed"),
+    "containerize": ("scanned", "containerized", "failed"),
+    "build": ("containerized", "building", "built", "failed"),
+}
+NEXT_STEP = {
+    "defined": ("scan", "ptolemy scan {name}"),
+    "scanning": ("wait for the scan", "ptolemy status {name}"),
+    "scanned": ("containerize", "ptolemy containerize {name}"),
+    "containerizing": ("wait for packing", "ptolemy status {name}"),
+    "containerized": ("build", "ptolemy build {name}"),
+    "building": ("watch the build", "ptolemy status {name}"),
+    "built": ("export the manifest", "ptolemy manifest {name}"),
+    "failed": ("read the message and retry", "ptolemy status {name}"),
+}
+
+
+@dataclass
+class ProjectSpec:
+    """What an operator types for a project, before validation (sizes as text or bytes)."""
+
+    name: str
+    target_dir: str
+    staging_dir: str
+    car_size: str | int = DEFAULT_CAR_SIZE
+    shard_size: str | int = DEFAULT_SHARD_SIZE
+    load_type: str = "blitz"
+    encryption: str = "none"
+    workers: int | str | None = None
+    staging_budget: str | int | None = None
+
+
+@dataclass
+class ValidProject:
+    name: str
+    target_dir: str
+    staging_dir: str
+    car_size: int
+    shard_size: int
+    load_type: str
+    encryption: str
+    workers: int
+    staging_budget: int | None
+    warnings: list[str] = field(default_factory=list)
+
+
+class FieldError(UsageError):
+    """A validation error tied to one field, so the project form can show it inline."""
+
+    def __init__(self, field_name: str, message: str):
+        super().__init__(message)
+        self.field = field_name
+
+
+def _size(field_name: str, value: str | int, flag: str) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return parse_size(value)
+    except SizeError as exc:
+        raise FieldError(field_name, f"{flag}: {exc}") from None
+
+
+def _is_inside(child: str, parent: str) -> bool:
+    child, parent = os.path.realpath(child), os.path.realpath(parent)
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
+    """Every field checked, nothing written. Raises FieldError naming the field, the problem and the fix."""
+    if check_name and not NAME_RE.match(spec.name or ""):
+        raise FieldError("name", f"project name {spec.name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-'")
+    target = os.path.abspath(os.path.expanduser(spec.target_dir or ""))
+    if not spec.target_dir:
+        raise FieldError("target_dir", "--target is required: the directory tree to prepare")
+    if not os.path.isdir(target):
+        raise FieldError("target_dir", f"--target {spec.target_dir}: no such directory; give an existing directory")
+    if not os.access(target, os.R_OK | os.X_OK):
+        raise FieldError("target_dir", f"--target {spec.target_dir}: not readable; fix its permissions or run as its owner")
+    if not spec.staging_dir:
+        raise FieldError("staging_dir", "--staging is required: the directory where CAR files are written")
+    staging = os.path.abspath(os.path.expanduser(spec.staging_dir))
+    if os.path.exists(staging) and not os.path.isdir(staging):
+        raise FieldError("staging_dir", f"--staging {spec.staging_dir}: exists and is not a directory; pick a directory")
+    if _is_inside(staging, target) or _is_inside(target, staging):
+        raise FieldError("staging_dir", "--staging and --target must not contain each other: put staging on its own path")
+    probe = staging
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise FieldError("staging_dir", f"--staging {spec.staging_dir}: not writable; fix its permissions or pick another")
+    car_size = _size("car_size", spec.car_size, "--car-size")
+    shard_size = _size("shard_size", spec.shard_size, "--shard-size")
+    if car_size > MAX_CAR_SIZE:
+        raise FieldError("car_size", f"--car-size {format_size(car_size)} is too large: at most {format_size(MAX_CAR_SIZE)} fits a 64 GiB piece")
+    if shard_size < MIN_SHARD_SIZE:
+        raise FieldError("shard_size", f"--shard-size {format_size(shard_size)} is too small: at least 1MiB")
+    if shard_size > car_size:
+        raise FieldError("shard_size", f"--shard-size {format_size(shard_size)} exceeds --car-size {format_size(car_size)}: make shards at most the CAR size")
+    load_type = (spec.load_type or "").lower()
+    if load_type not in LOAD_TYPES:
+        raise FieldError("load_type", f"--load-type {spec.load_type!r} is unknown: use blitz or serial")
+    encryption = (spec.encryption or "none")
+    if encryption.lower() != "none":
+        raise FieldError("encryption", f"--encryption {encryption!r}: encryption is not implemented yet; use --encryption none")
+    workers = spec.workers if spec.workers not in (None, "") else (os.cpu_count() or 1)
+    try:
+        workers = int(workers)
+    except (TypeError, ValueError):
+        raise FieldError("workers", f"--workers {spec.workers!r} is not a number: give a whole number from 1 to 256") from None
+    if not 1 <= workers <= 256:
+        raise FieldError("workers", f"--workers {workers} is out of range: give a whole number from 1 to 256")
+    budget = None
+    if spec.staging_budget not in (None, "", "none", "None"):
+        budget = _size("staging_budget", spec.staging_budget, "--staging-budget")
+        if budget < car_size:
+            raise FieldError("staging_budget", f"--staging-budget {format_size(budget)} is below --car-size {format_size(car_size)}: a CAR must fit in the budget")
+    fit = piece_fit(car_size)
+    warnings = []
+    if fit.utilisation < UTILISATION_WARNING:
+        warnings.append(
+            f"a {format_size(car_size)} CAR fills {fit.utilisation:.0%} of a {format_size(fit.padded_piece)} piece; "
+            f"--car-size {format_size(fit.unpadded_piece // (1 << 20) * (1 << 20))} would fill it"
+        )
+    return ValidProject(spec.name, target, staging, car_size, shard_size, load_type, "none", workers, budget, warnings)
+
+
+def get(name: str) -> Project:
+    project = Project.get_or_none(Project.name == name)
+    if project is None:
+        raise UsageError(f"no project named {name!r}: see `ptolemy project list`")
+    return project
+
+
+def list_projects() -> list[Project]:
+    return list(Project.select().order_by(Project.name))
+
+
+def create(spec: ProjectSpec) -> tuple[Project, list[str]]:
+    valid = validate(spec)
+    if Project.select().where(Project.name == valid.name).exists():
+        raise FieldError("name", f"project {valid.name!r} already exists: pick another name or `ptolemy project edit {valid.name}`")
+    created_dir = not os.path.exists(valid.staging_dir)
+    try:
+        os.makedirs(valid.staging_dir, exist_ok=True)
+    except OSError as exc:
+        raise FieldError("staging_dir", f"cannot create --staging {valid.staging_dir}: {exc.strerror}; create it or pick another") from None
+    try:
+        with database.atomic():
+            project = Project.create(**{f.name: getattr(valid, f.name) for f in fields(ValidProject) if f.name != "warnings"})
+            events.record(project, f"project {project.name} created: target {project.target_dir}, staging {project.staging_dir}")
+    except peewee.IntegrityError:
+        if created_dir:
+            shutil.rmtree(valid.staging_dir, ignore_errors=True)
+        if Project.select().where(Project.name == valid.name).exists():  # lost a race with another creator
+            raise FieldError("name", f"project {valid.name!r} already exists: pick another name") from None
+        raise
+    return project, valid.warnings
+
+
+EDITABLE = ("target_dir", "staging_dir", "car_size", "shard_size", "load_type", "encryption", "workers", "staging_budget")
+
+
+def spec_of(project: Project) -> ProjectSpec:
+    return ProjectSpec(project.name, project.target_dir, project.staging_dir, project.car_size, project.shard_size,
+                       project.load_type, project.encryption, project.workers, project.staging_budget)
+
+
+def edit(name: str, changes: dict[str, Any]) -> tuple[Project, list[str]]:
+    """Apply the given field changes. Packing-relevant changes are refused once containers exist."""
+    project = get(name)
+    changes = {k: v for k, v in changes.items() if v is not None}
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise UsageError(f"cannot edit {', '.join(sorted(unknown))}: editable fields are {', '.join(EDITABLE)}")
+    if "staging_budget" in changes and changes["staging_budget"] in ("none", "None", ""):
+        changes["staging_budget"] = None
+        clear_budget = True
+    else:
+        clear_budget = False
+    spec = replace(spec_of(project), **changes)
+    if clear_budget:
+        spec.staging_budget = None
+    valid = validate(spec, check_name=False)
+    packing = {"target_dir", "car_size", "shard_size"} & {k for k in changes if getattr(valid, k) != getattr(project, k)}
+    if packing and Container.select().where(Container.project == project).exists():
+        raise UsageError(
+            f"project {name} has containers; {', '.join(sorted(packing))} cannot change under them: "
+            f"run `ptolemy containerize {name} --reset` first"
+        )
+    os.makedirs(valid.staging_dir, exist_ok=True)
+    with database.atomic():
+        for key in EDITABLE:
+            setattr(project, key, getattr(valid, key))
+        if "target_dir" in packing:
+            project.status, project.message = "defined", "target changed: scan again"
+            File.delete().where(File.project == project).execute()
+        project.updated_at = now()
+        project.save()
+        events.record(project, f"project {name} edited: {', '.join(sorted(changes))}")
+    return project, valid.warnings
+
+
+def delete(name: str) -> None:
+    """Remove the project and everything recorded about it. CAR files already in staging stay on disk."""
+    project = get(name)
+    live = live_workers(project)
+    if live:
+        raise UsageError(f"project {name} has {len(live)} running worker(s): `ptolemy cancel {name}` first")
+    with database.atomic():
+        project.delete_instance(recursive=True)
+
+
+def require_step(project: Project, step: str) -> None:
+    """Refuse to run a step out of order, saying which step comes first."""
+    allowed = STEP_REQUIRES[step]
+    if project.status in allowed:
+        return
+    hint = NEXT_STEP.get(project.status, ("", ""))[1].format(name=project.name)
+    raise UsageError(f"cannot {step} project {project.name}: it is {project.status}; next: {hint}")
+
+
+def set_status(project: Project, status: str, message: str | None = None) -> None:
+    project.status, project.message, project.updated_at = status, message, now()
+    Project.update(status=status, message=message, updated_at=project.updated_at).where(Project.id == project.id).execute()
+
+
+def counts(project: Project) -> dict[str, int]:
+    files = File.select(peewee.fn.COUNT(File.id), peewee.fn.COALESCE(peewee.fn.SUM(File.size), 0)).where(
+        (File.project == project) & (File.kind == "file")).tuples().get()
+    by_state = dict(Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
+        Container.project == project).group_by(Container.state).tuples())
+    return {
+        "files": int(files[0]),
+        "bytes": int(files[1]),
+        "containers": sum(by_state.values()),
+        "containers_pending": by_state.get("pending", 0),
+        "containers_building": by_state.get("building", 0),
+        "containers_built": by_state.get("built", 0),
+        "containers_failed": by_state.get("failed", 0),
+        "cars": Car.select().where(Car.project == project).count(),
+    }
+
+
+def summary(project: Project, *, with_counts: bool = True) -> dict[str, Any]:
+    """The stable JSON shape of a project (documented in the README)."""
+    fit = piece_fit(project.car_size)
+    step, command = NEXT_STEP.get(project.status, ("", ""))
+    doc: dict[str, Any] = {
+        "name": project.name,
+        "status": project.status,
+        "message": project.message,
+        "target_dir": project.target_dir,
+        "staging_dir": project.staging_dir,
+        "car_size": project.car_size,
+        "shard_size": project.shard_size,
+        "load_type": project.load_type,
+        "encryption": project.encryption,
+        "workers": project.workers,
+        "staging_budget": project.staging_budget,
+        "padded_piece_size": fit.padded_piece,
+        "piece_utilisation": round(fit.utilisation, 4),
+        "next_step": step,
+        "next_command": command.format(name=project.name),
+        "created_at": project.created_at,
+        "updated_at": project.updated_at,
+    }
+    if with_counts:
+        doc.update(counts(project))
+    return doc
+
+
+def as_dict(valid: ValidProject) -> dict[str, Any]:
+    return asdict(valid)

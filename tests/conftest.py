@@ -1,0 +1,90 @@
+"""Fixtures shared by every test: an isolated environment, and a real store on SQLite and on PostgreSQL."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests import pgserver
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory, monkeypatch):
+    """No test reads or writes the operator's ~/.local, or inherits their PTOLEMY_DB."""
+    home = tmp_path_factory.mktemp("xdg")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.delenv("PTOLEMY_DB", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    yield
+
+
+_CLUSTER: list[pgserver.ThrowawayCluster] = []
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url():
+    """The URL of a PostgreSQL server's maintenance database, or a skip (a failure in CI) saying why not."""
+    env_url = os.environ.get("PTOLEMY_TEST_POSTGRES")
+    cluster = None
+    if env_url:
+        url = env_url
+    else:
+        try:
+            cluster = pgserver.ThrowawayCluster()
+            url = cluster.start()
+            _CLUSTER.append(cluster)
+        except Exception as exc:  # noqa: BLE001 - any reason becomes the visible skip reason
+            if cluster:
+                cluster.stop()
+            reason = f"no PostgreSQL for the tests: {exc}"
+            if IN_CI:
+                pytest.fail(f"{reason} (a skipped PostgreSQL test fails CI)", pytrace=False)
+            pytest.skip(reason)
+    yield url
+    if cluster:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster_controls(pg_admin_url):
+    """The throwaway cluster (restart() for tests that need it); None when the server is not ours."""
+    return _CLUSTER[0] if _CLUSTER else None
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(pg_admin_url):
+    url = pgserver.create_database(pg_admin_url)
+    yield url
+    pgserver.drop_database(pg_admin_url, url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    """A fresh, empty store URL of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ptolemy.db'}"
+    url = request.getfixturevalue("pg_database_url")
+    pgserver.reset_schema(url)
+    return url
+
+
+@pytest.fixture
+def store(store_url):
+    """An open, migrated store bound to the models."""
+    from ptolemy_tui.store import db
+
+    database = db.open_database(store_url)
+    yield database
+    db.close_database()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    from ptolemy_tui.store import db
+
+    database = db.open_database(f"sqlite:///{tmp_path / 'ptolemy.db'}")
+    yield database
+    db.close_database()
