@@ -1,0 +1,170 @@
+"""CARv1 writer: UnixFS DAG of a list of entries, streamed from the sources into one CAR, one pass.
+
+Block order is go-car's: depth-first post-order (children before parents, the root last), each CID once (first
+occurrence wins). The header needs the root, known only at the end, so a same-length placeholder is written
+first and patched; every byte after the header also goes to `sink` (the CommP hasher) as it is written, and the
+final header is handed to it with `set_prefix`, so the piece CID needs no second read of the CAR.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, Iterable, Iterator
+
+from ptolemy_tui.core import unixfs
+from ptolemy_tui.core.carsize import predict_car_size, CarSizeModel  # noqa: F401  (public API lives here too)
+from ptolemy_tui.core.multiformats import CID, CODEC_DAG_PB, HASH_SHA2_256, encode_varint
+from ptolemy_tui.core.unixfs import SourceEntry  # noqa: F401  (public API)
+
+CARV1_HEADER_LENGTH = 59  # varint(0x3a) + 58 bytes of DAG-CBOR for one 36-byte CID root
+READ_SIZE = 4 * 1024 * 1024      # source reads: big, into one reused buffer
+WRITE_BUFFER = 8 * 1024 * 1024   # CAR writes: batched
+
+
+class SourceChanged(Exception):
+    """A source file is shorter than its entry says (it changed since it was scanned)."""
+
+
+def car_header(root: bytes) -> bytes:
+    """varint(len) ‖ DAG-CBOR {"roots": [root], "version": 1} (keys in DAG-CBOR order: length, then bytes)."""
+    tagged = b"\x00" + root  # CBOR tag 42 holds the CID with a leading multibase-identity zero byte
+    body = (b"\xa2\x65roots\x81\xd8\x2a\x58" + bytes((len(tagged),)) + tagged + b"\x67version\x01")
+    return encode_varint(len(body)) + body
+
+
+PLACEHOLDER_ROOT = CID.v1(CODEC_DAG_PB, HASH_SHA2_256, bytes(32)).to_bytes()
+
+
+@dataclass
+class CarResult:
+    root_cid: CID
+    car_size: int
+    block_count: int
+    entry_cids: list[tuple[bytes, CID]] = field(default_factory=list)
+    source_bytes: int = 0
+
+
+class _BlockWriter:
+    """Dedups blocks by CID and appends `varint ‖ CID ‖ data` sections to a big buffer written in batches."""
+
+    def __init__(self, out: BinaryIO, sink, start: int):
+        self.out = out
+        self.sink = sink
+        self.buf = bytearray(WRITE_BUFFER)
+        self.view = memoryview(self.buf)
+        self.fill = 0
+        self.seen: set[bytes] = set()
+        self.size = start
+        self.blocks = 0
+
+    def put(self, cid: bytes, data) -> None:
+        if cid in self.seen:
+            return
+        self.seen.add(cid)
+        n = len(data)
+        head = encode_varint(len(cid) + n) + cid
+        total = len(head) + n
+        if self.fill + total > WRITE_BUFFER:
+            self.flush()
+        self.blocks += 1
+        self.size += total
+        if total > WRITE_BUFFER:  # only possible with a non-default chunk size; write through
+            self._emit(head)
+            self._emit(data)
+            return
+        fill = self.fill
+        self.view[fill:fill + len(head)] = head
+        fill += len(head)
+        self.view[fill:fill + n] = data
+        self.fill = fill + n
+
+    def _emit(self, data) -> None:
+        self.out.write(data)
+        if self.sink is not None:
+            self.sink.update(data)
+
+    def flush(self) -> None:
+        if self.fill:
+            self._emit(self.view[:self.fill])
+            self.fill = 0
+
+
+class _SourceReader:
+    """Reads each entry's byte range with big reads into one reused buffer and slices it into chunks."""
+
+    def __init__(self, before_read, on_progress):
+        self.before_read = before_read
+        self.on_progress = on_progress
+        self.buf = bytearray(READ_SIZE)
+        self.view = memoryview(self.buf)
+        self.total = 0
+
+    def __call__(self, entry: SourceEntry, chunk_size: int) -> Iterator[memoryview]:
+        if entry.length == 0 and self.before_read is None:
+            return
+        if self.before_read is not None:
+            self.before_read(entry)
+        if entry.length == 0:
+            return
+        batch = max(chunk_size, READ_SIZE // chunk_size * chunk_size)
+        if batch > len(self.buf):
+            self.buf = bytearray(batch)
+            self.view = memoryview(self.buf)
+        view = self.view
+        fd = os.open(entry.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            pos = entry.offset
+            remaining = entry.length
+            while remaining:
+                want = min(batch, remaining)
+                got = 0
+                while got < want:
+                    n = os.preadv(fd, [view[got:want]], pos + got)
+                    if n == 0:
+                        raise SourceChanged(
+                            f"source file is shorter than expected: {os.fsdecode(entry.source)} "
+                            f"(wanted {entry.length} bytes from offset {entry.offset})")
+                    got += n
+                pos += want
+                remaining -= want
+                for start in range(0, want, chunk_size):
+                    yield view[start:min(start + chunk_size, want)]
+                self.total += want
+                if self.on_progress is not None:
+                    self.on_progress(self.total)
+        finally:
+            os.close(fd)
+
+
+def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "kubo", wrap: bool = False,
+              sink=None, before_read: Callable[[SourceEntry], None] | None = None,
+              on_progress: Callable[[int], None] | None = None, _params: unixfs.Params | None = None) -> CarResult:
+    """Write the CARv1 of `entries` to `out` (seekable, positioned at 0) and return the root and sizes."""
+    params = _params or unixfs.get_params(profile)
+    root_node = unixfs.dag_root(unixfs.build_tree(entries), wrap)
+    start = out.tell()
+    placeholder = car_header(PLACEHOLDER_ROOT)
+    assert len(placeholder) == CARV1_HEADER_LENGTH
+    out.write(placeholder)
+    writer = _BlockWriter(out, sink, CARV1_HEADER_LENGTH)
+    reader = _SourceReader(before_read, on_progress)
+    dag = unixfs.DagWriter(writer.put, reader, params)
+    root, _ = dag.build(root_node)
+    writer.flush()
+    header = car_header(root)
+    end = out.tell()
+    out.seek(start)
+    out.write(header)
+    out.seek(end)
+    out.flush()
+    if sink is not None:
+        sink.set_prefix(header)
+    cids = {}
+    entry_cids = []
+    for path, cid in dag.entry_cids:
+        c = cids.get(cid)
+        if c is None:
+            c = cids[cid] = CID.decode(cid)[0]
+        entry_cids.append((path, c))
+    return CarResult(root_cid=CID.decode(root)[0], car_size=writer.size, block_count=writer.blocks,
+                     entry_cids=entry_cids, source_bytes=reader.total)
