@@ -1,0 +1,238 @@
+"""`ptolemy car create|root|ls|verify`: build a CAR from paths, and inspect or check any CAR file."""
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+
+from ptolemy_tui.cli.common import OneLineParser, add_global_options
+from ptolemy_tui.errors import OperationFailed, UsageError
+
+
+def register(sub) -> None:
+    car = sub.add_parser("car", help="build, list and verify CAR files",
+                         description="Build a CARv1 from files (UnixFS, like kubo / go-car) and inspect CARs.")
+    add_global_options(car, suppress=True)
+    car.set_defaults(handler=lambda args: _missing(car))
+    inner = car.add_subparsers(dest="car_command", metavar="ACTION", parser_class=OneLineParser)
+
+    p = inner.add_parser("create", help="write the CAR of files and directories",
+                         description="Write the CARv1 of PATHs (directories recursively, symlinks not followed). "
+                                     "Prints the root CID and the piece CID.")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.car", help="the CAR file to write")
+    p.add_argument("--profile", choices=["kubo", "go-car"], default="kubo",
+                   help="kubo: what `ipfs add -r --cid-version=1` builds (default); go-car: `car create`")
+    p.add_argument("--wrap", action="store_true", help="wrap the inputs in a directory, as `car create` does")
+    p.add_argument("--json", action="store_true", help="one JSON document")
+    add_global_options(p, suppress=True)
+    p.set_defaults(handler=cmd_create)
+
+    for name, help_text, handler in (
+            ("root", "print the root CID(s) of a CAR", cmd_root),
+            ("ls", "list the UnixFS paths and CIDs under the root (every block CID for other DAGs)", cmd_ls),
+            ("verify", "check every block's hash, the root and DAG completeness", cmd_verify)):
+        p = inner.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("file", metavar="FILE")
+        p.add_argument("--json", action="store_true", help="one JSON document")
+        add_global_options(p, suppress=True)
+        p.set_defaults(handler=handler)
+
+
+def _missing(parser: argparse.ArgumentParser) -> int:
+    raise UsageError("car needs an action: create, root, ls or verify (see `ptolemy car --help`)")
+
+
+# ---------------------------------------------------------------- create
+
+def collect_entries(paths: list[str]):
+    """SourceEntry list for PATHs: each path's base name is its top-level name in the DAG."""
+    from ptolemy_tui.core.car import SourceEntry
+
+    entries = []
+    names = set()
+    for path in paths:
+        raw = os.fsencode(path)
+        base = os.path.basename(raw.rstrip(b"/")) or raw.rstrip(b"/")
+        if base in (b"", b".", b".."):
+            base = os.path.basename(os.path.realpath(raw))
+        if not base:
+            raise UsageError(f"cannot name {path!r} in the CAR; give a file or directory below /")
+        if base in names:
+            raise UsageError(f"two inputs are both named {os.fsdecode(base)!r} at the top of the CAR")
+        names.add(base)
+        try:
+            _walk(raw, base, entries, SourceEntry)
+        except FileNotFoundError:
+            raise UsageError(f"no such file or directory: {path}") from None
+        except PermissionError as exc:
+            raise UsageError(f"cannot read {os.fsdecode(exc.filename or raw)}: permission denied") from None
+    return entries
+
+
+def _walk(fs_path: bytes, dag_path: bytes, out: list, SourceEntry) -> None:
+    stack = [(fs_path, dag_path)]
+    while stack:
+        fs_path, dag_path = stack.pop()
+        st = os.lstat(fs_path)
+        if stat.S_ISLNK(st.st_mode):
+            out.append(SourceEntry(dag_path, None, 0, 0, "symlink", os.readlink(fs_path)))
+        elif stat.S_ISREG(st.st_mode):
+            out.append(SourceEntry(dag_path, fs_path, 0, st.st_size))
+        elif stat.S_ISDIR(st.st_mode):
+            out.append(SourceEntry(dag_path, None, 0, 0, "dir"))
+            with os.scandir(fs_path) as it:
+                for child in it:
+                    stack.append((child.path, dag_path + b"/" + child.name))
+        else:
+            raise UsageError(f"not a regular file, directory or symlink: {os.fsdecode(fs_path)}")
+
+
+def _commp_sink():
+    try:
+        from ptolemy_tui.core import commp
+        from ptolemy_tui.core.car import CARV1_HEADER_LENGTH
+
+        return commp.CommP(deferred_prefix=CARV1_HEADER_LENGTH, threads=2)
+    except (ImportError, AttributeError, TypeError):
+        return None
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    from ptolemy_tui.cli.output import print_json
+    from ptolemy_tui.core.car import SourceChanged, write_car
+
+    entries = collect_entries(args.paths)
+    sink = _commp_sink()
+    out_path = args.output
+    try:
+        out = open(out_path, "w+b")
+    except OSError as exc:
+        raise UsageError(f"cannot write {out_path}: {exc.strerror}") from None
+    ok = False
+    try:
+        with out:
+            result = write_car(entries, out, profile=args.profile, wrap=args.wrap, sink=sink)
+        ok = True
+    except SourceChanged as exc:
+        raise OperationFailed(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise OperationFailed(f"{exc.strerror or exc}: {exc.filename or out_path}") from None
+    finally:
+        if not ok:  # no half-written CAR left behind that could pass for a finished one
+            try:
+                os.unlink(out_path)
+            except OSError:
+                pass
+    piece = None
+    if sink is not None and result.car_size >= 65:
+        try:
+            piece = sink.digest()
+        except Exception:  # noqa: BLE001 - a CommP problem must not hide the CAR that was written
+            piece = None
+    doc = {
+        "root_cid": str(result.root_cid),
+        "car_size": result.car_size,
+        "block_count": result.block_count,
+        "piece_cid": piece.piece_cid_v1 if piece else None,
+        "piece_cid_v2": piece.piece_cid_v2 if piece else None,
+        "padded_piece_size": piece.padded_piece_size if piece else None,
+        "output": out_path,
+        "profile": args.profile,
+    }
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"root {doc['root_cid']}")
+        if piece is not None:
+            print(f"piece_cid {piece.piece_cid_v1}")
+        sys.stderr.write(f"wrote {out_path}: {result.car_size} bytes, {result.block_count} blocks\n")
+    return 0
+
+
+# ---------------------------------------------------------------- root, ls, verify
+
+def _open_error(exc) -> OperationFailed:
+    return OperationFailed(f"bad CAR: {exc}")
+
+
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise UsageError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a directory, not a CAR file")
+
+
+def cmd_root(args: argparse.Namespace) -> int:
+    from ptolemy_tui.cli.output import print_json
+    from ptolemy_tui.core.carread import CarFile, CarFormatError
+
+    _check_file(args.file)
+    try:
+        with CarFile(args.file) as car:
+            roots, version = car.roots, car.header.version
+    except CarFormatError as exc:
+        raise _open_error(exc) from None
+    if args.json:
+        print_json({"roots": [str(r) for r in roots], "version": version})
+    else:
+        for r in roots:
+            print(r)
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from ptolemy_tui.cli.output import print_json
+    from ptolemy_tui.core.carread import CarFormatError, display_path, ls
+
+    _check_file(args.file)
+    try:
+        entries, problems = ls(args.file)
+    except CarFormatError as exc:
+        raise _open_error(exc) from None
+    if args.json:
+        rows = []
+        for e in entries:
+            row = {"path": display_path(e.path), "cid": str(e.cid), "kind": e.kind}
+            try:
+                e.path.decode("utf-8")
+            except UnicodeDecodeError:
+                row["path_hex"] = e.path.hex()
+            rows.append(row)
+        print_json({"entries": rows, "problems": problems})
+    else:
+        for e in entries:
+            print(f"{e.cid}\t{display_path(e.path)}" if e.path else str(e.cid))
+    if problems:
+        raise OperationFailed(f"incomplete DAG: {problems[0]}"
+                              + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ptolemy_tui.cli.output import print_json
+    from ptolemy_tui.core.carread import CarFormatError, verify
+
+    _check_file(args.file)
+    try:
+        report = verify(args.file)
+    except CarFormatError as exc:
+        if args.json:
+            print_json({"ok": False, "error": str(exc), "offset": exc.offset})
+        raise OperationFailed(f"verify failed: {exc}") from None
+    note = ""
+    if report.unknown_codecs:
+        note = " (links of codec(s) " + ", ".join(f"0x{c:x}" for c in sorted(report.unknown_codecs)) + \
+               " not followed: hashes and root checked only)"
+    if args.json:
+        print_json({"ok": True, "version": report.version, "roots": [str(r) for r in report.roots],
+                    "blocks": report.blocks, "reachable_blocks": report.reachable,
+                    "duplicate_blocks": report.duplicates,
+                    "unfollowed_codecs": sorted(report.unknown_codecs)})
+    else:
+        print(f"ok: CARv{report.version}, {report.blocks} blocks, every hash valid, root present, "
+              f"DAG complete ({report.reachable} blocks reachable){note}")
+    return 0
