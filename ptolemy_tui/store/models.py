@@ -195,6 +195,7 @@ class Worker(BaseModel):
     staging_total = peewee.BigIntegerField(default=0)
     staging_used = peewee.BigIntegerField(default=0)
     staging_free = peewee.BigIntegerField(default=0)
+    space_needed = peewee.BigIntegerField(default=0)  # waiting: the next CAR's predicted size + reserve
     rss = peewee.BigIntegerField(default=0)
     cpu_percent = peewee.DoubleField(default=0.0)
     message = peewee.TextField(null=True)

@@ -1,0 +1,189 @@
+"""`ptolemy build|worker|pause|resume|cancel|retry`: start and steer builds; `--wait` follows one in the terminal."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from humanize import naturalsize
+
+from ptolemy_tui.cli.common import add_command, open_store
+from ptolemy_tui.errors import UsageError
+
+
+def _workers_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a whole number from 1 to 256") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: give a whole number from 1 to 256")
+    return value
+
+
+def register(sub) -> None:
+    p = add_command(sub, "build", "build every pending container into a CAR (detached worker processes)", cmd_build)
+    p.add_argument("name")
+    p.add_argument("--mode", choices=("blitz", "serial"), help="blitz: N workers at once; serial: one CAR at a time "
+                                                                 "within the staging space (default: the project's load type)")
+    p.add_argument("--workers", type=_workers_arg, metavar="N", help="blitz worker processes (default: the project's)")
+    p.add_argument("--wait", action="store_true", help="follow the build here; exit 1 if a container failed")
+    p.add_argument("--force", action="store_true", help="start even if the staging disk looks too small")
+
+    p = add_command(sub, "worker", "run one build worker in the foreground (any host that reaches the store)", cmd_worker)
+    p.add_argument("--project", metavar="NAME", help="the project to work on (default: any that is building)")
+    p.add_argument("--staging", metavar="DIR", help="this host's path of the staging directory")
+    p.add_argument("--source-root", metavar="DIR", help="this host's path of the project's target directory")
+
+    for name, help_text, handler in (
+        ("pause", "workers finish their current container, then wait", cmd_pause),
+        ("resume", "resume a paused build", cmd_resume),
+        ("cancel", "stop a build; in-flight containers go back to pending", cmd_cancel),
+        ("retry", "requeue failed containers", cmd_retry),
+    ):
+        p = add_command(sub, name, help_text, handler)
+        p.add_argument("name")
+
+
+def _mb(rate: float) -> str:
+    return f"{rate / 1e6:.1f} MB/s"
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "ETA -"
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"ETA {h}:{m:02d}:{s:02d}" if h else f"ETA {m}:{s:02d}"
+
+
+def progress_line(doc: dict) -> str:
+    c = doc["containers"]
+    pct = 100.0 * doc["bytes_done"] / doc["bytes_total"] if doc["bytes_total"] else 100.0
+    parts = [f"{c['built']}/{c['total']} built", f"{c['building']} building", f"{c['failed']} failed",
+             f"{naturalsize(doc['bytes_done'], binary=True)}/{naturalsize(doc['bytes_total'], binary=True)} ({pct:.1f}%)",
+             _mb(doc["rate"]), _eta(doc["eta_seconds"])]
+    if doc["paused"]:
+        parts.append("paused")
+    for w in doc["waiting"]:
+        parts.append(f"{w['host']}:{w['pid']} {w['message']}")
+    return ", ".join(parts)
+
+
+def follow(name: str, *, interval: float = 1.0, out=None) -> int:
+    """Print progress until the build ends; 0 if every container is built, 1 otherwise."""
+    from ptolemy_tui.services import build
+    from ptolemy_tui.worker import launch
+
+    out = out or sys.stdout
+    tty = out.isatty()
+    last_plain = 0.0
+    last_line = ""
+    no_workers_since = None
+    while True:
+        doc = build.build_progress(name)
+        line = progress_line(doc)
+        if tty:
+            out.write("\r\x1b[K" + line)
+            out.flush()
+        elif line != last_line and (time.monotonic() - last_plain >= 5 or doc["finished"]):
+            out.write(line + "\n")
+            out.flush()
+            last_plain, last_line = time.monotonic(), line
+        if doc["finished"]:
+            break
+        if not doc["workers"] and not launch.children():
+            # Nobody is working on it and none of our workers is starting up: it will not finish by itself.
+            no_workers_since = no_workers_since or time.monotonic()
+            if time.monotonic() - no_workers_since > 10:
+                if tty:
+                    out.write("\n")
+                sys.stderr.write(f"ptolemy: no worker is building {name} any more; see the logs in "
+                                 f"{launch.log_dir()} and run `ptolemy build {name}` again\n")
+                return 1
+        else:
+            no_workers_since = None
+        time.sleep(interval)
+    if tty:
+        out.write("\n")
+    for f in doc["failed"]:
+        sys.stderr.write(f"container {f['seq']} failed after {f['attempts']} attempt(s): {f['error']}\n")
+    out.write(f"{name}: {doc['status']}" + (f" ({doc['message']})" if doc.get("message") else "") + "\n")
+    return 0 if doc["status"] == "built" and not doc["failed"] else 1
+
+
+def cmd_build(args) -> int:
+    from ptolemy_tui.services import build
+    from ptolemy_tui.worker import launch
+
+    open_store(args)
+    pids = build.start_build(args.name, mode=args.mode, workers=args.workers, force=args.force)
+    print(f"build of {args.name} started: {len(pids)} worker(s), pids {' '.join(map(str, pids))}; "
+          f"logs in {launch.log_dir()}")
+    if not args.wait:
+        print(f"the workers run on their own; follow them with `ptolemy status {args.name}`")
+        return 0
+    return follow(args.name)
+
+
+def cmd_worker(args) -> int:
+    from ptolemy_tui.services import projects
+    from ptolemy_tui.worker.main import WorkerOptions, run_worker
+
+    open_store(args)
+    handler = logging.StreamHandler(sys.stderr)  # a foreground worker shows what it does
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    if args.project:
+        project = projects.get(args.project)
+        if project.status != "building":
+            raise UsageError(f"project {project.name} is not building (it is {project.status}): "
+                             f"start it with `ptolemy build {project.name}`")
+    return run_worker(WorkerOptions(project=args.project, staging=args.staging, source_root=args.source_root))
+
+
+def cmd_pause(args) -> int:
+    from ptolemy_tui.services import build
+
+    open_store(args)
+    build.pause(args.name)
+    print(f"{args.name} paused: workers finish their current container, then wait (`ptolemy resume {args.name}`)")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from ptolemy_tui.services import build
+
+    open_store(args)
+    build.resume(args.name)
+    print(f"{args.name} resumed")
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    from ptolemy_tui.services import build
+
+    open_store(args)
+    result = build.cancel(args.name)
+    left = build.wait_for_workers(args.name, timeout=15) if result["workers"] else 0
+    print(f"{args.name} cancelled: {result['requeued']} in-flight container(s) back to pending"
+          + (f"; {left} worker(s) still stopping" if left else ""))
+    return 0
+
+
+def cmd_retry(args) -> int:
+    from ptolemy_tui.services import build
+
+    open_store(args)
+    n = build.retry(args.name)
+    if not n:
+        print(f"{args.name}: no failed containers")
+        return 0
+    from ptolemy_tui.services import projects
+
+    running = build.running_workers(projects.get(args.name))
+    print(f"{args.name}: {n} failed container(s) requeued"
+          + ("; the running workers take them" if running else f"; start them with `ptolemy build {args.name}`"))
+    return 0

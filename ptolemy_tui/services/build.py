@@ -1,0 +1,254 @@
+"""Builds: start (spawning detached worker processes), pause, resume, cancel, retry, and the live progress the
+CLI's `--wait` and the TUI show. Workers are told what to do only through the store (Project.status,
+Project.paused, container claims), so these work the same for workers on other hosts.
+
+Semantics:
+- pause: workers finish the container in hand, then idle (registered, heartbeat on) until resume or cancel.
+- cancel: the build stops now. In-flight containers go back to pending, their partial files are removed (here
+  and, on other hosts, by their workers, which notice within a second that their claim is gone and stop); built
+  CARs stay. The project returns to "containerized": `ptolemy build` continues where it stopped.
+- retry: failed containers go back to pending (attempt count and last error kept; every failure's message is in
+  the event log). Running workers pick them up; otherwise `ptolemy build` does.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import peewee
+import psutil
+
+from ptolemy_tui.core.sizes import format_size
+from ptolemy_tui.errors import OperationFailed, UsageError
+from ptolemy_tui.services import events, projects
+from ptolemy_tui.store.models import Container, Project, Worker, database, now
+from ptolemy_tui.store.queries import live_workers
+from ptolemy_tui.worker import launch, settings, staging
+from ptolemy_tui.worker.staging import human as _h
+
+MODES = ("blitz", "serial")
+
+
+def _project(project: Project | str) -> Project:
+    if isinstance(project, str):
+        return projects.get(project)
+    return Project.get_by_id(project.id)  # fresh: workers change it behind our back
+
+
+def running_workers(project: Project) -> list[Worker]:
+    """Live workers of the project: a fresh heartbeat, and on this host a process that still exists."""
+    host = settings.hostname()
+    return [w for w in live_workers(project) if w.host != host or psutil.pid_exists(w.pid)]
+
+
+def _by_state(project: Project) -> dict[str, int]:
+    rows = Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
+        Container.project == project.id).group_by(Container.state).tuples()
+    return {state: int(n) for state, n in rows}
+
+
+def _todo_sizes(project: Project) -> list[int]:
+    return [size for (size,) in Container.select(Container.predicted_size).where(
+        (Container.project == project.id) & (Container.state.in_(("pending", "building")))).tuples()]
+
+
+def check_space(project: Project, mode: str) -> str | None:
+    """Why the staging disk cannot take this build, with the numbers; None when it can."""
+    sizes = _todo_sizes(project)
+    if not sizes:
+        return None
+    disk = staging.disk_usage(project.staging_dir)
+    reserve = settings.staging_reserve(disk.total)
+    budget = project.staging_budget
+    if mode == "blitz":
+        total = sum(sizes)
+        if total > disk.free:
+            return (f"staging {project.staging_dir} is short: {len(sizes)} CARs need {_h(total)} ({total:,} bytes), "
+                    f"free {_h(disk.free)} ({disk.free:,} bytes); free space, use --mode serial, or --force")
+        if budget is not None and total > budget:
+            return (f"{len(sizes)} CARs need {_h(total)}, over the staging budget {format_size(budget)}; "
+                    f"use --mode serial, raise --staging-budget, or --force")
+        return None
+    largest = max(sizes)
+    if largest + reserve > disk.total:
+        return (f"staging {project.staging_dir} can never hold the largest CAR: it needs {_h(largest)} + reserve "
+                f"{_h(reserve)}, the filesystem is {_h(disk.total)}; use a bigger staging disk or --force")
+    if budget is not None and largest > budget:
+        return (f"the largest CAR needs {_h(largest)}, over the staging budget {format_size(budget)}; "
+                f"raise --staging-budget or --force")
+    return None
+
+
+def start_build(project: Project | str, *, mode: str | None = None, workers: int | None = None,
+                force: bool = False) -> list[int]:
+    """Start detached workers for every pending container; returns their pids."""
+    project = _project(project)
+    projects.require_step(project, "build")
+    mode = (mode or project.load_type or "blitz").lower()
+    if mode not in MODES:
+        raise UsageError(f"--mode {mode!r} is unknown: use blitz or serial")
+    count = workers if workers is not None else project.workers
+    if not isinstance(count, int) or not 1 <= count <= 256:
+        raise UsageError(f"--workers {count!r} is out of range: give a whole number from 1 to 256")
+    running = running_workers(project)
+    if running:
+        raise UsageError(f"a build of {project.name} is already running with {len(running)} worker(s): "
+                         f"`ptolemy status {project.name}`, or `ptolemy cancel {project.name}` first")
+    with database.atomic():
+        # No worker is alive, so a container still "building" lost its worker (killed, host down): requeue it
+        # now rather than waiting for its lease to expire.
+        orphans = Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0).where(
+            (Container.project == project.id) & (Container.state == "building")).execute()
+    by_state = _by_state(project)
+    todo = by_state.get("pending", 0)
+    if not todo:
+        if by_state.get("failed"):
+            raise UsageError(f"nothing to build in {project.name}: {by_state['failed']} container(s) failed; "
+                             f"`ptolemy retry {project.name}` requeues them")
+        if not sum(by_state.values()):
+            raise UsageError(f"project {project.name} has no containers: `ptolemy containerize {project.name}` first")
+        raise UsageError(f"nothing to build in {project.name}: all {by_state.get('built', 0)} containers are built; "
+                         f"next: `ptolemy manifest {project.name}`")
+    problem = check_space(project, mode)
+    if problem and not force:
+        raise OperationFailed(f"refusing to build {project.name}: {problem}")
+    spawn = 1 if mode == "serial" else min(count, todo)
+    with database.atomic():
+        Project.update(status="building", message=None, paused=False, load_type=mode, updated_at=now()).where(
+            Project.id == project.id).execute()
+        events.record(project, f"build started: {mode}, {spawn} worker(s), {todo} container(s) to build"
+                               + (f", {orphans} orphaned container(s) requeued" if orphans else "")
+                               + (f" (forced past: {problem})" if problem else ""),
+                      level="warning" if problem else "info")
+    os.makedirs(staging.project_dir(project.staging_dir, project.name), exist_ok=True)
+    return launch.spawn_workers(project.name, spawn)
+
+
+def _require_building(project: Project, verb: str) -> None:
+    if project.status != "building":
+        raise UsageError(f"cannot {verb} {project.name}: no build is running (it is {project.status})")
+
+
+def pause(project: Project | str) -> None:
+    """Workers finish the container in hand, then wait."""
+    project = _project(project)
+    _require_building(project, "pause")
+    Project.update(paused=True, updated_at=now()).where(Project.id == project.id).execute()
+    events.record(project, "build paused: workers finish their current container, then wait")
+
+
+def resume(project: Project | str) -> None:
+    project = _project(project)
+    _require_building(project, "resume")
+    Project.update(paused=False, updated_at=now()).where(Project.id == project.id).execute()
+    events.record(project, "build resumed")
+
+
+def cancel(project: Project | str) -> dict[str, int]:
+    """Stop the build: in-flight containers back to pending, partial files removed, workers exit."""
+    project = _project(project)
+    _require_building(project, "cancel")
+    with database.atomic():
+        inflight = list(Container.select(Container.id, Container.seq).where(
+            (Container.project == project.id) & (Container.state == "building")))
+        Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0, started_at=None).where(
+            Container.id.in_([c.id for c in inflight])).execute()
+        by_state = _by_state(project)
+        built, total = by_state.get("built", 0), sum(by_state.values())
+        Project.update(status="containerized", paused=False, updated_at=now(),
+                       message=f"build cancelled with {built} of {total} built: `ptolemy build {project.name}` "
+                               f"continues").where(Project.id == project.id).execute()
+        events.record(project, f"build cancelled: {len(inflight)} in-flight container(s) back to pending, "
+                               f"{built} of {total} built", level="warning")
+    for box in inflight:  # the workers remove theirs too; this covers workers that are already dead
+        try:
+            os.unlink(staging.part_path(project.staging_dir, project.name, box.seq))
+        except OSError:
+            pass
+    return {"requeued": len(inflight), "workers": len(running_workers(project))}
+
+
+def retry(project: Project | str) -> int:
+    """Failed containers back to pending; returns how many."""
+    project = _project(project)
+    if project.status not in ("building", "failed", "built", "containerized"):
+        raise UsageError(f"cannot retry {project.name}: it is {project.status}")
+    with database.atomic():
+        n = Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0,
+                             started_at=None, finished_at=None).where(
+            (Container.project == project.id) & (Container.state == "failed")).execute()
+        if n and project.status != "building":
+            Project.update(status="containerized", updated_at=now(),
+                           message=f"{n} failed container(s) requeued: `ptolemy build {project.name}`").where(
+                Project.id == project.id).execute()
+        if n:
+            events.record(project, f"{n} failed container(s) requeued")
+    return n
+
+
+def wait_for_workers(project: Project | str, timeout: float) -> int:
+    """Wait until no live worker of the project is left (after a cancel); returns how many are still alive."""
+    import time
+
+    project = _project(project)
+    deadline = time.monotonic() + timeout
+    while True:
+        launch.reap()
+        left = running_workers(project)
+        if not left or time.monotonic() > deadline:
+            return len(left)
+        time.sleep(0.25)
+
+
+def build_progress(project: Project | str) -> dict[str, Any]:
+    """Everything a progress view needs, from one look at the store."""
+    project = _project(project)
+    launch.reap()
+    by_state = _by_state(project)
+    sums = dict(Container.select(Container.state, peewee.fn.COALESCE(peewee.fn.SUM(Container.data_bytes), 0)).where(
+        Container.project == project.id).group_by(Container.state).tuples())
+    in_flight = Container.select(peewee.fn.COALESCE(peewee.fn.SUM(Container.bytes_done), 0)).where(
+        (Container.project == project.id) & (Container.state == "building")).scalar() or 0
+    bytes_total = int(sum(sums.values()))
+    bytes_done = int(sums.get("built", 0)) + int(in_flight)
+    bytes_failed = int(sums.get("failed", 0))
+    workers = running_workers(project)
+    rate = sum(w.rate for w in workers if w.state == "building")
+    remaining = max(0, bytes_total - bytes_done - bytes_failed)
+    latest = (Worker.select().where(Worker.project == project.id).order_by(Worker.heartbeat_at.desc()).first())
+    stg = None
+    if latest is not None and latest.staging_total:
+        stg = {"total": latest.staging_total, "used": latest.staging_used, "free": latest.staging_free,
+               "reported_at": latest.heartbeat_at, "host": latest.host}
+    failed = [{"seq": c.seq, "attempts": c.attempts, "error": c.error} for c in Container.select(
+        Container.seq, Container.attempts, Container.error).where(
+        (Container.project == project.id) & (Container.state == "failed")).order_by(Container.seq)]
+    return {
+        "project": project.name,
+        "status": project.status,
+        "message": project.message,
+        "paused": bool(project.paused),
+        "mode": project.load_type,
+        "containers": {state: by_state.get(state, 0) for state in ("pending", "building", "built", "failed", "cancelled")}
+        | {"total": sum(by_state.values())},
+        "bytes_total": bytes_total,
+        "bytes_done": bytes_done,
+        "bytes_failed": bytes_failed,
+        "rate": rate,
+        "eta_seconds": (remaining / rate) if rate > 0 else None,
+        "staging": stg,
+        "workers": [_worker_doc(w) for w in workers],
+        "waiting": [{"host": w.host, "pid": w.pid, "needed": w.space_needed, "free": w.staging_free,
+                     "total": w.staging_total, "budget": project.staging_budget, "message": w.message}
+                    for w in workers if w.state == "waiting"],
+        "failed": failed,
+        "finished": project.status != "building",
+    }
+
+
+def _worker_doc(w: Worker) -> dict[str, Any]:
+    return {"host": w.host, "pid": w.pid, "state": w.state, "message": w.message, "container_id": w.container_id,
+            "bytes_done": w.bytes_done, "bytes_total": w.bytes_total, "rate": w.rate, "rss": w.rss,
+            "cpu_percent": w.cpu_percent, "staging_total": w.staging_total, "staging_used": w.staging_used,
+            "staging_free": w.staging_free, "space_needed": w.space_needed, "heartbeat_at": w.heartbeat_at,
+            "started_at": w.started_at}

@@ -1,0 +1,151 @@
+"""Claiming containers so that no two workers, on any host, ever build the same one at the same time.
+
+A claim is a lease: state "building", claimed_by = the worker, lease_expires_at = now + lease. The worker's
+report thread renews it every second; a worker killed with -9 stops renewing, and once the lease has expired
+any worker may claim the container again (it removes the partial file first, see container.py).
+
+Atomicity: on PostgreSQL the candidate row is locked with SELECT … FOR UPDATE SKIP LOCKED, so racing workers
+each take a different row without waiting; on SQLite the claim runs in a BEGIN IMMEDIATE transaction, which
+takes the database's write lock before reading, so claims are serialised.
+
+Serial builds build one container at a time across all workers and hosts: the claim also checks that no other
+container holds a live lease, and on PostgreSQL it first locks the project row so two claimers cannot both see
+"nobody is building".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import peewee
+
+from ptolemy_tui.store.db import is_postgres
+from ptolemy_tui.store.models import Car, CarEntry, Container, Event, Project, database, now
+
+
+@dataclass
+class Claim:
+    container: Container
+    reclaimed_from: str | None  # the previous owner when a lease had expired
+
+
+def _claimable(project_id: int, at: float):
+    return (Container.project == project_id) & (
+        (Container.state == "pending") | ((Container.state == "building") & (Container.lease_expires_at < at)))
+
+
+def _live_building(project_id: int, at: float, exclude: int | None = None):
+    query = Container.select(Container.id).where(
+        (Container.project == project_id) & (Container.state == "building") & (Container.lease_expires_at >= at))
+    if exclude is not None:
+        query = query.where(Container.id != exclude)
+    return query
+
+
+def peek_next(project_id: int) -> Container | None:
+    """The container the next claim would most likely take (serial builds check its size before claiming)."""
+    return Container.select().where(_claimable(project_id, now())).order_by(Container.seq).first()
+
+
+def claim_next(project_id: int, owner: str, lease: float, *, serial: bool = False) -> Claim | None:
+    """Atomically take the lowest-numbered claimable container of the project, or None."""
+    pg = is_postgres()
+    with (database.atomic() if pg else database.atomic("IMMEDIATE")):
+        at = now()
+        if pg and serial:
+            # Serialise the claimers of a serial build on the project row (held until commit).
+            Project.select(Project.id).where(Project.id == project_id).for_update().execute()
+        query = Container.select().where(_claimable(project_id, at)).order_by(Container.seq).limit(1)
+        if pg:
+            query = query.for_update(skip_locked=True)
+        candidate = query.first()
+        if candidate is None:
+            return None
+        if serial and _live_building(project_id, at).exists():
+            return None
+        previous = candidate.claimed_by if candidate.state == "building" else None
+        Container.update(
+            state="building", claimed_by=owner, lease_expires_at=at + lease, attempts=Container.attempts + 1,
+            bytes_done=0, started_at=at, finished_at=None,
+        ).where(Container.id == candidate.id).execute()
+        Event.create(project=project_id, level="warning" if previous else "debug",
+                     text=(f"container {candidate.seq} reclaimed by {owner}: the lease of {previous} expired"
+                           if previous else f"container {candidate.seq} claimed by {owner}"))
+    return Claim(Container.get_by_id(candidate.id), previous)
+
+
+def renew(container_id: int, owner: str, lease: float, bytes_done: int) -> bool:
+    """Extend the lease and record progress. False: the claim is gone (cancelled, or taken over)."""
+    return Container.update(lease_expires_at=now() + lease, bytes_done=bytes_done).where(
+        (Container.id == container_id) & (Container.claimed_by == owner) & (Container.state == "building")
+    ).execute() == 1
+
+
+def still_mine(container_id: int, owner: str) -> bool:
+    return Container.select().where(
+        (Container.id == container_id) & (Container.claimed_by == owner) & (Container.state == "building")
+    ).exists()
+
+
+def release(container_id: int, owner: str, *, undo_attempt: bool = False) -> None:
+    """Give the container back unbuilt (a serial worker that found too little space after claiming)."""
+    changes = dict(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0, started_at=None)
+    if undo_attempt:
+        changes["attempts"] = Container.attempts - 1
+    Container.update(**changes).where(
+        (Container.id == container_id) & (Container.claimed_by == owner) & (Container.state == "building")).execute()
+
+
+def mark_failed(container: Container, owner: str, error: str) -> bool:
+    """Record a failed attempt; the message also goes to the event log so every failure's reason is kept."""
+    with database.atomic():
+        done = Container.update(state="failed", error=error, lease_expires_at=None, finished_at=now()).where(
+            (Container.id == container.id) & (Container.claimed_by == owner) & (Container.state == "building")
+        ).execute() == 1
+        if done:
+            Event.create(project=container.project_id, level="error",
+                         text=f"container {container.seq} failed (attempt {container.attempts}, {owner}): {error}")
+    return done
+
+
+def mark_built(container: Container, owner: str, car_fields: dict, entries: list[dict]) -> bool:
+    """Record the CAR and its entries and mark the container built, all or nothing, if the claim still holds."""
+    with database.atomic():
+        at = now()
+        done = Container.update(state="built", error=None, lease_expires_at=None, finished_at=at,
+                                bytes_done=container.data_bytes).where(
+            (Container.id == container.id) & (Container.claimed_by == owner) & (Container.state == "building")
+        ).execute() == 1
+        if not done:
+            return False
+        Car.delete().where(Car.container == container.id).execute()  # a record left by an earlier build
+        car = Car.create(project=container.project_id, container=container.id, built_at=at, **car_fields)
+        for start in range(0, len(entries), 500):
+            CarEntry.insert_many([dict(row, car=car.id) for row in entries[start:start + 500]]).execute()
+        Event.create(project=container.project_id,
+                     text=f"container {container.seq} built: {car_fields['piece_cid']} "
+                          f"({car_fields['car_size']:,} bytes, {car_fields['seconds']:.1f}s on {car_fields['host']})")
+    return True
+
+
+def counts_by_state(project_id: int) -> dict[str, int]:
+    return dict(Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
+        Container.project == project_id).group_by(Container.state).tuples())
+
+
+def finalize_if_done(project_id: int) -> str | None:
+    """When no container is pending or building, end the build: built, or failed naming the count."""
+    by_state = counts_by_state(project_id)
+    if by_state.get("pending", 0) or by_state.get("building", 0):
+        return None
+    failed = by_state.get("failed", 0)
+    name = Project.get_by_id(project_id).name
+    status, message = ("failed", f"{failed} container(s) failed: see `ptolemy containers {name}`, then "
+                                 f"`ptolemy retry {name}`") if failed else ("built", None)
+    with database.atomic():
+        changed = Project.update(status=status, message=message, updated_at=now()).where(
+            (Project.id == project_id) & (Project.status == "building")).execute()
+        if changed:
+            built = by_state.get("built", 0)
+            Event.create(project=project_id, level="error" if failed else "info",
+                         text=f"build finished: {built} built, {failed} failed")
+    return status if changed else None

@@ -1,0 +1,188 @@
+"""One container, one pass: its items are read straight from the source tree into the CAR writer, whose output
+goes to `<staging>/<project>/container-NNNNNN.car.part` and, byte for byte as it is written, to the CommP hasher
+(the 59-byte header, known last, is handed over at the end). fsync, then rename to `<pieceCID>.car`: a file with
+that name is always complete. Any failure removes the partial file.
+
+Before a source file is read its size and mtime are compared with the scan: a change fails the container
+("source changed since scan: PATH") rather than putting bytes nobody scanned into a CAR.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+from ptolemy_tui.core.car import CARV1_HEADER_LENGTH, SourceChanged, SourceEntry, write_car
+from ptolemy_tui.core.commp import CommP
+from ptolemy_tui.store.fields import path_text
+from ptolemy_tui.store.models import Container, ContainerItem, File, Project
+from ptolemy_tui.worker import claims, dbretry, staging
+from ptolemy_tui.worker.reporter import Reporter
+
+log = logging.getLogger(__name__)
+
+COMMP_THREADS = 2  # the CAR writer and two hashing threads keep two cores busy even in a serial build
+
+
+class Aborted(Exception):
+    """The claim is gone (cancel, or another worker took over after an expired lease): stop, keep nothing."""
+
+
+class ContainerFailed(Exception):
+    """The container cannot be built as scanned; the message is what the operator reads."""
+
+
+@dataclass
+class Outcome:
+    status: str  # built, failed, aborted
+    message: str = ""
+    enospc: bool = False
+    car_path: str | None = None
+
+
+def _entries(container: Container, source_root: str) -> tuple[list[SourceEntry], dict[bytes, tuple], list[dict]]:
+    """SourceEntries in item order, the scan facts to check per CAR path, and CarEntry rows to fill in."""
+    root = os.fsencode(source_root)
+    entries, expected, rows = [], {}, []
+    query = (ContainerItem.select(ContainerItem, File).join(File)
+             .where(ContainerItem.container == container.id).order_by(ContainerItem.seq))
+    for item in query:
+        f = item.file
+        source = os.path.join(root, f.path)
+        kind = "symlink" if f.kind == "symlink" else "file"
+        entries.append(SourceEntry(dag_path=item.car_path, source=source, offset=item.offset, length=item.length,
+                                   kind=kind, link_target=f.link_target or b""))
+        expected[item.car_path] = (f.path, f.size, f.mtime_ns, kind, f.link_target or b"")
+        rows.append(dict(path=item.car_path, file=f.id, offset=item.offset, length=item.length))
+    return entries, expected, rows
+
+
+def _describe_oserror(exc: OSError, part: str) -> tuple[str, bool]:
+    name = errno.errorcode.get(exc.errno or 0, "")
+    where = os.fsdecode(exc.filename) if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the staging disk while writing {where or part} (ENOSPC)", True
+    if exc.errno == errno.ENOENT and where:
+        return f"source file vanished since scan: {where}", False
+    text = exc.strerror or str(exc)
+    return f"{text} ({name}){': ' + where if where else ''}", False
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def build(project: Project, container: Container, *, staging_dir: str, source_root: str, owner: str, host: str,
+          reporter: Reporter, profile: str = "kubo") -> Outcome:
+    """Build one claimed container into staging and record it. Never raises for a per-container problem."""
+    part = staging.part_path(staging_dir, project.name, container.seq)
+    entries, expected, rows = dbretry.retrying(lambda: _entries(container, source_root), "reading items")
+    started = time.monotonic()
+
+    def before_read(entry: SourceEntry) -> None:
+        if reporter.claim_lost.is_set():
+            raise Aborted()
+        rel, size, mtime_ns, kind, target = expected[entry.dag_path]
+        shown = path_text(rel)
+        try:
+            st = os.lstat(entry.source)
+        except FileNotFoundError:
+            raise ContainerFailed(f"source file vanished since scan: {shown}") from None
+        if kind == "symlink":
+            if os.readlink(os.fsencode(entry.source)) != target:
+                raise ContainerFailed(f"source changed since scan: {shown}")
+            return
+        if st.st_size != size or st.st_mtime_ns != mtime_ns:
+            raise ContainerFailed(f"source changed since scan: {shown}")
+
+    def on_progress(done: int) -> None:
+        reporter.progress(done)
+        if reporter.claim_lost.is_set():
+            raise Aborted()
+
+    ours: list[int] = []  # the inode of the partial file we created, to never remove another worker's
+
+    try:
+        os.makedirs(os.path.dirname(part), exist_ok=True)
+        _remove(part)  # a partial file left by a worker that died (or was cancelled) with this container
+        hasher = CommP(deferred_prefix=CARV1_HEADER_LENGTH, threads=COMMP_THREADS)
+        try:
+            with open(part, "xb") as out:
+                ours.append(os.fstat(out.fileno()).st_ino)
+                result = write_car(entries, out, profile=profile, sink=hasher, before_read=before_read,
+                                   on_progress=on_progress)
+                out.flush()
+                os.fsync(out.fileno())
+            piece = hasher.digest()
+        finally:
+            hasher.close()
+        if piece.payload_size != result.car_size:
+            raise ContainerFailed(f"internal error: CommP saw {piece.payload_size} bytes, the CAR has {result.car_size}")
+        # Another worker may have taken the container over (our lease expired during a stall) and be writing
+        # the same .part path now: only rename the file that is ours, and only while the claim is ours.
+        if reporter.claim_lost.is_set() or not dbretry.retrying(lambda: claims.still_mine(container.id, owner),
+                                                               "checking the claim"):
+            raise Aborted()
+        if os.stat(part).st_ino != ours[0]:
+            raise Aborted()
+        final = staging.car_path(staging_dir, project.name, piece.piece_cid_v1)
+        os.rename(part, final)
+        _fsync_dir(os.path.dirname(final))
+    except Aborted:
+        _remove_if_ours(part, ours)
+        return Outcome("aborted", "the claim was cancelled or taken over")
+    except ContainerFailed as exc:
+        _remove_if_ours(part, ours)
+        return _fail(container, owner, str(exc))
+    except SourceChanged as exc:
+        _remove_if_ours(part, ours)
+        return _fail(container, owner, f"source changed since scan: {exc}")
+    except OSError as exc:
+        _remove_if_ours(part, ours)
+        message, enospc = _describe_oserror(exc, part)
+        return _fail(container, owner, message, enospc=enospc)
+    except Exception as exc:  # noqa: BLE001 - a bug must fail one container, not kill the worker mid-build
+        log.exception("container %s: unexpected error", container.seq)
+        _remove_if_ours(part, ours)
+        return _fail(container, owner, f"internal error: {exc.__class__.__name__}: {exc}")
+
+    seconds = time.monotonic() - started
+    car_fields = dict(path=final, payload_cid=str(result.root_cid), piece_cid=piece.piece_cid_v1,
+                      piece_cid_v2=piece.piece_cid_v2, car_size=result.car_size,
+                      padded_piece_size=piece.padded_piece_size, seconds=round(seconds, 3), host=host)
+    cids = {path: str(cid) for path, cid in result.entry_cids}
+    entry_rows = [dict(row, cid=cids[row["path"]]) for row in rows if row["path"] in cids]
+    recorded = dbretry.retrying(lambda: claims.mark_built(container, owner, car_fields, entry_rows), "recording the CAR")
+    if not recorded:
+        # The claim went away between the rename and the record. The CAR is complete and byte-identical to
+        # what a rebuild writes under the same name, so it is left in place for that rebuild to replace.
+        return Outcome("aborted", "the claim was cancelled or taken over before the CAR was recorded", car_path=final)
+    return Outcome("built", car_path=final)
+
+
+def _remove_if_ours(part: str, ours: list[int]) -> None:
+    """Remove our partial file, but not one a worker that took the container over has since created there."""
+    try:
+        if ours and os.stat(part).st_ino == ours[0]:
+            os.unlink(part)
+    except FileNotFoundError:
+        pass
+
+
+def _fail(container: Container, owner: str, message: str, *, enospc: bool = False) -> Outcome:
+    log.error("container %s failed: %s", container.seq, message)
+    dbretry.retrying(lambda: claims.mark_failed(container, owner, message), "recording a failure")
+    return Outcome("failed", message, enospc=enospc)

@@ -1,0 +1,73 @@
+"""Starting worker subprocesses that outlive whoever started them (the TUI, an SSH session, `ptolemy build`).
+
+Each is `python -m ptolemy_tui worker --project NAME` in its own session (no controlling terminal, so a hangup
+does not reach it), stdin from /dev/null, stdout/stderr appended to a log file in the XDG state dir. The store
+URL travels in the environment (PTOLEMY_DB), not on the command line, where `ps` would show its password.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import peewee
+
+from ptolemy_tui import paths
+from ptolemy_tui.store.models import database
+
+_CHILDREN: list[subprocess.Popen] = []  # reaped by reap() so a long-lived TUI does not collect zombies
+
+
+def store_url(db: peewee.Database | None = None) -> str:
+    """The URL of the open store, for a child process to open the same one."""
+    db = db if db is not None else database.obj
+    if isinstance(db, peewee.SqliteDatabase):
+        return f"sqlite:///{os.path.abspath(db.database)}"
+    if isinstance(db, peewee.PostgresqlDatabase):
+        params = db.connect_params
+        user = urllib.parse.quote(params.get("user") or "", safe="")
+        password = params.get("password")
+        auth = f"{user}:{urllib.parse.quote(password, safe='')}@" if password else (f"{user}@" if user else "")
+        host = params.get("host") or "localhost"
+        port = params.get("port") or 5432
+        return f"postgresql://{auth}{host}:{port}/{urllib.parse.quote(db.database, safe='')}"
+    raise RuntimeError(f"cannot hand a {type(db).__name__} store to a worker process")
+
+
+def log_dir() -> str:
+    path = os.path.join(paths.state_dir(), "workers")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def spawn_workers(project_name: str, count: int, *, extra_env: dict[str, str] | None = None) -> list[int]:
+    """Start `count` detached workers for the project; returns their pids."""
+    env = dict(os.environ)
+    env["PTOLEMY_DB"] = store_url()
+    env.update(extra_env or {})
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    pids = []
+    for n in range(count):
+        log_path = os.path.join(log_dir(), f"{project_name}-{stamp}-{n + 1}.log")
+        with open(log_path, "ab") as log_file:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ptolemy_tui", "worker", "--project", project_name],
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                start_new_session=True, close_fds=True, cwd="/",
+            )
+        _CHILDREN.append(proc)
+        pids.append(proc.pid)
+    return pids
+
+
+def reap() -> list[tuple[int, int]]:
+    """Collect exited children of this process: [(pid, returncode)]."""
+    done = [(p.pid, p.returncode) for p in _CHILDREN if p.poll() is not None]
+    _CHILDREN[:] = [p for p in _CHILDREN if p.returncode is None]
+    return done
+
+
+def children() -> list[subprocess.Popen]:
+    return list(_CHILDREN)

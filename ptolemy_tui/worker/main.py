@@ -1,0 +1,136 @@
+"""The worker process: register, then claim and build containers until the build is over.
+
+Loop, each turn re-reading the project (the store is how the operator talks to workers, on every host):
+- the project is no longer "building" (cancelled, finished) → stop;
+- paused → stay registered and idle (state "idle", message "paused") until resumed or cancelled; the container
+  being built when the pause came is finished first;
+- serial → before claiming, the next container's predicted CAR size plus a reserve must fit the staging disk and
+  the project's staging budget; otherwise state "waiting" (waiting for staging space) with the numbers, and poll;
+- claim (a lease, see claims.py) and build (container.py); nothing claimable → if nothing is pending or building
+  either, end the build and stop; else (others are building) idle and poll, ready to take over an expired lease.
+SIGTERM/SIGINT: the container in hand is given back (pending) and its partial file removed, then the worker stops.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass
+
+from ptolemy_tui.store.models import Container, Project, Worker, now
+from ptolemy_tui.worker import claims, container as container_build, dbretry, settings
+from ptolemy_tui.worker.reporter import Reporter
+from ptolemy_tui.worker.staging import check_serial
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerOptions:
+    project: str | None = None  # None: any project that is building
+    staging: str | None = None  # overrides the project's staging_dir on this host
+    source_root: str | None = None  # overrides the project's target_dir on this host
+    once: bool = False  # stop after one container (tests, debugging)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _find_project(name: str | None) -> Project | None:
+    query = Project.select().where(Project.status == "building")
+    if name is not None:
+        return Project.get_or_none(Project.name == name)
+    return query.order_by(Project.id).first()
+
+
+def run_worker(options: WorkerOptions) -> int:
+    """Run until the build is over. Returns 0, or 1 if this worker saw a container fail."""
+    timing = settings.timing()
+    host = settings.hostname()
+    pid = os.getpid()
+    project = dbretry.retrying(lambda: _find_project(options.project), "finding the project")
+    if project is None:
+        log.info("no project to build%s", f" named {options.project}" if options.project else "")
+        return 0
+    staging_dir = options.staging or project.staging_dir
+    source_root = options.source_root or project.target_dir
+    worker = dbretry.retrying(lambda: Worker.create(host=host, pid=pid, project=project.id, state="idle",
+                                                    started_at=now(), heartbeat_at=now()), "registering")
+    owner = f"{host}:{pid}:{worker.id}"
+    reporter = Reporter(worker.id, owner, staging_dir, timing.lease, timing.report)
+    wake = threading.Event()
+    stopping = threading.Event()
+
+    def on_signal(signum, _frame):
+        stopping.set()
+        wake.set()
+        reporter.claim_lost.set()  # makes the builder stop at its next read; the claim is released below
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+    reporter.report_now()
+    reporter.start()
+    log.info("worker %s started on project %s (staging %s, source %s)", owner, project.name, staging_dir, source_root)
+    failed_any = False
+    try:
+        while not stopping.is_set():
+            project = dbretry.retrying(lambda: Project.get_or_none(Project.id == project.id), "reading the project")
+            if project is None or project.status != "building":
+                break
+            if project.paused:
+                reporter.set("idle", "paused")
+                wake.wait(timing.poll)
+                continue
+            serial = project.load_type == "serial"
+            if serial:
+                nxt = dbretry.retrying(lambda: claims.peek_next(project.id), "looking for work")
+                if nxt is not None:
+                    check = check_serial(staging_dir, project.name, nxt.predicted_size, project.staging_budget)
+                    if not check.ok:
+                        reporter.set("waiting", check.reason, space_needed=check.needed)
+                        wake.wait(timing.poll)
+                        continue
+            claim = dbretry.retrying(lambda: claims.claim_next(project.id, owner, timing.lease, serial=serial),
+                                     "claiming a container")
+            if claim is None:
+                if dbretry.retrying(lambda: claims.finalize_if_done(project.id), "finishing the build") or \
+                        not _anything_left(project.id):
+                    break
+                reporter.set("idle", "waiting for other workers to finish")
+                wake.wait(timing.poll)
+                continue
+            box = claim.container
+            if serial:
+                check = check_serial(staging_dir, project.name, box.predicted_size, project.staging_budget)
+                if not check.ok:  # another container than the one peeked at, and it does not fit
+                    dbretry.retrying(lambda: claims.release(box.id, owner, undo_attempt=True), "releasing")
+                    continue
+            reporter.set("building", f"container {box.seq}", container_id=box.id, bytes_total=box.data_bytes)
+            outcome = container_build.build(project, box, staging_dir=staging_dir, source_root=source_root,
+                                            owner=owner, host=host, reporter=reporter)
+            reporter.set("idle")
+            if outcome.status == "failed":
+                failed_any = True
+            if outcome.status == "aborted" and stopping.is_set():
+                # Our own stop (SIGTERM): hand the container back now instead of leaving it to lease expiry.
+                dbretry.retrying(lambda: claims.release(box.id, owner), "releasing")
+            if options.once:
+                break
+    finally:
+        reporter.set("stopped")
+        reporter.stop()
+        try:
+            dbretry.retrying(lambda: Worker.update(state="stopped", container=None, message=None, heartbeat_at=now())
+                             .where(Worker.id == worker.id).execute(), "unregistering", patience=30)
+        except dbretry.TRANSIENT:
+            log.warning("could not mark worker %s stopped; it leaves the live view when its heartbeat ages", owner)
+        log.info("worker %s stopped", owner)
+    return 1 if failed_any else 0
+
+
+def _anything_left(project_id: int) -> bool:
+    by_state = dbretry.retrying(lambda: claims.counts_by_state(project_id), "counting containers")
+    return bool(by_state.get("pending", 0) or by_state.get("building", 0))

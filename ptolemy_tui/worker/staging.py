@@ -1,0 +1,96 @@
+"""The staging disk: where a project's CARs go, how full it is, and whether the next CAR fits.
+
+Serial builds never overfill it: before each container the free space must cover the container's predicted
+CAR size plus a reserve, and the project's own files in staging plus that CAR must stay within the project's
+staging budget (when it has one). Blitz builds check the whole build once, before starting.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import psutil
+
+from ptolemy_tui.worker.settings import staging_reserve
+
+
+def project_dir(staging_dir: str, project_name: str) -> str:
+    return os.path.join(staging_dir, project_name)
+
+
+def part_path(staging_dir: str, project_name: str, seq: int) -> str:
+    """Where container `seq` is written; it only gets its final `<pieceCID>.car` name once complete."""
+    return os.path.join(project_dir(staging_dir, project_name), f"container-{seq:06d}.car.part")
+
+
+def car_path(staging_dir: str, project_name: str, piece_cid: str) -> str:
+    return os.path.join(project_dir(staging_dir, project_name), f"{piece_cid}.car")
+
+
+@dataclass(frozen=True)
+class Disk:
+    total: int
+    used: int
+    free: int
+
+
+def disk_usage(path: str) -> Disk:
+    """psutil.disk_usage of the nearest existing ancestor (the staging dir may not exist yet)."""
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe) and os.path.dirname(probe) != probe:
+        probe = os.path.dirname(probe)
+    usage = psutil.disk_usage(probe)
+    return Disk(usage.total, usage.used, usage.free)
+
+
+def project_bytes(staging_dir: str, project_name: str) -> int:
+    """Bytes the project's CARs (finished and partial) occupy in staging now: what counts against its budget."""
+    total = 0
+    try:
+        with os.scandir(project_dir(staging_dir, project_name)) as it:
+            for entry in it:
+                if entry.name.endswith((".car", ".car.part")):
+                    try:
+                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    except OSError:
+                        pass  # removed while we looked
+    except FileNotFoundError:
+        pass
+    return total
+
+
+@dataclass(frozen=True)
+class SpaceCheck:
+    ok: bool
+    needed: int  # predicted CAR size + reserve
+    predicted: int
+    reserve: int
+    disk: Disk
+    budget: int | None
+    project_used: int
+    reason: str = ""
+
+
+def check_serial(staging_dir: str, project_name: str, predicted: int, budget: int | None) -> SpaceCheck:
+    """May a serial worker start a container of `predicted` bytes now?"""
+    from ptolemy_tui.core.sizes import format_size  # noqa: PLC0415 - keep module import light
+
+    disk = disk_usage(staging_dir)
+    reserve = staging_reserve(disk.total)
+    needed = predicted + reserve
+    used = project_bytes(staging_dir, project_name) if budget is not None else 0
+    reason = ""
+    if disk.free < needed:
+        reason = (f"waiting for staging space: need {human(needed)} (CAR {human(predicted)} + reserve {human(reserve)}), "
+                  f"free {human(disk.free)} of {human(disk.total)}")
+    elif budget is not None and used + predicted > budget:
+        reason = (f"waiting for staging space: the project uses {human(used)} of its {format_size(budget)} budget "
+                  f"and the next CAR needs {human(predicted)}")
+    return SpaceCheck(not reason, needed, predicted, reserve, disk, budget, used, reason)
+
+
+def human(n: int) -> str:
+    """Sizes in messages: binary units with one decimal, what an operator compares with `df -h`."""
+    from humanize import naturalsize  # noqa: PLC0415
+
+    return naturalsize(n, binary=True, format="%.1f")
