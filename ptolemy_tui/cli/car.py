@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 import sys
 
 from ptolemy_tui.cli.common import OneLineParser, add_global_options
@@ -47,46 +46,16 @@ def _missing(parser: argparse.ArgumentParser) -> int:
 # ---------------------------------------------------------------- create
 
 def collect_entries(paths: list[str]):
-    """SourceEntry list for PATHs: each path's base name is its top-level name in the DAG."""
-    from ptolemy_tui.core.car import SourceEntry
+    from ptolemy_tui.core.car import entries_for_paths
 
-    entries = []
-    names = set()
-    for path in paths:
-        raw = os.fsencode(path)
-        base = os.path.basename(raw.rstrip(b"/")) or raw.rstrip(b"/")
-        if base in (b"", b".", b".."):
-            base = os.path.basename(os.path.realpath(raw))
-        if not base:
-            raise UsageError(f"cannot name {path!r} in the CAR; give a file or directory below /")
-        if base in names:
-            raise UsageError(f"two inputs are both named {os.fsdecode(base)!r} at the top of the CAR")
-        names.add(base)
-        try:
-            _walk(raw, base, entries, SourceEntry)
-        except FileNotFoundError:
-            raise UsageError(f"no such file or directory: {path}") from None
-        except PermissionError as exc:
-            raise UsageError(f"cannot read {os.fsdecode(exc.filename or raw)}: permission denied") from None
-    return entries
-
-
-def _walk(fs_path: bytes, dag_path: bytes, out: list, SourceEntry) -> None:
-    stack = [(fs_path, dag_path)]
-    while stack:
-        fs_path, dag_path = stack.pop()
-        st = os.lstat(fs_path)
-        if stat.S_ISLNK(st.st_mode):
-            out.append(SourceEntry(dag_path, None, 0, 0, "symlink", os.readlink(fs_path)))
-        elif stat.S_ISREG(st.st_mode):
-            out.append(SourceEntry(dag_path, fs_path, 0, st.st_size))
-        elif stat.S_ISDIR(st.st_mode):
-            out.append(SourceEntry(dag_path, None, 0, 0, "dir"))
-            with os.scandir(fs_path) as it:
-                for child in it:
-                    stack.append((child.path, dag_path + b"/" + child.name))
-        else:
-            raise UsageError(f"not a regular file, directory or symlink: {os.fsdecode(fs_path)}")
+    try:
+        return entries_for_paths(paths)
+    except FileNotFoundError as exc:
+        raise UsageError(f"no such file or directory: {os.fsdecode(exc.filename or '?')}") from None
+    except PermissionError as exc:
+        raise UsageError(f"cannot read {os.fsdecode(exc.filename or '?')}: permission denied") from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _commp_sink():

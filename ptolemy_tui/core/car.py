@@ -8,12 +8,13 @@ final header is handed to it with `set_prefix`, so the piece CID needs no second
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from ptolemy_tui.core import unixfs
 from ptolemy_tui.core.carsize import predict_car_size, CarSizeModel  # noqa: F401  (public API lives here too)
-from ptolemy_tui.core.multiformats import CID, CODEC_DAG_PB, HASH_SHA2_256, encode_varint
+from ptolemy_tui.core.multiformats import CID, CODEC_DAG_PB, HASH_SHA2_256, encode_varint, varint_length
 from ptolemy_tui.core.unixfs import SourceEntry  # noqa: F401  (public API)
 
 CARV1_HEADER_LENGTH = 59  # varint(0x3a) + 58 bytes of DAG-CBOR for one 36-byte CID root
@@ -42,6 +43,8 @@ class CarResult:
     block_count: int
     entry_cids: list[tuple[bytes, CID]] = field(default_factory=list)
     source_bytes: int = 0
+    duplicate_blocks: int = 0   # blocks skipped because an equal one was already written
+    duplicate_bytes: int = 0    # the CAR bytes they would have taken (prediction - car_size)
 
 
 class _BlockWriter:
@@ -56,9 +59,13 @@ class _BlockWriter:
         self.seen: set[bytes] = set()
         self.size = start
         self.blocks = 0
+        self.dup_blocks = 0
+        self.dup_bytes = 0  # what dedup saved: predict_car_size(...) == car_size + dup_bytes
 
     def put(self, cid: bytes, data) -> None:
         if cid in self.seen:
+            self.dup_blocks += 1
+            self.dup_bytes += varint_length(len(cid) + len(data)) + len(cid) + len(data)
             return
         self.seen.add(cid)
         n = len(data)
@@ -100,8 +107,6 @@ class _SourceReader:
         self.total = 0
 
     def __call__(self, entry: SourceEntry, chunk_size: int) -> Iterator[memoryview]:
-        if entry.length == 0 and self.before_read is None:
-            return
         if self.before_read is not None:
             self.before_read(entry)
         if entry.length == 0:
@@ -167,4 +172,41 @@ def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "
             c = cids[cid] = CID.decode(cid)[0]
         entry_cids.append((path, c))
     return CarResult(root_cid=CID.decode(root)[0], car_size=writer.size, block_count=writer.blocks,
-                     entry_cids=entry_cids, source_bytes=reader.total)
+                     entry_cids=entry_cids, source_bytes=reader.total,
+                     duplicate_blocks=writer.dup_blocks, duplicate_bytes=writer.dup_bytes)
+
+
+def entries_for_paths(paths: Iterable[str | bytes]) -> list[SourceEntry]:
+    """Entries for files and directories on disk; each path's base name is its top-level name in the DAG.
+
+    Directories are walked recursively (every directory also gets an explicit "dir" entry, so empty ones are
+    kept); symlinks become symlink entries and are not followed; other file types are refused (ValueError).
+    """
+    entries: list[SourceEntry] = []
+    names: set[bytes] = set()
+    for path in paths:
+        raw = os.fsencode(path)
+        base = os.path.basename(raw.rstrip(b"/"))
+        if base in (b"", b".", b".."):
+            base = os.path.basename(os.path.realpath(raw))
+        if not base:
+            raise ValueError(f"cannot name {os.fsdecode(raw)!r} in the CAR; give a file or directory below /")
+        if base in names:
+            raise ValueError(f"two inputs are both named {os.fsdecode(base)!r} at the top of the CAR")
+        names.add(base)
+        stack = [(raw, base)]
+        while stack:
+            fs_path, dag_path = stack.pop()
+            st = os.lstat(fs_path)
+            if stat.S_ISLNK(st.st_mode):
+                entries.append(SourceEntry(dag_path, None, 0, 0, "symlink", os.readlink(fs_path)))
+            elif stat.S_ISREG(st.st_mode):
+                entries.append(SourceEntry(dag_path, fs_path, 0, st.st_size))
+            elif stat.S_ISDIR(st.st_mode):
+                entries.append(SourceEntry(dag_path, None, 0, 0, "dir"))
+                with os.scandir(fs_path) as it:
+                    for child in it:
+                        stack.append((child.path, dag_path + b"/" + child.name))
+            else:
+                raise ValueError(f"not a regular file, directory or symlink: {os.fsdecode(fs_path)}")
+    return entries
