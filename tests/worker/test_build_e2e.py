@@ -1,0 +1,49 @@
+"""Whole builds with real worker subprocesses on SQLite and on a real PostgreSQL: blitz and serial give the CARs
+the plain two-step way gives (write_car, then CommP of the file), with every entry's CID recorded."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ptolemy_tui.services import build, results
+from ptolemy_tui.store.models import Car, CarEntry, Container, ContainerItem, Worker
+from tests.worker.buildkit import fast_timings, make_tree, reap_workers, reference_car, seed_project, wait_for_build
+
+
+@pytest.mark.parametrize("mode", ["blitz", "serial"])
+def test_build_matches_the_two_pass_reference(store, tmp_path, monkeypatch, mode):
+    fast_timings(monkeypatch)
+    src = make_tree(tmp_path / "src")
+    project = seed_project("mixed", src, tmp_path / "staging", load_type=mode)
+    boxes = list(Container.select().where(Container.project == project).order_by(Container.seq))
+    assert len(boxes) >= 4 and any(b.shard_count for b in boxes)
+
+    pids = build.start_build(project, mode=mode, workers=3)
+    assert len(pids) == (1 if mode == "serial" else 3)
+    doc = wait_for_build("mixed")
+    reap_workers()
+    assert doc["status"] == "built", doc
+    assert doc["containers"]["built"] == len(boxes) and doc["bytes_done"] == doc["bytes_total"]
+
+    staged = sorted(os.listdir(tmp_path / "staging" / "mixed"))
+    assert not [n for n in staged if n.endswith(".part")]
+    assert len(staged) == len(boxes)
+    for box in boxes:
+        box = Container.get_by_id(box.id)
+        assert box.state == "built" and box.attempts == 1 and box.error is None
+        car = Car.get(Car.container == box)
+        root, piece, data = reference_car(box, src, tmp_path / f"ref-{box.seq}.car")
+        assert (car.payload_cid, car.piece_cid) == (root, piece)
+        assert os.path.basename(car.path) == f"{piece}.car"
+        with open(car.path, "rb") as fh:
+            assert fh.read() == data  # byte-identical to the two-pass CAR
+        assert car.car_size == len(data) == box.predicted_size
+        assert car.piece_cid_v2.startswith("bafkzcib") and car.padded_piece_size >= car.car_size
+        items = ContainerItem.select().where(ContainerItem.container == box).count()
+        assert CarEntry.select().where(CarEntry.car == car).count() == items
+    # every worker registered, reported, and stopped
+    workers = list(Worker.select())
+    assert workers and all(w.state == "stopped" for w in workers)
+    assert all(w.staging_total > 0 and w.rss > 0 for w in workers)
+    assert all(r["ok"] for r in results.verify(project))
