@@ -222,8 +222,8 @@ class CommP:
         if min_padded_piece:
             if (min_padded_piece < 128 or min_padded_piece & (min_padded_piece - 1)
                     or min_padded_piece > MAX_PADDED_PIECE):
-                raise CommPError(f"min_padded_piece must be a power of two from 128 B to 64 GiB, "
-                                 f"not {min_padded_piece}")
+                raise CommPError(f"padded piece size must be a power of two from 128 B to 64 GiB, "
+                                 f"not {min_padded_piece} bytes")
         self.engine, self._root = _resolve(engine)
         self.threads = 1 if self.engine == "python" else threads  # hashlib holds the GIL: no gain
         self._min_padded = min_padded_piece
@@ -414,12 +414,20 @@ def commp_of_stream(stream: io.RawIOBase | io.BufferedIOBase, *, threads: int = 
     """CommP of everything a binary stream yields."""
     hasher = CommP(threads=threads, engine=engine, min_padded_piece=min_padded_piece)
     try:
-        read = stream.read
-        while True:
-            chunk = read(READ_SIZE)  # fresh bytes objects: the threaded path hashes them without a copy
-            if not chunk:
-                break
-            hasher.update(chunk)
+        if hasher.threads == 1 and hasattr(stream, "readinto"):
+            buf = bytearray(READ_SIZE)  # one reused buffer: hashed synchronously, never copied
+            view = memoryview(buf)
+            while True:
+                n = stream.readinto(buf)
+                if not n:
+                    break
+                hasher.update(view[:n])
+        else:
+            while True:
+                chunk = stream.read(READ_SIZE)  # fresh bytes: the worker threads hash them without a copy
+                if not chunk:
+                    break
+                hasher.update(chunk)
         return hasher.digest()
     finally:
         hasher.close()
