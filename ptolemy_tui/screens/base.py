@@ -1,0 +1,365 @@
+"""Pieces every screen uses: polling the store off the event loop, tables updated by row key, service calls in
+thread workers, and the small modals (confirm, help, quit)."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterable
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DataTable, Input, Label, Static, Tree
+from textual.worker import get_current_worker
+
+from ptolemy_tui.errors import PtolemyError
+from ptolemy_tui.screens import data
+
+log = logging.getLogger("ptolemy.tui")
+
+ADD_CHUNK = 400  # rows added per frame: 5,000 containers appear without blocking the loop
+
+
+class Polling:
+    """Mixin for a widget that shows store data: a thread worker fetches, the event loop renders, a timer re-arms.
+
+    Subclasses implement fetch() (runs in a thread: read only plain attributes) and show(data) (event loop).
+    Polling skips while the widget is not visible (another tab, another screen, a modal on top).
+    """
+
+    poll_interval: float = 1.0
+    _poll_busy: bool = False
+    _poll_started: bool = False
+    polls: int = 0  # completed refreshes, for tests
+
+    def start_polling(self) -> None:
+        if not self._poll_started:
+            self._poll_started = True
+            self.set_timer(0.01, self._poll_tick)
+
+    def poll_visible(self) -> bool:
+        screen = self.screen  # type: ignore[attr-defined]
+        return bool(self.is_mounted and screen.is_current and self.display)  # type: ignore[attr-defined]
+
+    def _poll_tick(self) -> None:
+        try:
+            if not self._poll_busy and self.poll_visible() and not self.app.paused_refresh:  # type: ignore[attr-defined]
+                self.poll_now()
+        finally:
+            if self.poll_interval:
+                self.set_timer(self.poll_interval, self._poll_tick)  # type: ignore[attr-defined]
+
+    def poll_now(self) -> None:
+        if self._poll_busy:
+            return
+        self._poll_busy = True
+        self._poll_worker()
+
+    @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
+    def _poll_worker(self) -> None:
+        try:
+            result: Any = data.db_call(self.fetch)
+        except Exception as exc:  # noqa: BLE001 - shown in the view, never fatal
+            result = exc
+        worker = get_current_worker()
+        try:
+            self.app.call_from_thread(self._poll_deliver, result, worker.is_cancelled)  # type: ignore[attr-defined]
+        except RuntimeError:
+            pass  # the app is closing
+
+    def _poll_deliver(self, result: Any, cancelled: bool) -> None:
+        self._poll_busy = False
+        if cancelled or not self.is_mounted:  # type: ignore[attr-defined]
+            return
+        if isinstance(result, Exception):
+            self.show_error(result)
+        else:
+            self.show(result)
+        self.polls += 1
+
+    def fetch(self) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def show(self, result: Any) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def show_error(self, exc: Exception) -> None:
+        log.error("refresh failed: %r", exc)
+        self.notify(f"refresh failed: {exc}", severity="error", timeout=4)  # type: ignore[attr-defined]
+
+
+class NavTable(DataTable):
+    """DataTable with vim keys and a row cursor."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "scroll_top", "Top", show=False),
+        Binding("G", "scroll_bottom", "Bottom", show=False),
+    ]
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("cursor_type", "row")
+        kwargs.setdefault("zebra_stripes", True)
+        super().__init__(*args, **kwargs)
+
+    def selected_key(self) -> str | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
+        except Exception:  # noqa: BLE001 - empty or moving table
+            return None
+        return key.value
+
+
+class NavTree(Tree):
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("l", "expand", "Expand", show=False),
+        Binding("right", "expand", "Expand", show=False),
+        Binding("h", "collapse_or_parent", "Parent", show=False),
+        Binding("left", "collapse_or_parent", "Parent", show=False),
+    ]
+
+    def action_expand(self) -> None:
+        node = self.cursor_node
+        if node is not None and node.allow_expand and not node.is_expanded:
+            node.expand()
+
+    def action_collapse_or_parent(self) -> None:
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.is_expanded and node.allow_expand:
+            node.collapse()
+        elif node.parent is not None:
+            self.move_cursor(node.parent)
+
+
+def sync_table(table: DataTable, rows: list[tuple[str, list[Any]]], columns: list[str]) -> None:
+    """Bring the table to `rows` by row key: remove what left, update changed cells, append what is new.
+
+    New rows are added in chunks, one chunk per frame, so a table of thousands never blocks the loop.
+    """
+    wanted = {key for key, _ in rows}
+    for key in [k for k in table.rows if k.value not in wanted]:
+        table.remove_row(key)
+    new: list[tuple[str, list[Any]]] = []
+    for key, cells in rows:
+        if key in table.rows:
+            current = table.get_row(key)
+            for column, old, value in zip(columns, current, cells):
+                if old != value:
+                    table.update_cell(key, column, value)
+        else:
+            new.append((key, cells))
+    _add_rows(table, new)
+
+
+def _add_rows(table: DataTable, rows: list[tuple[str, list[Any]]]) -> None:
+    head, rest = rows[:ADD_CHUNK], rows[ADD_CHUNK:]
+    for key, cells in head:
+        if key not in table.rows:
+            table.add_row(*cells, key=key)
+    if rest:
+        table.call_after_refresh(_add_rows, table, rest)
+
+
+class ProjectRef:
+    """A project argument for call_service, loaded inside the worker thread (rows never cross threads)."""
+
+    def __init__(self, project_id: int):
+        self.project_id = project_id
+
+
+def _resolve(value: Any) -> Any:
+    return data.project(value.project_id) if isinstance(value, ProjectRef) else value
+
+
+def call_service(node, module: str, function: str | Callable, *args, done: Callable[[Any], None] | None = None,
+                 success: str | Callable[[Any], str] | None = None, always: Callable[[], None] | None = None,
+                 **kwargs) -> None:
+    """Run services.<module>.<function>(*args) in a thread worker; report the outcome as a notification.
+
+    The service module is imported inside the worker, so the app runs before a service has landed (the operator
+    then reads "not available yet"). `function` may also be a callable, run the same way (module is its label).
+    """
+    label = function if isinstance(function, str) else module
+
+    def run() -> None:
+        try:
+            attempt()
+        finally:
+            if always is not None:
+                try:
+                    node.app.call_from_thread(always)
+                except RuntimeError:
+                    pass
+
+    def attempt() -> None:
+        app = node.app
+        fn = data.service_function(module, function) if isinstance(function, str) else function
+        if fn is None:
+            app.call_from_thread(app.notify, f"{module}.{function} is not available yet", severity="warning")
+            return
+        try:
+            result = data.db_call(lambda: fn(*[_resolve(a) for a in args],
+                                             **{k: _resolve(v) for k, v in kwargs.items()}))
+        except PtolemyError as exc:
+            app.call_from_thread(app.notify, str(exc), severity="error", timeout=8)
+            return
+        except ModuleNotFoundError as exc:
+            app.call_from_thread(app.notify, f"{exc.name or label} is not available yet", severity="warning")
+            return
+        except Exception as exc:  # noqa: BLE001 - never take the app down
+            log.exception("%s.%s failed", module, label)
+            app.call_from_thread(app.notify, f"{label} failed: {exc}", severity="error", timeout=8)
+            return
+        if success:
+            text = success(result) if callable(success) else success
+            if text:
+                app.call_from_thread(app.notify, text)
+        if done is not None:
+            app.call_from_thread(done, result)
+
+    node.run_worker(run, thread=True, group=f"service-{module}-{label}", exit_on_error=False,
+                    name=f"{module}.{label}")
+
+
+# Modals -----------------------------------------------------------------------------------------------------
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no question; the default answer is No."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "Cancel"),
+    ]
+
+    def __init__(self, question: str, yes: str = "Yes", no: str = "No"):
+        super().__init__()
+        self.question, self.yes, self.no = question, yes, no
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static(self.question, classes="question")
+            with Horizontal(classes="buttons"):
+                yield Button(f"{self.no} (n)", id="no", variant="primary")
+                yield Button(f"{self.yes} (y)", id="yes", variant="error")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+class QuitScreen(ModalScreen[str]):
+    """Quitting with builds running: leave them running (default), stop them, or stay."""
+
+    BINDINGS = [
+        Binding("l", "choose('leave')", "Leave running"),
+        Binding("s", "choose('stop')", "Stop builds"),
+        Binding("escape", "choose('stay')", "Stay"),
+        Binding("q", "choose('leave')", "Quit", show=False),
+    ]
+
+    def __init__(self, running: dict[str, int]):
+        super().__init__()
+        self.running = running
+
+    def compose(self) -> ComposeResult:
+        lines = ", ".join(f"{name} ({n} worker{'s' if n != 1 else ''})" for name, n in sorted(self.running.items()))
+        with Vertical(classes="dialog"):
+            yield Static(f"Builds are running: {lines}.\nQuit and leave them running, or stop them?",
+                         classes="question")
+            with Horizontal(classes="buttons"):
+                yield Button("Leave running (l)", id="leave", variant="primary")
+                yield Button("Stop builds (s)", id="stop", variant="error")
+                yield Button("Stay (esc)", id="stay")
+
+    def on_mount(self) -> None:
+        self.query_one("#leave", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(event.button.id or "stay")
+
+    def action_choose(self, choice: str) -> None:
+        self.dismiss(choice)
+
+
+def binding_rows(bindings: Iterable[Any]) -> list[tuple[str, str, bool]]:
+    """(keys, description, enabled) of the active bindings, one line per action."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    enabled: dict[tuple[str, str], bool] = {}
+    for active in bindings:
+        binding = active.binding
+        desc = binding.description or binding.action
+        if binding.action in ("cursor_down", "cursor_up") and binding.key in ("j", "k"):
+            desc = "Move down" if binding.action == "cursor_down" else "Move up"
+        ident = (binding.action, desc)
+        key = binding.key_display or _key_display(binding.key)
+        seen.setdefault(ident, []).append(key)
+        enabled[ident] = enabled.get(ident, False) or active.enabled
+    return [(" ".join(keys), desc, enabled[ident]) for ident, keys in seen.items() for desc in [ident[1]]]
+
+
+def _key_display(key: str) -> str:
+    names = {"question_mark": "?", "slash": "/", "escape": "esc", "enter": "enter", "ctrl+p": "^p"}
+    return names.get(key, key)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every binding of the screen below, and the keys that work everywhere."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("question_mark", "dismiss", "Close", show=False),
+        Binding("q", "dismiss", "Close", show=False),
+    ]
+
+    def __init__(self, title: str, rows: list[tuple[str, str, bool]]):
+        super().__init__()
+        self.title_text, self.rows = title, rows
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog help"):
+            yield Label(f"Keys: {self.title_text}", classes="title")
+            table = Text()
+            width = max((len(k) for k, _, _ in self.rows), default=4)
+            for keys, desc, on in self.rows:
+                table.append(f"{keys:>{width}}  ", style="bold")
+                table.append(desc + ("" if on else " (not now)") + "\n", style="" if on else "dim")
+            table.append("\narrows/j/k move · enter opens · esc back · tab next pane · / filter · ctrl+p commands",
+                         style="dim")
+            with VerticalScroll():
+                yield Static(table, id="help-body")
+            yield Button("Close (esc)", id="close")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    async def action_dismiss(self, result: Any = None) -> None:
+        self.dismiss(None)
+
+
+class FilterInput(Input):
+    """The `/` filter line: typing narrows the table, enter keeps the filter, esc clears it."""
+
+    BINDINGS = [Binding("escape", "clear_filter", "Clear filter")]
+
+    def action_clear_filter(self) -> None:
+        self.value = ""
+        self.display = False
+        self.post_message(self.Submitted(self, ""))

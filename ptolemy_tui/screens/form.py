@@ -1,0 +1,322 @@
+"""The project form (modal): every field with inline validation, a directory picker, the staging disk's free
+space, and the piece size and utilisation that the CAR size implies."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, DirectoryTree, Input, Label, Select, Static
+from textual.worker import get_current_worker
+
+from ptolemy_tui.core.sizes import SizeError, format_size, parse_size, piece_fit
+from ptolemy_tui.errors import PtolemyError
+from ptolemy_tui.screens import data, fmt
+
+FIELDS = [
+    # key, label, placeholder
+    ("name", "Name", "letters, digits, . _ -"),
+    ("target_dir", "Target dir", "the tree to prepare"),
+    ("staging_dir", "Staging dir", "where CARs are written"),
+    ("car_size", "CAR size", "e.g. 31.5GiB"),
+    ("shard_size", "Shard size", "e.g. 1GiB"),
+    ("load_type", "Load type", ""),
+    ("encryption", "Encryption", ""),
+    ("workers", "Workers", "default: CPU count"),
+    ("staging_budget", "Staging budget", "default: free space"),
+]
+
+
+class DirectoryPicker(ModalScreen[str | None]):
+    """Pick a directory: arrows and enter walk the tree, `u` (or the button) takes the highlighted directory."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("u", "use", "Use directory"),
+        Binding("backspace", "up", "Parent dir"),
+    ]
+
+    class DirsOnly(DirectoryTree):
+        BINDINGS = [Binding("j", "cursor_down", show=False), Binding("k", "cursor_up", show=False)]
+
+        def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
+            return [p for p in paths if p.is_dir() and not p.name.startswith(".")]
+
+    def __init__(self, start: str):
+        super().__init__()
+        path = Path(start).expanduser() if start else Path.home()
+        while not path.is_dir() and path != path.parent:
+            path = path.parent
+        self.start = path
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog picker"):
+            yield Label("Choose a directory", classes="title")
+            yield Static(str(self.start), id="picked")
+            yield self.DirsOnly(str(self.start), id="dirs")
+            with Horizontal(classes="buttons"):
+                yield Button("Use (u)", id="use", variant="primary")
+                yield Button("Parent (⌫)", id="up")
+                yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#dirs").focus()
+
+    def current(self) -> Path:
+        tree = self.query_one("#dirs", DirectoryTree)
+        node = tree.cursor_node
+        if node is not None and node.data is not None:
+            return Path(node.data.path)
+        return Path(tree.path)
+
+    def on_tree_node_highlighted(self, event) -> None:
+        self.query_one("#picked", Static).update(str(self.current()))
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        {"use": self.action_use, "up": self.action_up, "cancel": self.action_cancel}[event.button.id]()
+
+    def action_use(self) -> None:
+        self.dismiss(str(self.current()))
+
+    def action_up(self) -> None:
+        tree = self.query_one("#dirs", DirectoryTree)
+        tree.path = Path(tree.path).parent
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ProjectForm(ModalScreen[str | None]):
+    """Create a project (project_id None) or edit one. Dismisses with the project's name when saved."""
+
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "save", "Save"),
+        Binding("ctrl+o", "pick", "Pick directory"),
+    ]
+
+    def __init__(self, project_id: int | None = None):
+        super().__init__()
+        self.project_id = project_id
+        self.loaded = project_id is None
+        self.errors: dict[str, str] = {}
+        self.saving = False
+
+    def compose(self) -> ComposeResult:
+        title = "New project" if self.project_id is None else "Edit project"
+        with Vertical(classes="dialog form"):
+            yield Label(title, classes="title", id="form-title")
+            with VerticalScroll(id="fields"):
+                for key, label, placeholder in FIELDS:
+                    with Horizontal(classes="field", id=f"row-{key}"):
+                        yield Label(label, classes="field-label")
+                        if key == "load_type":
+                            yield Select([("blitz: all containers in parallel", "blitz"),
+                                          ("serial: one at a time, staging-safe", "serial")],
+                                         value="blitz", allow_blank=False, compact=True, id=key)
+                        elif key == "encryption":
+                            yield Select([("none", "none")], value="none", allow_blank=False, compact=True, id=key)
+                        else:
+                            yield Input(placeholder=placeholder, compact=True, id=key,
+                                        value=self._default(key))
+                        if key in ("target_dir", "staging_dir"):
+                            yield Button("…", id=f"pick-{key}", classes="pick", compact=True)
+                    yield Static("", classes="field-error", id=f"err-{key}")
+                yield Static("", id="piece-info", classes="info")
+                yield Static("", id="staging-info", classes="info")
+                yield Static("", id="warnings", classes="info warn")
+            with Horizontal(classes="buttons"):
+                yield Button("Save (^s)", id="save", variant="primary")
+                yield Button("Cancel (esc)", id="cancel")
+
+    @staticmethod
+    def _default(key: str) -> str:
+        from ptolemy_tui.services.projects import DEFAULT_CAR_SIZE, DEFAULT_SHARD_SIZE
+
+        return {"car_size": DEFAULT_CAR_SIZE, "shard_size": DEFAULT_SHARD_SIZE}.get(key, "")
+
+    def on_mount(self) -> None:
+        for static in self.query(".field-error"):
+            static.display = False
+        if self.project_id is not None:
+            self.query_one("#name", Input).disabled = True
+            self._load()
+        else:
+            self.query_one("#name", Input).focus()
+            self._update_piece()
+            self._validate_later()
+
+    @work(thread=True, exit_on_error=False)
+    def _load(self) -> None:
+        from ptolemy_tui.services import projects
+
+        def read() -> dict[str, Any]:
+            p = data.project(self.project_id)
+            return {"name": p.name, "target_dir": p.target_dir, "staging_dir": p.staging_dir,
+                    "car_size": format_size(p.car_size), "shard_size": format_size(p.shard_size),
+                    "load_type": p.load_type, "encryption": p.encryption, "workers": str(p.workers),
+                    "staging_budget": format_size(p.staging_budget) if p.staging_budget else ""}
+
+        try:
+            values = data.db_call(read)
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.notify, f"cannot load the project: {exc}", severity="error")
+            return
+        self.app.call_from_thread(self._fill, values)
+
+    def _fill(self, values: dict[str, Any]) -> None:
+        for key, value in values.items():
+            widget = self.query_one(f"#{key}")
+            widget.value = value
+        self.loaded = True
+        self.query_one("#target_dir", Input).focus()
+        self._update_piece()
+        self._validate_later()
+
+    # Values and validation ----------------------------------------------------------------------------------
+
+    def values(self) -> dict[str, str]:
+        return {key: str(self.query_one(f"#{key}").value or "") for key, _, _ in FIELDS}
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def changed(self, event) -> None:
+        if event.control.id == "car_size":
+            self._update_piece()
+        self._validate_later()
+
+    def _update_piece(self) -> None:
+        info = self.query_one("#piece-info", Static)
+        text = self.query_one("#car_size", Input).value
+        try:
+            car = parse_size(text)
+        except SizeError:
+            info.update("piece: -")
+            return
+        fit = piece_fit(car)
+        info.update(f"piece: a {fmt.size(car)} CAR lands in a {format_size(fit.padded_piece)} piece, "
+                    f"{fit.utilisation:.1%} used")
+
+    def _validate_later(self) -> None:
+        if hasattr(self, "_validate_timer"):
+            self._validate_timer.stop()
+        self._validate_timer = self.set_timer(0.25, self._validate)
+
+    def _validate(self) -> None:
+        if self.loaded:
+            self._validate_worker(self.values())
+
+    @work(thread=True, exclusive=True, group="validate", exit_on_error=False)
+    def _validate_worker(self, values: dict[str, str]) -> None:
+        from ptolemy_tui.services import projects
+
+        error: tuple[str, str] | None = None
+        warnings: list[str] = []
+        spec = projects.ProjectSpec(**values)
+        try:
+            valid = projects.validate(spec, check_name=self.project_id is None)
+            warnings = valid.warnings
+        except projects.FieldError as exc:
+            error = (exc.field, str(exc))
+        except PtolemyError as exc:
+            error = ("name", str(exc))
+        usage = data.staging_free(values["staging_dir"])
+        if get_current_worker().is_cancelled:
+            return
+        self.app.call_from_thread(self._show_validation, error, warnings, usage, values["staging_dir"])
+
+    def _show_validation(self, error: tuple[str, str] | None, warnings: list[str], usage: dict | None,
+                         staging: str) -> None:
+        self.errors = {error[0]: error[1]} if error else {}
+        for key, _, _ in FIELDS:
+            static = self.query_one(f"#err-{key}", Static)
+            message = self.errors.get(key, "")
+            static.update(f"✗ {message}" if message else "")
+            static.display = bool(message)
+            self.query_one(f"#{key}").set_class(bool(message), "invalid")
+        info = self.query_one("#staging-info", Static)
+        if usage and staging:
+            info.update(f"staging: {fmt.size(usage['free'])} free of {fmt.size(usage['total'])} "
+                        f"({usage['path']})")
+        else:
+            info.update("staging: -")
+        self.query_one("#warnings", Static).update("\n".join(f"⚠ {w}" for w in warnings))
+
+    # Actions ------------------------------------------------------------------------------------------------
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        button = event.button.id or ""
+        if button == "save":
+            self.action_save()
+        elif button == "cancel":
+            self.action_cancel()
+        elif button.startswith("pick-"):
+            self._pick(button.removeprefix("pick-"))
+
+    def action_pick(self) -> None:
+        focused = self.focused
+        key = focused.id if focused is not None and focused.id in ("target_dir", "staging_dir") else "target_dir"
+        self._pick(key)
+
+    def _pick(self, key: str) -> None:
+        field = self.query_one(f"#{key}", Input)
+
+        def chosen(path: str | None) -> None:
+            if path:
+                field.value = path
+                field.focus()
+
+        self.app.push_screen(DirectoryPicker(field.value), chosen)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_save(self) -> None:
+        if self.saving or not self.loaded:
+            return
+        self.saving = True
+        self._save_worker(self.values())
+
+    @work(thread=True, exclusive=True, group="save", exit_on_error=False)
+    def _save_worker(self, values: dict[str, str]) -> None:
+        from ptolemy_tui.services import projects
+
+        try:
+            if self.project_id is None:
+                spec = projects.ProjectSpec(**values)
+                project, warnings = data.db_call(projects.create, spec)
+            else:
+                changes = {k: v for k, v in values.items() if k != "name"}
+                changes["staging_budget"] = changes["staging_budget"] or "none"
+                if not changes.get("workers"):
+                    changes.pop("workers")
+                project, warnings = data.db_call(projects.edit, values["name"], changes)
+        except projects.FieldError as exc:
+            self.app.call_from_thread(self._save_failed, exc.field, str(exc))
+            return
+        except PtolemyError as exc:
+            self.app.call_from_thread(self._save_failed, None, str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self._save_failed, None, f"could not save: {exc}")
+            return
+        self.app.call_from_thread(self._saved, project.name, warnings)
+
+    def _save_failed(self, field: str | None, message: str) -> None:
+        self.saving = False
+        if field:
+            self._show_validation((field, message), [], None, "")
+            self.query_one(f"#{field}").focus()
+        else:
+            self.notify(message, severity="error", timeout=8)
+
+    def _saved(self, name: str, warnings: list[str]) -> None:
+        verb = "created" if self.project_id is None else "saved"
+        self.notify(f"project {name} {verb}" + ("".join(f"\n⚠ {w}" for w in warnings)))
+        self.dismiss(name)

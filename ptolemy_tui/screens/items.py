@@ -1,0 +1,89 @@
+"""One container's items: whole files and shard ranges, paged from the store."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from ptolemy_tui.screens import data, fmt
+from ptolemy_tui.screens.base import NavTable, Polling
+
+PAGE = 1000
+COLUMNS = [("seq", "#"), ("car_path", "Path in CAR"), ("source", "Source"), ("range", "Range"),
+           ("length", "Length"), ("shard", "Shard")]
+
+
+class ItemsTable(Polling, NavTable):
+    poll_interval = 0  # read once per page
+
+    def __init__(self, container_id: int, **kwargs):
+        super().__init__(**kwargs)
+        self.container_id = container_id
+        self.offset = 0
+        self.total = 0
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+        self.start_polling()
+
+    def fetch(self) -> dict[str, Any]:
+        return data.container_items(self.container_id, self.offset, PAGE)
+
+    def show(self, doc: dict[str, Any]) -> None:
+        self.total = doc["total"]
+        c = doc["container"]
+        head = Text()
+        head.append(f"container {c['seq']}", style="bold")
+        head.append(f"  {fmt.state(c['state'])}  {fmt.size(c['predicted_size'])}  {fmt.count(c['items'])} items, "
+                    f"{fmt.count(c['shards'])} shards")
+        last = min(self.offset + PAGE, self.total)
+        head.append(f"   rows {self.offset + 1 if self.total else 0}-{last} of {fmt.count(self.total)}", style="dim")
+        if self.total > PAGE:
+            head.append("  (n/p page)", style="dim")
+        if c.get("error"):
+            head.append(f"\n✗ {c['error']}", style="red")
+        self.screen.query_one("#items-head", Static).update(head)
+        self.clear()
+        for r in doc["rows"]:
+            shard = "" if r["shard_index"] is None else str(r["shard_index"])
+            rng = f"{fmt.count(r['offset'])}-{fmt.count(r['offset'] + r['length'])}" if r["shard_index"] is not None \
+                else "whole"
+            self.add_row(str(r["seq"]), r["car_path"], r["source"], rng, fmt.size(r["length"]), shard,
+                         key=str(r["seq"]))
+
+
+class ContainerItemsScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("n", "page(1)", "Next page"),
+        Binding("p", "page(-1)", "Prev page"),
+    ]
+
+    def __init__(self, container_id: int):
+        super().__init__()
+        self.container_id = container_id
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("loading…", id="items-head")
+        yield ItemsTable(self.container_id, id="items-table")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "container items"
+        self.query_one(ItemsTable).focus()
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_page(self, step: int) -> None:
+        table = self.query_one(ItemsTable)
+        offset = table.offset + step * PAGE
+        if 0 <= offset < max(table.total, 1):
+            table.offset = offset
+            table.poll_now()

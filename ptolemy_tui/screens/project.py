@@ -1,0 +1,315 @@
+"""One project, with tabs: overview, scan tree, containers, build, CARs, log. Every action of every tab is a
+binding on this screen, enabled only on the tabs where it applies, so the footer shows what works here."""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from ptolemy_tui.screens.base import ConfirmScreen, ProjectRef, call_service
+from ptolemy_tui.screens.tabs import BuildPane, CarsPane, ContainersPane, LogPane, OverviewPane, TreePane
+
+TABS = [("overview", "1 Overview"), ("tree", "2 Scan tree"), ("containers", "3 Containers"), ("build", "4 Build"),
+        ("cars", "5 CARs"), ("log", "6 Log")]
+
+# action -> tabs where it is offered (None: every tab)
+ACTION_TABS: dict[str, tuple[str, ...] | None] = {
+    "edit": ("overview",),
+    "scan": ("overview", "tree"),
+    "containerize": ("overview", "containers"),
+    "build": ("overview",),
+    "build_mode": ("build",),
+    "pause": ("build",),
+    "resume": ("build",),
+    "cancel": ("overview", "build", "tree"),
+    "retry": ("build", "containers"),
+    "sort": ("tree",),
+    "reload_tree": ("tree",),
+    "copy": ("cars",),
+    "manifest": ("cars", "overview"),
+    "verify": ("cars",),
+    "filter": ("containers", "cars"),
+}
+
+
+class ProjectScreen(Screen):
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        *[Binding(str(n), f"tab('{tab}')", label, show=False) for n, (tab, label) in enumerate(TABS, 1)],
+        Binding("s", "scan", "Scan"),
+        Binding("c", "containerize", "Pack"),
+        Binding("b", "build", "Build"),
+        Binding("b", "build_mode('blitz')", "Blitz"),
+        Binding("l", "build_mode('serial')", "Serial"),
+        Binding("p", "pause", "Pause"),
+        Binding("r", "resume", "Resume"),
+        Binding("x", "cancel", "Cancel"),
+        Binding("f", "retry", "Retry failed"),
+        Binding("o", "sort", "Sort"),
+        Binding("R", "reload_tree", "Reload", show=False),
+        Binding("y", "copy('piece_cid')", "Copy piece CID"),
+        Binding("Y", "copy('payload_cid')", "Copy payload CID", show=False),
+        Binding("m", "manifest", "Manifest"),
+        Binding("v", "verify", "Verify"),
+        Binding("e", "edit", "Edit"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+    ]
+
+    def __init__(self, project_id: int, name: str, target_name: str = "", *, tab: str = "overview",
+                 autorun: bool = False):
+        super().__init__()
+        self.autorun = autorun
+        self.project_id = project_id
+        self.project_name = name
+        self.target_name = target_name
+        self.initial_tab = tab
+        self.status = ""
+        self.scan_cancel: threading.Event | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(initial=self.initial_tab, id="tabs"):
+            with TabPane(TABS[0][1], id="overview"):
+                yield OverviewPane(id="overview-pane")
+            with TabPane(TABS[1][1], id="tree"):
+                yield TreePane(id="tree-pane")
+            with TabPane(TABS[2][1], id="containers"):
+                yield ContainersPane(id="containers-pane")
+            with TabPane(TABS[3][1], id="build"):
+                yield BuildPane(id="build-pane")
+            with TabPane(TABS[4][1], id="cars"):
+                yield CarsPane(id="cars-pane")
+            with TabPane(TABS[5][1], id="log"):
+                yield LogPane(id="log-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "Ptolemy"
+        self.sub_title = self.project_name
+        if self.autorun:
+            self.call_after_refresh(self.action_scan)
+
+    @property
+    def active_tab(self) -> str:
+        try:
+            return self.query_one("#tabs", TabbedContent).active
+        except Exception:  # noqa: BLE001 - during mount
+            return ""
+
+    def pane(self, tab: str):
+        return self.query_one(f"#{tab}-pane")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        tabs = ACTION_TABS.get(action)
+        if tabs is None:
+            return True
+        return self.active_tab in tabs
+
+    @on(TabbedContent.TabActivated)
+    def tab_changed(self, event: TabbedContent.TabActivated) -> None:
+        self.refresh_bindings()
+        pane = self.pane(self.active_tab)
+        pane.poll_now()
+        self.call_after_refresh(self._focus_pane)
+
+    def _focus_pane(self) -> None:
+        targets = {"overview": None, "tree": "#scan-tree", "containers": "#containers-table",
+                   "build": "#workers-table", "cars": "#cars-table", "log": "#log-view"}
+        selector = targets.get(self.active_tab)
+        if selector:
+            self.query_one(selector).focus()
+
+    def on_screen_resume(self) -> None:
+        self.refresh_bindings()
+        if self.active_tab:
+            self.pane(self.active_tab).poll_now()
+
+    # Navigation ---------------------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    def action_edit(self) -> None:
+        from ptolemy_tui.screens.form import ProjectForm
+
+        def saved(name: str | None) -> None:
+            if name:
+                self.pane(self.active_tab).poll_now()
+
+        self.app.push_screen(ProjectForm(self.project_id), saved)
+
+    def action_filter(self) -> None:
+        self.pane(self.active_tab).start_filter()
+
+    def action_sort(self) -> None:
+        self.pane("tree").toggle_sort()
+
+    def action_reload_tree(self) -> None:
+        self.pane("tree").reload()
+
+    # Pipeline steps -----------------------------------------------------------------------------------------
+
+    def _refresh(self, _result: Any = None) -> None:
+        if self.is_mounted and self.active_tab:
+            self.pane(self.active_tab).poll_now()
+
+    def action_scan(self) -> None:
+        if self.scan_cancel is not None and not self.scan_cancel.is_set():
+            self.notify("a scan is already running here")
+            return
+        cancel = threading.Event()
+        self.scan_cancel = cancel
+        self.app.running_steps.add(cancel)
+
+        def finished() -> None:
+            self.app.running_steps.discard(cancel)
+            cancel.set()
+            if self.scan_cancel is cancel:
+                self.scan_cancel = None
+            self._refresh()
+            if self.autorun:
+                self.set_timer(1.5, self._autorun_pack)
+
+        def summary(scan: Any) -> str:
+            files = getattr(scan, "files", None)
+            state = getattr(scan, "state", "done")
+            return f"scan {state}" + (f": {files:,} files" if files is not None else "")
+
+        self.notify(f"scanning {self.project_name}…")
+        call_service(self, "scan", "run_scan", ProjectRef(self.project_id), cancel=cancel, always=finished,
+                     success=summary)
+        self.action_tab("tree") if self.active_tab == "overview" else None
+
+    def _autorun_pack(self) -> None:
+        """The demo's walk-through: after the scan, pack; after packing, a blitz build."""
+        self.action_tab("containers")
+
+        def packed(_result: Any) -> None:
+            self._refresh()
+            if self.autorun:
+                self.autorun = False
+                self.set_timer(1.5, lambda: self._start_build("blitz", switch=True))
+
+        self.notify(f"packing {self.project_name}…")
+        call_service(self, "containerize", "containerize", ProjectRef(self.project_id), done=packed,
+                     success=_pack_summary)
+
+    def action_containerize(self) -> None:
+        def run(reset: bool) -> None:
+            self.notify(f"packing {self.project_name}…")
+            call_service(self, "containerize", "containerize", ProjectRef(self.project_id), reset=reset,
+                         done=self._refresh, success=_pack_summary)
+
+        if self.status in ("containerized", "built", "building", "failed"):
+            self.app.push_screen(ConfirmScreen("Pack again? Pending containers are replaced (built ones are kept "
+                                               "unless the service says otherwise).", yes="Re-pack"),
+                                 lambda yes: run(True) if yes else None)
+        else:
+            run(False)
+
+    def action_build(self) -> None:
+        self._start_build(None)
+
+    def action_build_mode(self, mode: str) -> None:
+        self._start_build(mode)
+
+    def _start_build(self, mode: str | None, switch: bool = False) -> None:
+        call_service(self, "build", "start_build", ProjectRef(self.project_id), mode=mode, done=self._refresh,
+                     success=lambda pids: f"build started: {len(pids or [])} worker(s)"
+                     + (f" ({mode})" if mode else ""))
+        if self.active_tab == "overview" or switch:
+            self.action_tab("build")
+
+    def action_pause(self) -> None:
+        call_service(self, "build", "pause", ProjectRef(self.project_id), done=self._refresh,
+                     success="paused: workers finish their current container, then wait")
+
+    def action_resume(self) -> None:
+        call_service(self, "build", "resume", ProjectRef(self.project_id), done=self._refresh, success="resumed")
+
+    def action_cancel(self) -> None:
+        if self.scan_cancel is not None and not self.scan_cancel.is_set():
+            self.scan_cancel.set()
+            self.notify("cancelling the scan")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                call_service(self, "build", "cancel", ProjectRef(self.project_id), done=self._refresh,
+                             success="build cancelled")
+
+        self.app.push_screen(ConfirmScreen(f"Cancel the build of {self.project_name}? Workers stop; "
+                                           "unfinished CARs are removed.", yes="Cancel build", no="Keep building"),
+                             answered)
+
+    def action_retry(self) -> None:
+        call_service(self, "build", "retry", ProjectRef(self.project_id), done=self._refresh,
+                     success=lambda n: f"{n} failed container(s) queued again")
+
+    # CARs ---------------------------------------------------------------------------------------------------
+
+    def action_copy(self, field: str) -> None:
+        row = self.pane("cars").selected()
+        if row is None:
+            self.notify("no CAR selected")
+            return
+        value = row[field]
+        self.app.copy_to_clipboard(value)
+        self.notify(f"copied {field.replace('_', ' ')}: {value}", timeout=6)
+
+    def action_manifest(self) -> None:
+        name = self.project_name
+
+        def write(project) -> str:
+            from ptolemy_tui.screens import data
+
+            fn = data.service_function("results", "manifest")
+            if fn is None:
+                raise ModuleNotFoundError("results.manifest")
+            content = fn(project, "csv")
+            if isinstance(content, (list, tuple)):
+                content = "\n".join(str(line) for line in content)
+            if isinstance(content, str) and os.path.exists(content) and "\n" not in content:
+                return content
+            path = os.path.join(project.staging_dir, f"{name}-manifest.csv")
+            with open(path, "w" if isinstance(content, str) else "wb") as fh:
+                fh.write(content)
+            return path
+
+        call_service(self, "manifest", write, ProjectRef(self.project_id),
+                     success=lambda path: f"manifest written: {path}")
+
+    def action_verify(self) -> None:
+        self.notify("verifying CARs…")
+        call_service(self, "results", "verify", ProjectRef(self.project_id), done=self._refresh,
+                     success=_verify_summary)
+
+
+def _pack_summary(result: Any) -> str:
+    if isinstance(result, dict):
+        n = result.get("containers", result.get("count"))
+        return f"packed into {n} containers" if n is not None else "packed"
+    return "packed"
+
+
+def _verify_summary(result: Any) -> str:
+    if isinstance(result, dict):
+        bad = result.get("failed", result.get("bad"))
+        ok = result.get("ok", result.get("verified"))
+        if isinstance(bad, (list, tuple)):
+            bad = len(bad)
+        if isinstance(ok, (list, tuple)):
+            ok = len(ok)
+        return f"verify: {ok} ok, {bad} failed" if bad is not None or ok is not None else f"verify: {result}"
+    if isinstance(result, (list, tuple)):
+        return f"verified {len(result)} CARs"
+    return f"verify: {result}"

@@ -1,0 +1,164 @@
+"""The first screen: every project with its status, counts and build progress."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Input, Static
+
+from ptolemy_tui.screens import data, fmt
+from ptolemy_tui.screens.base import ConfirmScreen, FilterInput, NavTable, Polling, call_service, sync_table
+
+COLUMNS = [("name", "Project"), ("status", "Status"), ("files", "Files"), ("bytes", "Bytes"),
+           ("containers", "Cont."), ("cars", "CARs"), ("progress", "Progress"), ("workers", "Wkr")]
+COLUMN_KEYS = [key for key, _ in COLUMNS]
+
+
+class ProjectsTable(Polling, NavTable):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.rows_by_name: dict[str, dict[str, Any]] = {}
+        self.filter_text = ""
+        self.loaded = False
+        self.last_rows: list[dict[str, Any]] = []
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+        self.start_polling()
+
+    def fetch(self) -> list[dict[str, Any]]:
+        return data.projects_table()
+
+    def show(self, rows: list[dict[str, Any]]) -> None:
+        self.last_rows = rows
+        self.rows_by_name = {r["name"]: r for r in rows}
+        self.app.project_names = sorted(self.rows_by_name)
+        needle = self.filter_text.lower()
+        shown = [r for r in rows if not needle or needle in r["name"].lower() or needle in r["status"]]
+        sync_table(self, [(r["name"], self.cells(r)) for r in shown], COLUMN_KEYS)
+        self.loaded = True
+        empty = self.screen.query_one("#empty", Static)
+        empty.display = not rows
+
+    @staticmethod
+    def cells(r: dict[str, Any]) -> list[Any]:
+        status = fmt.state(r["status"])
+        if r["paused"]:
+            status.append(" paused", style="yellow")
+        fraction = (r["built"] / r["containers"]) if r["containers"] else None
+        cars = f"{r['built']}/{r['containers']}" + (f" ✗{r['failed']}" if r["failed"] else "")
+        return [Text(r["name"], style="bold"), status, fmt.count(r["files"]), fmt.size(r["bytes"]),
+                fmt.count(r["containers"]), cars, fmt.bar_pct(fraction, 10), str(r["workers"] or "")]
+
+
+class ProjectsScreen(Screen):
+    """Projects: new, edit, delete, open."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Open", priority=False),
+        Binding("n", "new", "New"),
+        Binding("e", "edit", "Edit"),
+        Binding("d", "delete", "Delete"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("r", "refresh", "Refresh", show=False),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static("No projects yet. Press [b]n[/b] to create one, or run [b]ptolemy demo[/b] for a sample.",
+                     id="empty")
+        yield ProjectsTable(id="projects")
+        yield FilterInput(placeholder="filter projects (esc clears)", id="filter")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.title = "Ptolemy"
+        self.sub_title = "projects"
+        self.query_one("#filter").display = False
+        self.query_one("#empty").display = False
+        self.query_one(ProjectsTable).focus()
+
+    def on_screen_resume(self) -> None:
+        table = self.query_one(ProjectsTable)
+        table.poll_now()
+        table.focus()
+
+    @property
+    def table(self) -> ProjectsTable:
+        return self.query_one(ProjectsTable)
+
+    def selected(self) -> dict[str, Any] | None:
+        name = self.table.selected_key()
+        return self.table.rows_by_name.get(name) if name else None
+
+    def on_data_table_row_selected(self, event: NavTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    def action_open(self) -> None:
+        row = self.selected()
+        if row is None:
+            self.notify("no project selected: press n to create one")
+            return
+        from ptolemy_tui.screens.project import ProjectScreen
+
+        self.app.push_screen(ProjectScreen(row["id"], row["name"]))
+
+    def action_new(self) -> None:
+        from ptolemy_tui.screens.form import ProjectForm
+
+        self.app.push_screen(ProjectForm(), self._after_form)
+
+    def action_edit(self) -> None:
+        row = self.selected()
+        if row is None:
+            self.notify("no project selected")
+            return
+        from ptolemy_tui.screens.form import ProjectForm
+
+        self.app.push_screen(ProjectForm(row["id"]), self._after_form)
+
+    def _after_form(self, name: str | None) -> None:
+        if name:
+            self.table.poll_now()
+
+    def action_delete(self) -> None:
+        row = self.selected()
+        if row is None:
+            self.notify("no project selected")
+            return
+        name = row["name"]
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                call_service(self, "projects", "delete", name, success=f"deleted project {name}",
+                             done=lambda _: self.table.poll_now())
+
+        self.app.push_screen(ConfirmScreen(
+            f"Delete project [b]{name}[/b] and all its records?\nCAR files already in staging stay on disk.",
+            yes="Delete"), answered)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        self.table.filter_text = event.value
+        self.table.clear()
+        self.table.show(self.table.last_rows)
+
+    @on(Input.Submitted, "#filter")
+    def filter_done(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.display = False
+        self.table.focus()
+
+    def action_refresh(self) -> None:
+        self.table.poll_now()

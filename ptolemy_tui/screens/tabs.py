@@ -1,0 +1,598 @@
+"""The panes of the project screen: overview, scan tree, containers, build, CARs, log.
+
+Each pane polls the store only while it is the visible tab of the current screen.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import RichLog, Sparkline, Static, Tree
+from textual.widgets.tree import TreeNode
+from textual.worker import get_current_worker
+
+from ptolemy_tui.core.sizes import format_size, piece_fit
+from ptolemy_tui.screens import data, fmt
+from ptolemy_tui.screens.base import FilterInput, NavTable, NavTree, Polling, sync_table
+
+NEXT_KEYS = {
+    "scan": "s", "containerize": "c", "build": "b", "watch the build": "4",
+    "export the manifest": "5 then m", "read the message and retry": "s / c / f",
+    "wait for the scan": "2", "wait for packing": "3",
+}
+
+
+class Pane(Polling):
+    """A pane polls only while its tab is the active one."""
+
+    tab_id = ""
+
+    def poll_visible(self) -> bool:
+        screen = self.screen
+        if not (self.is_mounted and screen.is_current):
+            return False
+        return getattr(screen, "active_tab", None) == self.tab_id
+
+    @property
+    def project_id(self) -> int:
+        return self.screen.project_id
+
+
+# Overview ---------------------------------------------------------------------------------------------------
+
+class OverviewPane(Pane, VerticalScroll):
+    tab_id = "overview"
+
+    def compose(self) -> ComposeResult:
+        yield Static("loading…", id="overview-body")
+
+    def on_mount(self) -> None:
+        self._pid = self.screen.project_id
+        self.start_polling()
+
+    def fetch(self) -> dict[str, Any]:
+        return data.overview(self._pid)
+
+    def show(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+        self.screen.status = doc["status"]
+        t = Text()
+
+        def row(key: str, value: Any, style: str = "") -> None:
+            t.append(f"{key:<15}", style="bold")
+            if isinstance(value, Text):
+                t.append_text(value)
+            else:
+                t.append(str(value), style=style)
+            t.append("\n")
+
+        status = fmt.state(doc["status"])
+        if doc.get("paused"):
+            status.append("  (paused)", style="yellow")
+        if doc.get("message"):
+            status.append(f"  {doc['message']}", style="italic")
+        row("status", status)
+        row("target", doc["target_dir"])
+        row("staging", doc["staging_dir"])
+        row("CAR size", f"{format_size(doc['car_size'])} → {format_size(doc['padded_piece_size'])} piece, "
+                        f"{doc['piece_utilisation']:.1%} used")
+        row("shard size", format_size(doc["shard_size"]))
+        row("load type", f"{doc['load_type']}, {doc['workers']} workers, encryption {doc['encryption']}")
+        row("staging budget", fmt.size(doc["staging_budget"]) if doc["staging_budget"] else "free space of the disk")
+        t.append("\n")
+        row("files", f"{fmt.count(doc['files'])} ({fmt.size(doc['bytes'])})")
+        n = doc["containers"]
+        row("containers", f"{fmt.count(n)}: {doc['containers_built']} built, {doc['containers_building']} building, "
+                          f"{doc['containers_pending']} pending, {doc['containers_failed']} failed")
+        progress = fmt.bar_pct(doc["containers_built"] / n if n else None, 20)
+        row("built", progress)
+        row("CARs", fmt.count(doc["cars"]))
+        scan = doc.get("scan")
+        if scan:
+            row("last scan", f"{scan['state']}: {fmt.count(scan['entries'])} entries, {fmt.size(scan['bytes'])}, "
+                             f"{scan['errors']} errors, {scan['skipped']} skipped")
+        workers = doc.get("live_workers") or []
+        if workers:
+            row("workers", f"{len(workers)} live")
+        t.append("\n")
+        step = doc.get("next_step")
+        if step:
+            t.append("next step      ", style="bold")
+            t.append(step, style="bold reverse")
+            key = NEXT_KEYS.get(step)
+            if key:
+                t.append(f"  press {key}", style="bold")
+            t.append(f"   ({doc['next_command']})", style="dim")
+        self.query_one("#overview-body", Static).update(t)
+
+
+# Scan tree --------------------------------------------------------------------------------------------------
+
+def node_label(child: dict[str, Any], parent_bytes: int) -> Text:
+    fraction = child["bytes"] / parent_bytes if parent_bytes else 0.0
+    t = Text()
+    t.append_text(fmt.bar(fraction, 8))
+    t.append(f" {fmt.size(child['bytes']):>10}", style="bold" if child["kind"] == "dir" else "")
+    t.append(f" {fmt.count(child['files']) if child['kind'] == 'dir' else '':>8}  ", style="dim")
+    if child["kind"] == "dir":
+        t.append(child["name"] + "/", style="bold")
+    else:
+        t.append(child["name"])
+    if child.get("error"):
+        t.append(f"  ✗ {child['error']}", style="red")
+    return t
+
+
+class TreePane(Pane, Vertical):
+    """ncdu-like: one chunk of children per expand, loaded off the loop; sorted by size or name; live while a
+    scan runs."""
+
+    tab_id = "tree"
+    poll_interval = 1.0
+    CHUNK = data.PAGE
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.sort = "size"
+        self.root_id: int | None = None
+        self.scan_state: str | None = None
+        self.scan_id: int | None = None
+        self.nodes_by_key: dict[tuple[str, int], TreeNode] = {}
+        self.loads = 0  # chunks loaded, for tests
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="scan-line")
+        tree: NavTree = NavTree("(not scanned yet: press s to scan)", id="scan-tree")
+        tree.show_root = True
+        tree.guide_depth = 2
+        yield tree
+        yield Static("", id="scan-errors")
+
+    def on_mount(self) -> None:
+        self._pid = self.screen.project_id
+        self.query_one("#scan-errors").display = False
+        self.start_polling()
+
+    @property
+    def tree(self) -> NavTree:
+        return self.query_one("#scan-tree", NavTree)
+
+    def fetch(self) -> dict[str, Any]:
+        doc = data.tree_root(self._pid)
+        doc["errors"] = data.scan_errors(self._pid, 50) if doc.get("scan") and doc["scan"]["errors"] + doc["scan"]["skipped"] else []
+        return doc
+
+    def show(self, doc: dict[str, Any]) -> None:
+        scan = doc.get("scan")
+        line = Text()
+        if scan:
+            line.append(f"scan {scan['state']}", style="bold cyan" if scan["state"] == "running" else "bold")
+            line.append(f"  {fmt.count(scan['files'])} files  {fmt.size(scan['bytes'])}  "
+                        f"{scan['errors']} errors  {scan['skipped']} skipped")
+            if scan["state"] == "running":
+                line.append(f"  {scan['rate']:,.0f}/s  {scan['current_dir'][-40:]}", style="dim")
+        else:
+            line.append("not scanned yet: press s to scan", style="dim")
+        line.append(f"   sort: {self.sort} (o)", style="dim")
+        self.query_one("#scan-line", Static).update(line)
+        root = doc.get("root")
+        state = scan["state"] if scan else None
+        finished = (self.scan_state == "running" and state != "running") or (scan and scan["id"] != self.scan_id
+                                                                             and self.scan_id is not None)
+        self.scan_state, self.scan_id = state, scan["id"] if scan else None
+        if root is None:
+            return
+        if self.root_id != root["id"] or finished:
+            self.reload(root)
+        else:
+            self.tree.root.set_label(self.root_label(root))
+            self.tree.root.data.update(bytes=root["bytes"], files=root["files"])
+            if state == "running":
+                self.refresh_expanded()
+        errors = doc.get("errors") or []
+        box = self.query_one("#scan-errors", Static)
+        box.display = bool(errors)
+        if errors:
+            t = Text(f"{len(errors)} unreadable or skipped:\n", style="bold red")
+            for e in errors[:4]:
+                t.append(f"  {e['path']}: {e['error']}\n", style="red")
+            box.update(t)
+
+    def root_label(self, root: dict[str, Any]) -> Text:
+        t = Text(f"{fmt.size(root['bytes'])} in {fmt.count(root['files'])} files  ", style="bold")
+        t.append(self.screen.target_name or "/", style="bold")
+        return t
+
+    def reload(self, root: dict[str, Any] | None = None) -> None:
+        tree = self.tree
+        if root is None:
+            root = dict(tree.root.data or {})
+            if not root:
+                return
+        self.root_id = root["id"]
+        tree.clear()
+        self.nodes_by_key = {}
+        tree.root.data = {"kind": "dir", "id": root["id"], "bytes": root["bytes"], "files": root["files"],
+                          "loaded": 0, "done": False, "name": root.get("name", "")}
+        tree.root.set_label(self.root_label(root))
+        tree.root.expand()
+        self.load_chunk(tree.root)
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded) -> None:
+        event.stop()
+        node = event.node
+        if node.data and node.data.get("kind") == "dir" and node.data.get("loaded") == 0 and not node.data.get("loading"):
+            self.load_chunk(node)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
+        node = event.node
+        if node.data and node.data.get("kind") == "more":
+            event.stop()
+            parent = node.parent
+            node.remove()
+            if parent is not None:
+                self.load_chunk(parent)
+
+    def load_chunk(self, node: TreeNode) -> None:
+        info = node.data
+        if info.get("loading"):
+            return
+        info["loading"] = True
+        self._chunk_worker(node, info["id"], self.sort, info["loaded"])
+
+    @work(thread=True, exit_on_error=False, group="tree-chunk")
+    def _chunk_worker(self, node: TreeNode, directory_id: int, sort: str, offset: int) -> None:
+        try:
+            rows = data.db_call(data.tree_children, self._pid, directory_id, sort, offset, self.CHUNK)
+        except Exception as exc:  # noqa: BLE001
+            rows = exc
+        try:
+            self.app.call_from_thread(self._add_chunk, node, sort, offset, rows)
+        except RuntimeError:
+            pass
+
+    def _add_chunk(self, node: TreeNode, sort: str, offset: int, rows: Any) -> None:
+        info = node.data
+        info["loading"] = False
+        if isinstance(rows, Exception):
+            self.notify(f"cannot read the tree: {rows}", severity="error")
+            return
+        if sort != self.sort or node.tree is not self.tree or info.get("loaded") != offset:
+            return  # the tree was re-sorted or reloaded meanwhile
+        parent_bytes = info.get("bytes") or 0
+        for child in rows:
+            self._add_child(node, child, parent_bytes)
+        info["loaded"] = offset + len(rows)
+        if len(rows) >= self.CHUNK:
+            node.add_leaf(Text(f"… more (enter loads {self.CHUNK} more)", style="italic dim"),
+                          data={"kind": "more"})
+        self.loads += 1
+
+    def _add_child(self, node: TreeNode, child: dict[str, Any], parent_bytes: int) -> None:
+        label = node_label(child, parent_bytes)
+        key = (child["kind"], child["id"])
+        if child["kind"] == "dir":
+            new = node.add(label, data={**child, "loaded": 0}, allow_expand=child["files"] > 0 or True)
+        else:
+            new = node.add_leaf(label, data=child)
+        self.nodes_by_key[key] = new
+
+    def refresh_expanded(self) -> None:
+        """While a scan runs: re-read the first chunk of each open directory, update labels, add newcomers."""
+        nodes = [n for n in [self.tree.root, *self.nodes_by_key.values()]
+                 if n.data and n.data.get("kind") == "dir" and n.is_expanded and n.data.get("loaded")][:8]
+        if nodes:
+            self._live_worker([(n, n.data["id"]) for n in nodes], self.sort)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="tree-live")
+    def _live_worker(self, targets: list[tuple[TreeNode, int]], sort: str) -> None:
+        results = []
+        for node, directory_id in targets:
+            try:
+                results.append((node, data.db_call(data.tree_children, self._pid, directory_id, sort, 0, self.CHUNK)))
+            except Exception:  # noqa: BLE001
+                continue
+        if not get_current_worker().is_cancelled:
+            try:
+                self.app.call_from_thread(self._apply_live, results, sort)
+            except RuntimeError:
+                pass
+
+    def _apply_live(self, results: list[tuple[TreeNode, list[dict]]], sort: str) -> None:
+        if sort != self.sort:
+            return
+        for node, rows in results:
+            if node.tree is not self.tree or not node.data:
+                continue
+            parent_bytes = node.data.get("bytes") or 0
+            for child in rows:
+                existing = self.nodes_by_key.get((child["kind"], child["id"]))
+                if existing is not None:
+                    existing.data.update(bytes=child["bytes"], files=child["files"])
+                    existing.set_label(node_label(child, parent_bytes))
+                elif len(node.children) < self.CHUNK:
+                    self._add_child(node, child, parent_bytes)
+                    node.data["loaded"] += 1
+
+    def toggle_sort(self) -> None:
+        self.sort = "name" if self.sort == "size" else "size"
+        self.notify(f"sorted by {self.sort}")
+        self.reload()
+        self.poll_now()
+
+
+# Containers -------------------------------------------------------------------------------------------------
+
+CONTAINER_COLUMNS = [("seq", "#"), ("state", "State"), ("fill", "Fill"), ("size", "CAR size"), ("data", "Data"),
+                     ("items", "Items"), ("shards", "Shards"), ("attempts", "Try"), ("error", "Error")]
+
+
+class ContainersPane(Pane, Vertical):
+    tab_id = "containers"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.filter_text = ""
+        self.last: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="containers-summary")
+        yield NavTable(id="containers-table")
+        yield FilterInput(placeholder="filter: a state (built, failed…), an error word, or a container number",
+                          id="containers-filter")
+
+    def on_mount(self) -> None:
+        self._pid = self.screen.project_id
+        table = self.query_one("#containers-table", NavTable)
+        for key, label in CONTAINER_COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one("#containers-filter").display = False
+        self.start_polling()
+
+    def fetch(self) -> dict[str, Any]:
+        return data.containers(self._pid, self.filter_text)
+
+    def show(self, doc: dict[str, Any]) -> None:
+        self.last = doc
+        states = collections.Counter(r["state"] for r in doc["rows"])
+        t = Text()
+        t.append(f"{fmt.count(doc['count'])} containers", style="bold")
+        t.append(f" of {fmt.size(doc['car_size'])}  overall fill ")
+        t.append_text(fmt.bar_pct(doc["fill"], 12))
+        t.append("   " + "  ".join(f"{s} {n}" for s, n in sorted(states.items())), style="dim")
+        if self.filter_text:
+            t.append(f"   filter: {self.filter_text} ({len(doc['rows'])} shown)", style="yellow")
+        if not doc["count"]:
+            t.append("\nno containers yet: scan (s) then containerize (c)", style="dim")
+        self.query_one("#containers-summary", Static).update(t)
+        rows = [(str(r["id"]), [str(r["seq"]), fmt.state(r["state"]), fmt.bar_pct(r["fill"], 10),
+                                fmt.size(r["predicted_size"]), fmt.size(r["data_bytes"]), fmt.count(r["items"]),
+                                fmt.count(r["shards"]), str(r["attempts"]), (r["error"] or "")[:60]])
+                for r in doc["rows"]]
+        sync_table(self.query_one("#containers-table", NavTable), rows, [k for k, _ in CONTAINER_COLUMNS])
+
+    @on(NavTable.RowSelected, "#containers-table")
+    def open_items(self, event: NavTable.RowSelected) -> None:
+        event.stop()
+        from ptolemy_tui.screens.items import ContainerItemsScreen
+
+        self.app.push_screen(ContainerItemsScreen(int(event.row_key.value)))
+
+    def start_filter(self) -> None:
+        box = self.query_one("#containers-filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(FilterInput.Changed, "#containers-filter")
+    def filter_changed(self, event: FilterInput.Changed) -> None:
+        event.stop()
+        self.filter_text = event.value
+        self.query_one("#containers-table", NavTable).clear()
+        self._poll_busy = False
+        self.poll_now()
+
+    @on(FilterInput.Submitted, "#containers-filter")
+    def filter_done(self, event: FilterInput.Submitted) -> None:
+        event.stop()
+        if not event.value:
+            event.input.display = False
+        self.query_one("#containers-table").focus()
+
+
+# Build ------------------------------------------------------------------------------------------------------
+
+WORKER_COLUMNS = [("worker", "Host:pid"), ("state", "State"), ("container", "#"), ("progress", "Progress"),
+                  ("mbs", "MB/s"), ("eta", "ETA"), ("rss", "RSS"), ("cpu", "CPU%")]
+HISTORY = 300  # samples (about five minutes at one a second)
+
+
+class BuildPane(Pane, Vertical):
+    tab_id = "build"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.rates: collections.deque[float] = collections.deque(maxlen=HISTORY)
+        self.staging_used: collections.deque[float] = collections.deque(maxlen=HISTORY)
+        self.last: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="build-summary")
+        yield Static("", id="build-waiting")
+        with Horizontal(classes="gauge-row"):
+            yield Static("", id="staging-gauge", classes="gauge-label")
+            yield Sparkline([0.0], id="staging-spark", summary_function=max)
+        with Horizontal(classes="gauge-row"):
+            yield Static("", id="rate-label", classes="gauge-label")
+            yield Sparkline([0.0], id="rate-spark", summary_function=max)
+        yield NavTable(id="workers-table")
+
+    def on_mount(self) -> None:
+        self._pid = self.screen.project_id
+        table = self.query_one("#workers-table", NavTable)
+        for key, label in WORKER_COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one("#build-waiting").display = False
+        self.start_polling()
+
+    def fetch(self) -> dict[str, Any]:
+        return data.build(self._pid)
+
+    def show(self, doc: dict[str, Any]) -> None:
+        self.last = doc
+        self.screen.status = doc["status"]
+        total, done, rate = doc["bytes_total"], doc["bytes_done"], doc["rate"]
+        states = doc["states"]
+        n = doc["containers"]
+        t = Text()
+        t.append(f"{doc['status']}", style="bold")
+        if doc["paused"]:
+            t.append(" PAUSED", style="bold yellow reverse")
+        t.append(f"  {doc['load_type']}  ")
+        t.append_text(fmt.bar_pct(done / total if total else None, 16))
+        t.append(f"  {fmt.size(done)} / {fmt.size(total)}  {fmt.rate(rate)}  ETA {fmt.eta(total - done, rate)}")
+        t.append(f"\ncontainers {n}: {states.get('built', 0)} built, {states.get('building', 0)} building, "
+                 f"{states.get('pending', 0)} pending, {states.get('failed', 0)} failed", style="dim")
+        if not doc["workers"] and states.get("building", 0) == 0 and n:
+            t.append("   (no live workers: b blitz, l serial)", style="dim")
+        if doc.get("message"):
+            t.append(f"\n{doc['message']}", style="italic")
+        self.query_one("#build-summary", Static).update(t)
+        waiting = self.query_one("#build-waiting", Static)
+        waiting.display = bool(doc["waiting"])
+        if doc["waiting"]:
+            staging = doc.get("staging") or {}
+            waiting.update(f"⏸ WAITING FOR STAGING SPACE: {len(doc['waiting'])} worker(s), "
+                           f"{fmt.size(staging.get('free'))} free; move finished CARs off staging")
+        staging = doc.get("staging")
+        gauge = Text("staging ", style="bold")
+        if staging and staging["total"]:
+            fraction = staging["used"] / staging["total"]
+            gauge.append_text(fmt.bar(fraction, 10, style="red" if fraction > 0.9 else "cyan"))
+            gauge.append(f" {fmt.size(staging['used'])} used · {fmt.size(staging['free'])} free "
+                         f"/ {fmt.size(staging['total'])}")
+            self.staging_used.append(fraction * 100)
+        else:
+            gauge.append("-")
+        self.rates.append(rate or 0.0)
+        self.query_one("#staging-gauge", Static).update(gauge)
+        self.query_one("#rate-label", Static).update(Text.assemble(("throughput ", "bold"), fmt.rate(rate)))
+        self.query_one("#staging-spark", Sparkline).data = list(self.staging_used) or [0.0]
+        self.query_one("#rate-spark", Sparkline).data = list(self.rates) or [0.0]
+        rows = []
+        for w in doc["workers"]:
+            fraction = w["bytes_done"] / w["bytes_total"] if w["bytes_total"] else None
+            rows.append((w["key"], [w["key"], fmt.state(w["state"]), str(w["container"] or "-"),
+                                    fmt.bar_pct(fraction, 10), fmt.mbps(w["rate"]),
+                                    fmt.eta(w["bytes_total"] - w["bytes_done"], w["rate"]),
+                                    fmt.size(w["rss"]), f"{w['cpu'] or 0:.0f}"]))
+        sync_table(self.query_one("#workers-table", NavTable), rows, [k for k, _ in WORKER_COLUMNS])
+
+
+# CARs -------------------------------------------------------------------------------------------------------
+
+CAR_COLUMNS = [("seq", "#"), ("piece", "Piece CID"), ("payload", "Payload CID"), ("size", "CAR size"),
+               ("piece_size", "Piece"), ("path", "Path")]
+
+
+class CarsPane(Pane, Vertical):
+    tab_id = "cars"
+    poll_interval = 2.0
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.filter_text = ""
+        self.rows_by_key: dict[str, dict[str, Any]] = {}
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="cars-summary")
+        yield NavTable(id="cars-table")
+        yield FilterInput(placeholder="filter by CID or path (esc clears)", id="cars-filter")
+
+    def on_mount(self) -> None:
+        self._pid = self.screen.project_id
+        table = self.query_one("#cars-table", NavTable)
+        for key, label in CAR_COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one("#cars-filter").display = False
+        self.start_polling()
+
+    def fetch(self) -> dict[str, Any]:
+        return data.cars(self._pid, self.filter_text)
+
+    def show(self, doc: dict[str, Any]) -> None:
+        self.rows_by_key = {str(r["id"]): r for r in doc["rows"]}
+        t = Text()
+        t.append(f"{fmt.count(doc['count'])} CARs", style="bold")
+        t.append(f", {fmt.size(doc['bytes'])}   y/Y copy piece/payload CID", style="dim")
+        if self.filter_text:
+            t.append(f"   filter: {self.filter_text}", style="yellow")
+        self.query_one("#cars-summary", Static).update(t)
+        rows = []
+        for r in doc["rows"]:
+            piece = Text(r["piece_cid"], style="red strike" if r["stale"] else "")
+            rows.append((str(r["id"]), [str(r["seq"]), piece, r["payload_cid"], fmt.size(r["car_size"]),
+                                        format_size(r["piece_size"]), r["path"]]))
+        sync_table(self.query_one("#cars-table", NavTable), rows, [k for k, _ in CAR_COLUMNS])
+
+    def selected(self) -> dict[str, Any] | None:
+        key = self.query_one("#cars-table", NavTable).selected_key()
+        return self.rows_by_key.get(key) if key else None
+
+    def start_filter(self) -> None:
+        box = self.query_one("#cars-filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(FilterInput.Changed, "#cars-filter")
+    def filter_changed(self, event: FilterInput.Changed) -> None:
+        event.stop()
+        self.filter_text = event.value
+        self.query_one("#cars-table", NavTable).clear()
+        self._poll_busy = False
+        self.poll_now()
+
+    @on(FilterInput.Submitted, "#cars-filter")
+    def filter_done(self, event: FilterInput.Submitted) -> None:
+        event.stop()
+        if not event.value:
+            event.input.display = False
+        self.query_one("#cars-table").focus()
+
+
+# Log --------------------------------------------------------------------------------------------------------
+
+LEVEL_STYLES = {"error": "bold red", "warning": "yellow", "debug": "dim"}
+
+
+class LogPane(Pane, Vertical):
+    tab_id = "log"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.last_id = 0
+        self.lines = 0
+
+    def compose(self) -> ComposeResult:
+        yield RichLog(max_lines=5000, wrap=True, auto_scroll=True, id="log-view")
+
+    def on_mount(self) -> None:
+        self._pid = self.screen.project_id
+        self.start_polling()
+
+    def fetch(self) -> list[dict[str, Any]]:
+        return data.events_after(self._pid, self.last_id, 500)
+
+    def show(self, rows: list[dict[str, Any]]) -> None:
+        view = self.query_one("#log-view", RichLog)
+        for e in rows:
+            line = Text(f"{fmt.clock(e['time'])} ", style="dim")
+            line.append(f"{e['level']:<7} ", style=LEVEL_STYLES.get(e["level"], "green"))
+            line.append(e["text"], style=LEVEL_STYLES.get(e["level"], ""))
+            view.write(line)
+            self.last_id = max(self.last_id, e["id"])
+            self.lines += 1
