@@ -245,15 +245,21 @@ class _Frame:
         self.dirnode = dirnode      # the directory a flat frame or a root shard stands for
 
 
-ReadFile = Callable[[SourceEntry, int], Iterator[memoryview]]
+ReadFile = Callable[[SourceEntry, int], Iterator[list[memoryview]]]
+
+
+def hash_serial(chunks: list[memoryview]) -> list[bytes]:
+    return [_sha256(c).digest() for c in chunks]
 
 
 class DagWriter:
     """Walks a tree of entries in link order and emits every block through `put` in post-order."""
 
-    def __init__(self, put: Put, read_file: ReadFile, params: Params):
+    def __init__(self, put: Put, read_file: ReadFile, params: Params,
+                 hash_many: Callable[[list[memoryview]], list[bytes]] = hash_serial):
         self.put = put
-        self.read_file = read_file  # yields the entry's bytes as chunk_size slices (last one shorter)
+        self.read_file = read_file  # yields the entry's bytes as batches of chunk_size slices (last one shorter)
+        self.hash_many = hash_many  # sha2-256 digests of a batch of chunks, in order
         self.params = params
         self.entry_cids: list[tuple[bytes, bytes]] = []
 
@@ -320,10 +326,12 @@ class DagWriter:
             tsize = len(block)
         else:
             builder = FileBuilder(self.put, self.params)
-            for chunk in self.read_file(entry, self.params.chunk_size):
-                cid = raw_cid(chunk)
-                self.put(cid, chunk)
-                builder.add_leaf(cid, len(chunk))
+            put = self.put
+            for batch in self.read_file(entry, self.params.chunk_size):
+                for chunk, digest in zip(batch, self.hash_many(batch)):
+                    cid = _RAW_PREFIX + digest
+                    put(cid, chunk)
+                    builder.add_leaf(cid, len(chunk))
             if builder.chunks == 0:  # an empty file is the empty raw block
                 cid = raw_cid(b"")
                 self.put(cid, b"")
