@@ -1,0 +1,195 @@
+"""Containerize: pack the scanned files into containers whose exact CAR size is ≤ the project's car_size.
+
+The packing itself is core.packing (pure). This module loads the files in tree order (a directory's files
+together, subtrees contiguous), writes Container and ContainerItem rows in one transaction (a crash leaves no
+half-packed project), and reports. After a rescan it packs only what is not covered yet: files that are new,
+and files whose containers went back for packing; the containers that still stand are kept.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import peewee
+
+from ptolemy_tui.core.packing import PackingError, Piece, pack, pieces_of
+from ptolemy_tui.errors import UsageError
+from ptolemy_tui.services import events, projects
+from ptolemy_tui.store.db import is_postgres
+from ptolemy_tui.store.fields import path_text
+from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, database
+
+PACKED_KINDS = ("file", "symlink")
+RESET_FROM = ("scanned", "containerized", "building", "built", "failed")
+ITEM_BATCH = 20000
+_ITEM_COLUMNS = ("container_id", "file_id", "seq", "offset", "length", "shard_index", "car_path")
+
+
+def _tree_order(project: Project) -> dict[int, int]:
+    """Directory id -> rank in depth-first order (a directory's own files first, then its subdirectories)."""
+    dirs = Directory.select(Directory.id, Directory.path).where(Directory.project == project).tuples()
+    ranked = sorted(((bytes(path).split(b"/") if path else [], did) for did, path in dirs))
+    return {did: rank for rank, (_, did) in enumerate(ranked)}
+
+
+def _covered(project: Project) -> set[tuple[int, int, int]]:
+    """(file id, offset, length) of every item already in a container of the project."""
+    q = (ContainerItem.select(ContainerItem.file, ContainerItem.offset, ContainerItem.length)
+         .join(Container).where(Container.project == project).tuples())
+    return set(q.iterator())
+
+
+def _pieces(project: Project, covered: set | None) -> tuple[list[Piece], dict[str, int]]:
+    rank = _tree_order(project)
+    rows = (File.select(File.id, File.directory, File.name, File.path, File.size, File.kind, File.link_target)
+            .where((File.project == project) & (File.kind.in_(PACKED_KINDS))).tuples())
+    files = []
+    for fid, did, name, path, size, kind, target in rows.iterator():
+        files.append((rank.get(did, -1), bytes(name), fid, bytes(path), size, kind, target))
+    files.sort()
+    pieces: list[Piece] = []
+    stats = {"files": 0, "symlinks": 0}
+    shard_size = project.shard_size
+    for _r, _n, fid, path, size, kind, target in files:
+        if kind == "symlink":
+            if covered is not None and (fid, 0, 0) in covered:
+                continue
+            pieces.append(Piece(fid, path, 0, 0, None, "symlink", len(bytes(target or b""))))
+            stats["symlinks"] += 1
+            continue
+        mine = pieces_of(fid, path, size, shard_size)
+        if covered is not None:
+            mine = [p for p in mine if (fid, p.offset, p.length) not in covered]
+        if mine:
+            stats["files"] += 1
+            pieces.extend(mine)
+    return pieces, stats
+
+
+def _insert_items(rows: list[tuple]) -> None:
+    db = database.obj
+    cols = ", ".join(f'"{c}"' for c in _ITEM_COLUMNS)
+    table = ContainerItem._meta.table_name
+    cursor = db.cursor()
+    if is_postgres(db):
+        from psycopg2.extras import execute_values
+
+        execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s', rows, page_size=2000)
+    else:
+        cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(_ITEM_COLUMNS))})', rows)
+
+
+def _reset(project: Project, discard_built: bool) -> int:
+    held = (Container.select().where((Container.project == project) & (Container.state.in_(("built", "building"))))
+            .count())
+    if held and not discard_built:
+        raise UsageError(f"project {project.name} has {held} built or building container(s); --reset would discard "
+                         f"them: add --discard-built to do so (CAR files in staging stay on disk)")
+    ids = [c for (c,) in Container.select(Container.id).where(Container.project == project).tuples()]
+    with database.atomic():
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            ContainerItem.delete().where(ContainerItem.container.in_(part)).execute()
+            Car.delete().where(Car.container.in_(part)).execute()
+            Container.delete().where(Container.id.in_(part)).execute()
+    return len(ids)
+
+
+def containerize(project: Project, *, reset: bool = False, discard_built: bool = False) -> dict:
+    """Pack the scanned files; return the report (stable keys, see report_keys in the README)."""
+    if reset:
+        if project.status not in RESET_FROM:
+            projects.require_step(project, "containerize")
+    else:
+        projects.require_step(project, "containerize")
+        if project.status == "containerized":
+            raise UsageError(f"project {project.name} is already containerized: "
+                             f"`ptolemy containerize {project.name} --reset` packs it again from scratch")
+    started = time.monotonic()
+    discarded = _reset(project, discard_built) if reset else 0
+    projects.set_status(project, "containerizing", None)
+    try:
+        existing = Container.select().where(Container.project == project).exists()
+        covered = _covered(project) if existing else None
+        pieces, stats = _pieces(project, covered)
+        next_seq = (Container.select(peewee.fn.MAX(Container.seq)).where(Container.project == project).scalar() or 0) + 1
+        boxes = []
+        with database.atomic():
+            items: list[tuple] = []
+            for box in pack(pieces, project.car_size):
+                cid = Container.insert(project=project, seq=next_seq + len(boxes), state="pending",
+                                       predicted_size=box.predicted_size, data_bytes=box.data_bytes,
+                                       item_count=len(box.pieces), shard_count=box.shard_count).execute()
+                for n, p in enumerate(box.pieces):
+                    items.append((cid, p.file_id, n, p.offset, p.length, p.shard_index, p.car_path))
+                if len(items) >= ITEM_BATCH:
+                    _insert_items(items)
+                    items = []
+                boxes.append((box.predicted_size, box.data_bytes, len(box.pieces), box.shard_count))
+            if items:
+                _insert_items(items)
+    except PackingError as exc:
+        projects.set_status(project, "failed", f"containerize failed: {exc}")
+        events.record(project, f"containerize failed: {exc}", "error")
+        raise UsageError(str(exc)) from None
+    except Exception as exc:
+        projects.set_status(project, "failed", f"containerize failed: {exc}")
+        events.record(project, f"containerize failed: {exc}", "error")
+        raise
+    seconds = time.monotonic() - started
+    report = _report(project, boxes, stats, seconds, discarded)
+    projects.set_status(project, "containerized", None)
+    events.record(project, f"containerized: {report['new_containers']} new container(s), {report['items']:,} items, "
+                           f"{report['shards']:,} shards, mean fill {report['mean_fill']:.2%}")
+    return report
+
+
+def _report(project: Project, boxes: list[tuple], stats: dict, seconds: float, discarded: int) -> dict[str, Any]:
+    car_size = project.car_size
+    fills = [b[0] / car_size for b in boxes]
+    body = fills[:-1] if len(fills) > 1 else fills
+    total = Container.select().where(Container.project == project).count()
+    return {
+        "project": project.name,
+        "new_containers": len(boxes),
+        "containers": total,
+        "items": sum(b[2] for b in boxes),
+        "shards": sum(b[3] for b in boxes),
+        "files": stats["files"],
+        "symlinks": stats["symlinks"],
+        "data_bytes": sum(b[1] for b in boxes),
+        "predicted_bytes": sum(b[0] for b in boxes),
+        "car_size": car_size,
+        "shard_size": project.shard_size,
+        "mean_fill": round(sum(body) / len(body), 6) if body else 0.0,
+        "min_fill": round(min(body), 6) if body else 0.0,
+        "last_fill": round(fills[-1], 6) if fills else 0.0,
+        "bytes_per_container": [b[1] for b in boxes],
+        "discarded_containers": discarded,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _fill(c: Container, car_size: int) -> float:
+    return round(c.predicted_size / car_size, 6) if car_size else 0.0
+
+
+def list_containers(project: Project) -> list[dict]:
+    rows = Container.select().where(Container.project == project).order_by(Container.seq)
+    return [{"id": c.id, "seq": c.seq, "state": c.state, "predicted_size": c.predicted_size,
+             "data_bytes": c.data_bytes, "fill": _fill(c, project.car_size), "item_count": c.item_count,
+             "shard_count": c.shard_count, "attempts": c.attempts, "error": c.error} for c in rows]
+
+
+def container_items(project: Project, container_id: int) -> list[dict]:
+    container = Container.get_or_none((Container.id == container_id) & (Container.project == project))
+    if container is None:
+        raise UsageError(f"project {project.name} has no container {container_id}: see `ptolemy containers {project.name}`")
+    root = project.target_dir
+    q = (ContainerItem.select(ContainerItem.car_path, ContainerItem.offset, ContainerItem.length,
+                              ContainerItem.shard_index, ContainerItem.file, File.path, File.kind)
+         .join(File).where(ContainerItem.container == container).order_by(ContainerItem.seq).tuples())
+    return [{"car_path": path_text(bytes(car_path)), "source": os.path.join(root, path_text(bytes(path))),
+             "offset": offset, "length": length, "shard_index": shard, "file_id": fid, "kind": kind}
+            for car_path, offset, length, shard, fid, path, kind in q]

@@ -1,0 +1,518 @@
+"""Scan: walk the target tree in parallel and record every entry, fast, on trees of millions of files.
+
+Walker threads (a pool over directories, so NFS round trips overlap) only call scandir/lstat and hand each
+directory's entries, in chunks, to ONE writer — the calling thread, which owns the store connection (peewee
+connections are per thread, and SQLite has a single writer anyway). The writer inserts in large batches with
+one parameterised executemany per batch, keeps the per-directory aggregates in memory (it sees every size),
+and writes progress to the Scan row about twice a second for the TUI to poll.
+
+A rescan diffs against the previous scan by path: unchanged rows stay (their container items with them),
+changed rows are updated, new ones inserted, missing ones removed. A change that touches a container not yet
+built sends that container back for packing (it is deleted; containerize packs its files again); a built CAR
+holding a changed or removed file is marked stale with the reason.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import stat
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import peewee
+
+from ptolemy_tui.errors import UsageError
+from ptolemy_tui.services import events, projects
+from ptolemy_tui.store.db import is_postgres
+from ptolemy_tui.store.fields import path_text
+from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database, now
+
+log = logging.getLogger(__name__)
+
+DEFAULT_THREADS = 8  # enough in-flight directory reads to hide NFS latency; the GIL caps CPU use anyway
+CHUNK_ENTRIES = 4096  # a walker hands over a huge directory in pieces of this many entries
+BATCH_ROWS = 20000  # rows per insert transaction
+PROGRESS_EVERY = 0.5  # seconds between progress writes
+UNBUILT_STATES = ("pending", "failed", "cancelled")
+
+# File row columns in the order the writer builds its tuples.
+_FILE_COLUMNS = ("project_id", "directory_id", "path", "name", "size", "mtime_ns", "inode", "kind", "link_target",
+                 "error")
+
+
+@dataclass
+class _Chunk:
+    """Part of one directory's listing, from a walker."""
+
+    path: bytes
+    entries: list  # (name, kind, size, mtime_ns, inode, link_target, error)
+    subdirs: list  # names
+    error: str | None = None
+    last: bool = True
+
+
+@dataclass
+class _DirAgg:
+    parent: int | None
+    depth: int
+    bytes: int = 0  # regular-file bytes directly inside
+    files: int = 0  # regular files directly inside
+    file_count: int = 0  # non-directory entries directly inside
+    dir_count: int = 0
+    error: str | None = None
+
+
+def _describe(exc: OSError) -> str:
+    return exc.strerror or exc.__class__.__name__
+
+
+def _special_kind(mode: int) -> str:
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode):
+        return "character device"
+    if stat.S_ISBLK(mode):
+        return "block device"
+    return "unknown file type"
+
+
+class _Walker:
+    """A pool of threads listing directories; results go to `out` (a bounded queue) in discovery order."""
+
+    def __init__(self, root: bytes, threads: int, out: queue.Queue, cancel: threading.Event):
+        self.root = root
+        self.out = out
+        self.cancel = cancel
+        self.todo: queue.Queue = queue.Queue()
+        self.pending = 1  # directories queued or being listed
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, name=f"scan-walk-{n}", daemon=True) for n in range(threads)]
+        self.todo.put(b"")
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def stop(self) -> None:
+        for _ in self.threads:
+            self.todo.put(None)
+
+    def _run(self) -> None:
+        while True:
+            rel = self.todo.get()
+            if rel is None:
+                return
+            try:
+                if not self.cancel.is_set():
+                    self._list(rel)
+            except BaseException as exc:  # noqa: BLE001 - the writer reports it; never leave it waiting
+                self.out.put(exc)
+            with self.lock:
+                self.pending -= 1
+                done = self.pending == 0
+            if done:
+                self.out.put(None)  # everything listed
+
+    def _emit(self, chunk: _Chunk) -> None:
+        # The chunk goes out before its subdirectories are queued, so the writer always sees a directory's row
+        # created (from its parent's chunk) before any chunk of the directory itself.
+        self.out.put(chunk)
+        if chunk.subdirs:
+            prefix = chunk.path + b"/" if chunk.path else b""
+            with self.lock:
+                self.pending += len(chunk.subdirs)
+            for name in chunk.subdirs:
+                self.todo.put(prefix + name)
+
+    def _list(self, rel: bytes) -> None:
+        full = self.root + b"/" + rel if rel else self.root
+        entries: list = []
+        subdirs: list = []
+        try:
+            it = os.scandir(full)
+        except OSError as exc:
+            self._emit(_Chunk(rel, [], [], _describe(exc)))
+            return
+        with it:
+            while True:
+                try:
+                    entry = next(it)
+                except StopIteration:
+                    break
+                except OSError as exc:  # a listing that fails half-way (NFS): keep what we have
+                    self._emit(_Chunk(rel, entries, subdirs, _describe(exc)))
+                    return
+                name = entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(name)
+                    else:
+                        st = entry.stat(follow_symlinks=False)
+                        mode = st.st_mode
+                        if stat.S_ISREG(mode):
+                            entries.append((name, "file", st.st_size, st.st_mtime_ns, st.st_ino, None, None))
+                        elif stat.S_ISLNK(mode):
+                            try:
+                                target = os.readlink(entry.path)
+                                entries.append((name, "symlink", st.st_size, st.st_mtime_ns, st.st_ino, target, None))
+                            except OSError as exc:
+                                entries.append((name, "error", 0, st.st_mtime_ns, st.st_ino, None,
+                                                f"readlink: {_describe(exc)}"))
+                        else:
+                            entries.append((name, "special", 0, st.st_mtime_ns, st.st_ino, None,
+                                            f"skipped: {_special_kind(mode)}"))
+                except OSError as exc:
+                    entries.append((name, "error", 0, 0, 0, None, _describe(exc)))
+                if len(entries) + len(subdirs) >= CHUNK_ENTRIES:
+                    self._emit(_Chunk(rel, entries, subdirs, last=False))
+                    entries, subdirs = [], []
+                    if self.cancel.is_set():
+                        return
+        self._emit(_Chunk(rel, entries, subdirs))
+
+
+@dataclass
+class _Prev:
+    """The previous scan, for a rescan: path -> (id, size, mtime_ns, kind, link_target)."""
+
+    files: dict = field(default_factory=dict)
+    dirs: dict = field(default_factory=dict)  # path -> id
+
+
+class _Writer:
+    def __init__(self, project: Project, scan: Scan, prev: _Prev | None):
+        self.project = project
+        self.scan = scan
+        self.prev = prev
+        self.db = database.obj
+        self.pg = is_postgres(self.db)
+        self.dir_ids: dict[bytes, int] = {}
+        self.aggs: dict[int, _DirAgg] = {}
+        self.inserts: list[tuple] = []
+        self.updates: list[tuple] = []
+        self.changed_ids: list[int] = []
+        self.changed_paths: dict[int, bytes] = {}
+        table = File._meta.table_name
+        cols = ", ".join(f'"{c}"' for c in _FILE_COLUMNS)
+        if self.pg:
+            self.insert_sql = f'INSERT INTO "{table}" ({cols}) VALUES %s'
+        else:
+            self.insert_sql = f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(_FILE_COLUMNS))})'
+        p = "%s" if self.pg else "?"
+        self.update_sql = (f'UPDATE "{table}" SET "directory_id" = {p}, "size" = {p}, "mtime_ns" = {p}, "inode" = {p}, '
+                           f'"kind" = {p}, "link_target" = {p}, "error" = {p} WHERE "id" = {p}')
+
+    # -- directories
+
+    def root(self) -> None:
+        rid = self.prev.dirs.get(b"") if self.prev else None
+        if rid is None:
+            rid = Directory.insert(project=self.project, parent=None, path=b"", name=b"").execute()
+        self.dir_ids[b""] = rid
+        self.aggs[rid] = _DirAgg(None, 0)
+
+    def add_dirs(self, parent_path: bytes, names: list[bytes]) -> None:
+        parent_id = self.dir_ids[parent_path]
+        prefix = parent_path + b"/" if parent_path else b""
+        depth = self.aggs[parent_id].depth + 1
+        fresh = []
+        for name in names:
+            path = prefix + name
+            did = self.prev.dirs.get(path) if self.prev else None
+            if did is None:
+                fresh.append({"project": self.project.id, "parent": parent_id, "path": path, "name": name})
+            else:
+                self.dir_ids[path] = did
+                self.aggs[did] = _DirAgg(parent_id, depth)
+        for start in range(0, len(fresh), 500):
+            part = fresh[start:start + 500]
+            rows = Directory.insert_many(part).returning(Directory.id, Directory.path).tuples().execute()
+            for did, path in rows:
+                path = bytes(path)
+                self.dir_ids[path] = did
+                self.aggs[did] = _DirAgg(parent_id, depth)
+        self.aggs[parent_id].dir_count += len(names)
+
+    # -- files
+
+    def add_chunk(self, chunk: _Chunk) -> None:
+        did = self.dir_ids[chunk.path]
+        agg = self.aggs[did]
+        s = self.scan
+        if chunk.subdirs:
+            self.add_dirs(chunk.path, chunk.subdirs)
+            s.directories += len(chunk.subdirs)
+            s.entries += len(chunk.subdirs)
+        if chunk.error:
+            agg.error = chunk.error
+            s.errors += 1
+        prefix = chunk.path + b"/" if chunk.path else b""
+        pid = self.project.id
+        prev = self.prev.files if self.prev else None
+        inserts = self.inserts
+        nbytes = nfiles = 0
+        for name, kind, size, mtime_ns, inode, target, error in chunk.entries:
+            path = prefix + name
+            if kind == "file":
+                nbytes += size
+                nfiles += 1
+            elif kind == "symlink":
+                s.symlinks += 1
+            elif kind == "special":
+                s.skipped += 1
+            else:
+                s.errors += 1
+            if prev is not None:
+                old = prev.pop(path, None)
+                if old is not None:
+                    fid, osize, omtime, okind, otarget = old
+                    if osize != size or omtime != mtime_ns or okind != kind or otarget != target:
+                        self.updates.append((did, size, mtime_ns, inode, kind, target, error, fid))
+                        if okind in ("file", "symlink"):
+                            self.changed_ids.append(fid)
+                            self.changed_paths[fid] = path
+                        s.changed += 1
+                    continue
+                s.added += 1
+            inserts.append((pid, did, path, name, size, mtime_ns, inode, kind, target, error))
+        agg.bytes += nbytes
+        agg.files += nfiles
+        agg.file_count += len(chunk.entries)
+        s.files += nfiles
+        s.bytes += nbytes
+        s.entries += len(chunk.entries)
+        if len(inserts) + len(self.updates) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.inserts and not self.updates:
+            return
+        with self.db.atomic():
+            cursor = self.db.cursor()
+            if self.inserts:
+                if self.pg:
+                    from psycopg2.extras import execute_values
+
+                    execute_values(cursor, self.insert_sql, self.inserts, page_size=2000)
+                else:
+                    cursor.executemany(self.insert_sql, self.inserts)
+            if self.updates:
+                cursor.executemany(self.update_sql, self.updates)
+        self.inserts = []
+        self.updates = []
+
+    # -- the end
+
+    def write_aggregates(self) -> None:
+        """Recursive totals bottom-up in Python, then one batched UPDATE."""
+        order = sorted(self.aggs.items(), key=lambda kv: kv[1].depth, reverse=True)
+        total_bytes = {did: agg.bytes for did, agg in self.aggs.items()}
+        total_files = {did: agg.files for did, agg in self.aggs.items()}
+        for did, agg in order:
+            if agg.parent is not None:
+                total_bytes[agg.parent] += total_bytes[did]
+                total_files[agg.parent] += total_files[did]
+        p = "%s" if self.pg else "?"
+        sql = (f'UPDATE "{Directory._meta.table_name}" SET "parent_id" = {p}, "total_bytes" = {p}, "total_files" = {p}, '
+               f'"file_count" = {p}, "dir_count" = {p}, "error" = {p} WHERE "id" = {p}')
+        rows = [(agg.parent, total_bytes[did], total_files[did], agg.file_count, agg.dir_count, agg.error, did)
+                for did, agg in self.aggs.items()]
+        for start in range(0, len(rows), BATCH_ROWS):
+            with self.db.atomic():
+                self.db.cursor().executemany(sql, rows[start:start + BATCH_ROWS])
+
+
+def _load_previous(project: Project) -> _Prev | None:
+    if not File.select().where(File.project == project).exists() and not Directory.select().where(
+            Directory.project == project).exists():
+        return None
+    prev = _Prev()
+    query = File.select(File.path, File.id, File.size, File.mtime_ns, File.kind, File.link_target).where(
+        File.project == project).tuples()
+    for path, fid, size, mtime_ns, kind, target in query.iterator():
+        prev.files[bytes(path)] = (fid, size, mtime_ns, kind, bytes(target) if target is not None else None)
+    for path, did in Directory.select(Directory.path, Directory.id).where(Directory.project == project).tuples():
+        prev.dirs[bytes(path)] = did
+    return prev
+
+
+def _chunks(ids: list[int], size: int = 500):
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _apply_changes(project: Project, writer: _Writer, removed: dict) -> dict:
+    """Send unbuilt containers touched by changed/removed files back for packing; mark built CARs stale."""
+    touched = {fid: path for fid, path in writer.changed_paths.items()}
+    removed_ids = []
+    for path, (fid, _size, _mtime, kind, _target) in removed.items():
+        removed_ids.append(fid)
+        if kind in ("file", "symlink"):
+            touched[fid] = path
+    by_container: dict[int, list[int]] = {}
+    states: dict[int, str] = {}
+    for part in _chunks(list(touched)):
+        q = (ContainerItem.select(ContainerItem.container, ContainerItem.file, Container.state)
+             .join(Container).where(ContainerItem.file.in_(part)).tuples())
+        for cid, fid, state in q:
+            by_container.setdefault(cid, []).append(fid)
+            states[cid] = state
+    repack = [cid for cid, st in states.items() if st in UNBUILT_STATES]
+    built = [cid for cid, st in states.items() if st == "built"]
+    building = [cid for cid, st in states.items() if st == "building"]
+    keep_removed: set[int] = set()  # removed files still described by a built or building container
+    with database.atomic():
+        for part in _chunks(repack):
+            ContainerItem.delete().where(ContainerItem.container.in_(part)).execute()
+            Container.delete().where(Container.id.in_(part)).execute()
+        removed_set = set(removed_ids)
+        for cid in built + building:
+            keep_removed.update(f for f in by_container[cid] if f in removed_set)
+        for cid in built:
+            fids = by_container[cid]
+            first = path_text(touched[fids[0]])
+            more = f" and {len(fids) - 1} more" if len(fids) > 1 else ""
+            reason = f"source changed or removed since the build: {first}{more}"
+            Car.update(stale_reason=reason).where(Car.container == cid).execute()
+        gone = [fid for fid in removed_ids if fid not in keep_removed]
+        for part in _chunks(gone):
+            File.delete().where(File.id.in_(part)).execute()
+        for part in _chunks(sorted(keep_removed)):
+            File.update(kind="removed", error="removed since the scan; kept because a CAR holds it").where(
+                File.id.in_(part)).execute()
+        removed_dirs = [did for path, did in (writer.prev.dirs.items() if writer.prev else ())
+                        if path not in writer.dir_ids]
+        # Children before parents: the parent link cascades, but files in them are already handled above.
+        for part in _chunks(removed_dirs):
+            File.update(directory=None).where(File.directory.in_(part)).execute()
+            Directory.update(parent=None).where(Directory.id.in_(part)).execute()
+            Directory.delete().where(Directory.id.in_(part)).execute()
+    if building:
+        events.record(project, f"{len(building)} container(s) being built hold changed files; their build will fail "
+                               "with 'source changed since scan'", "warning")
+    return {"repacked_containers": len(repack), "stale_cars": len(built), "building_touched": len(building)}
+
+
+def _write_progress(scan: Scan, started: float, current: bytes | None) -> None:
+    elapsed = max(time.monotonic() - started, 1e-6)
+    scan.rate = scan.entries / elapsed
+    scan.current_dir = current
+    scan.save()
+
+
+def run_scan(project: Project, *, threads: int | None = None, on_progress: Callable[[Scan], None] | None = None,
+             cancel: threading.Event | None = None) -> Scan:
+    """Scan the project's target tree into the store; the project goes scanning -> scanned (or failed)."""
+    projects.require_step(project, "scan")
+    threads = threads or DEFAULT_THREADS
+    if not 1 <= threads <= 256:
+        raise UsageError(f"--threads {threads} is out of range: give 1 to 256")
+    root = os.fsencode(project.target_dir)
+    if not os.path.isdir(root):
+        raise UsageError(f"target {project.target_dir} is not a directory any more: fix it with "
+                         f"`ptolemy project edit {project.name} --target DIR`")
+    if Scan.select().where((Scan.project == project) & (Scan.state == "running")).exists():
+        stale = Scan.select().where((Scan.project == project) & (Scan.state == "running"))
+        for old in stale:  # a scan that died without finishing (the process was killed)
+            old.state, old.message, old.finished_at = "failed", "interrupted", now()
+            old.save()
+    cancel = cancel or threading.Event()
+    previous_status = project.status
+    projects.set_status(project, "scanning", None)
+    scan = Scan.create(project=project)
+    events.record(project, f"scan started: {project.target_dir} with {threads} threads")
+    started = time.monotonic()
+    out: queue.Queue = queue.Queue(maxsize=256)
+    walker = _Walker(root, threads, out, cancel)
+    try:
+        prev = _load_previous(project)
+        writer = _Writer(project, scan, prev)
+        writer.root()
+        walker.start()
+        last_progress = 0.0
+        current = None
+        while True:
+            try:
+                item = out.get(timeout=PROGRESS_EVERY)
+            except queue.Empty:
+                item = False
+            if item is None:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            if item is not False:
+                writer.add_chunk(item)
+                current = item.path
+            t = time.monotonic()
+            if t - last_progress >= PROGRESS_EVERY:
+                last_progress = t
+                writer.flush()
+                _write_progress(scan, started, current)
+                if on_progress:
+                    on_progress(scan)
+            if cancel.is_set():
+                raise _Cancelled()
+        writer.flush()
+        writer.write_aggregates()
+        removed = prev.files if prev else {}
+        scan.removed = len(removed)
+        effects = _apply_changes(project, writer, removed) if prev else {}
+        scan.state, scan.finished_at, scan.current_dir = "done", now(), None
+        scan.rate = scan.entries / max(time.monotonic() - started, 1e-6)
+        if prev:
+            scan.message = (f"rescan: {scan.added} added, {scan.changed} changed, {scan.removed} removed; "
+                            f"{effects['repacked_containers']} container(s) back to packing, "
+                            f"{effects['stale_cars']} CAR(s) stale")
+        scan.save()
+        if on_progress:
+            on_progress(scan)
+        has_containers = Container.select().where(Container.project == project).exists()
+        unchanged = prev is not None and not (scan.added or scan.changed or scan.removed)
+        if unchanged and previous_status in ("containerized", "built"):
+            status = previous_status  # nothing moved: the packing (and the build) still stand
+        else:
+            status = "scanned"
+        projects.set_status(project, status, None if status != "scanned" or not has_containers else
+                            "rescanned: containerize packs what changed")
+        events.record(project, f"scan done: {scan.entries:,} entries, {scan.files:,} files, {scan.bytes:,} bytes, "
+                               f"{scan.symlinks:,} symlinks, {scan.skipped:,} skipped, {scan.errors:,} errors"
+                      + (f"; {scan.message}" if scan.message else ""))
+        return scan
+    except _Cancelled:
+        _finish_failed(project, scan, "cancelled", "scan cancelled: run it again")
+        return scan
+    except Exception as exc:
+        _finish_failed(project, scan, "failed", f"scan failed: {exc}")
+        raise
+    finally:
+        cancel.set()  # walkers stop listing; drain so none blocks on a full queue
+        walker.stop()
+        _drain(out, walker)
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _drain(out: queue.Queue, walker: _Walker) -> None:
+    deadline = time.monotonic() + 5
+    while any(t.is_alive() for t in walker.threads) and time.monotonic() < deadline:
+        try:
+            out.get(timeout=0.05)
+        except queue.Empty:
+            pass
+
+
+def _finish_failed(project: Project, scan: Scan, state: str, message: str) -> None:
+    try:
+        scan.state, scan.message, scan.finished_at = state, message, now()
+        scan.save()
+        projects.set_status(project, "failed", message)
+        events.record(project, message, "warning" if state == "cancelled" else "error")
+    except peewee.PeeweeException:  # the store itself failed: the original error is what matters
+        log.exception("could not record the scan's end")
