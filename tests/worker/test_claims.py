@@ -1,0 +1,108 @@
+"""Claims: atomic, leased, renewed, reclaimed after expiry, one at a time for serial builds, and never shared by
+racing worker processes (6 real processes on PostgreSQL and on SQLite)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from ptolemy_tui.store.models import Container, Event, Project
+from ptolemy_tui.worker import claims
+from ptolemy_tui.worker.launch import store_url
+
+
+def _project(n: int, **kw) -> Project:
+    project = Project.create(name="p", target_dir="/src", staging_dir="/stg", car_size=1 << 30, shard_size=1 << 20,
+                             workers=2, status="building", **kw)
+    for seq in range(1, n + 1):
+        Container.create(project=project, seq=seq, predicted_size=1000 * seq, data_bytes=900 * seq)
+    return project
+
+
+def test_claim_takes_lowest_pending_and_leases_it(store):
+    project = _project(3)
+    claim = claims.claim_next(project.id, "h:1:1", 30)
+    assert claim.container.seq == 1 and claim.reclaimed_from is None
+    box = Container.get_by_id(claim.container.id)
+    assert box.state == "building" and box.claimed_by == "h:1:1" and box.attempts == 1
+    assert 29 < box.lease_expires_at - time.time() <= 30
+    assert claims.claim_next(project.id, "h:2:2", 30).container.seq == 2
+    assert claims.renew(box.id, "h:1:1", 30, 500)
+    assert Container.get_by_id(box.id).bytes_done == 500
+    assert not claims.renew(box.id, "h:2:2", 30, 0), "only the owner renews"
+
+
+def test_expired_lease_is_reclaimed_and_counted(store):
+    project = _project(1)
+    first = claims.claim_next(project.id, "h:1:1", 0.2)
+    assert claims.claim_next(project.id, "h:2:2", 30) is None  # leased
+    time.sleep(0.3)
+    second = claims.claim_next(project.id, "h:2:2", 30)
+    assert second.container.id == first.container.id and second.reclaimed_from == "h:1:1"
+    assert Container.get_by_id(first.container.id).attempts == 2
+    assert not claims.renew(first.container.id, "h:1:1", 30, 0), "the old owner learns it lost the claim"
+    assert not claims.mark_failed(first.container, "h:1:1", "late"), "and cannot record anything"
+    assert Event.select().where(Event.text.contains("reclaimed")).count() == 1
+
+
+def test_serial_claims_one_container_at_a_time(store):
+    project = _project(2, load_type="serial")
+    first = claims.claim_next(project.id, "h:1:1", 30, serial=True)
+    assert claims.claim_next(project.id, "h:2:2", 30, serial=True) is None
+    claims.mark_failed(first.container, "h:1:1", "boom")
+    assert claims.claim_next(project.id, "h:2:2", 30, serial=True).container.seq == 2
+
+
+def test_finalize_when_nothing_is_left(store):
+    project = _project(2)
+    a = claims.claim_next(project.id, "h:1:1", 30)
+    assert claims.finalize_if_done(project.id) is None
+    claims.mark_failed(a.container, "h:1:1", "source changed since scan: x")
+    b = claims.claim_next(project.id, "h:1:1", 30)
+    Container.update(state="built").where(Container.id == b.container.id).execute()
+    assert claims.finalize_if_done(project.id) == "failed"
+    assert "1 container(s) failed" in Project.get_by_id(project.id).message
+
+
+RACER = r"""
+import os, sys
+from ptolemy_tui.store import db
+from ptolemy_tui.store.models import Container
+from ptolemy_tui.worker import claims
+db.open_database(os.environ["PTOLEMY_DB"])
+owner = f"racer:{os.getpid()}"
+sys.stdout.write("ready\n"); sys.stdout.flush()
+sys.stdin.readline()  # start together
+got = []
+while True:
+    claim = claims.claim_next(int(sys.argv[1]), owner, 60)
+    if claim is None:
+        break
+    got.append(claim.container.id)
+    Container.update(state="built").where(Container.id == claim.container.id).execute()
+print(" ".join(map(str, got)))
+"""
+
+
+def test_racing_workers_never_claim_one_container_twice(store):
+    project = _project(120)
+    env = dict(os.environ, PTOLEMY_DB=store_url())
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(project.id)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for _ in range(6)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    taken = []
+    per_worker = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        ids = [int(x) for x in out.split()]
+        per_worker.append(len(ids))
+        taken += ids
+    assert len(taken) == len(set(taken)) == 120, "a container was claimed twice or not at all"
+    assert sum(1 for n in per_worker if n) >= 2, f"the claimers did not actually race: {per_worker}"
+    assert set(Container.select(Container.attempts).tuples()) == {(1,)}
