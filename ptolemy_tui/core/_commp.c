@@ -22,12 +22,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#if !defined(COMMP_NO_SHANI) && (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define COMMP_X86 1
 #include <cpuid.h>
 #include <immintrin.h>
 #else
 #define COMMP_X86 0
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define ALIGNED(n) __attribute__((aligned(n)))
+#else
+#define ALIGNED(n)
 #endif
 
 static const uint32_t K256[64] = {
@@ -46,7 +52,7 @@ static const uint32_t IV256[8] = {
 };
 
 /* W[t] + K[t] for the padding block of a 64-byte message (0x80, zeros, bit length 512). */
-static uint32_t PADWK[64] __attribute__((aligned(16)));
+static uint32_t PADWK[64] ALIGNED(16);
 
 static int g_have_shani = 0;
 
@@ -280,8 +286,8 @@ static int subtree_root(const uint8_t *data, unsigned k, int portable, uint8_t r
     uint64_t nquads = (uint64_t)1 << k;
     uint64_t chunk = nquads < CHUNK_QUADS ? nquads : CHUNK_QUADS;
     uint64_t nchunks = nquads / chunk;
-    uint8_t leaves[CHUNK_QUADS * 128] __attribute__((aligned(64)));
-    uint8_t scratch[CHUNK_QUADS * 64] __attribute__((aligned(64)));
+    uint8_t leaves[CHUNK_QUADS * 128] ALIGNED(64);
+    uint8_t scratch[CHUNK_QUADS * 64] ALIGNED(64);
     uint8_t *roots = NULL, *roots2 = NULL;
     if (nchunks > 1) {
         roots = (uint8_t *)malloc((size_t)nchunks * 32);
@@ -313,6 +319,7 @@ static PyObject *py_root(PyObject *self, PyObject *args, PyObject *kwargs)
     unsigned int k;
     int portable = 0, rc;
     uint8_t root[32];
+    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*I|p", kwlist, &buf, &k, &portable)) return NULL;
     if (k > 40 || (uint64_t)buf.len != ((uint64_t)127 << k)) {
         PyBuffer_Release(&buf);
@@ -332,6 +339,7 @@ static PyObject *py_hash_pairs(PyObject *self, PyObject *args, PyObject *kwargs)
     static char *kwlist[] = {"data", "portable", NULL};
     Py_buffer buf;
     int portable = 0;
+    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|p", kwlist, &buf, &portable)) return NULL;
     if (buf.len % 64) {
         PyBuffer_Release(&buf);
@@ -355,6 +363,7 @@ static PyObject *py_hash_pairs(PyObject *self, PyObject *args, PyObject *kwargs)
 static PyObject *py_fr32(PyObject *self, PyObject *args)
 {
     Py_buffer buf;
+    (void)self;
     if (!PyArg_ParseTuple(args, "y*", &buf)) return NULL;
     if (buf.len % 127) {
         PyBuffer_Release(&buf);
@@ -372,7 +381,12 @@ static PyObject *py_fr32(PyObject *self, PyObject *args)
     return out;
 }
 
-static PyObject *py_sha_ni(PyObject *self, PyObject *noargs) { return PyBool_FromLong(g_have_shani); }
+static PyObject *py_sha_ni(PyObject *self, PyObject *noargs)
+{
+    (void)self;
+    (void)noargs;
+    return PyBool_FromLong(g_have_shani);
+}
 
 static PyMethodDef methods[] = {
     {"root", (PyCFunction)(void (*)(void))py_root, METH_VARARGS | METH_KEYWORDS,
@@ -386,6 +400,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef moduledef = {
     PyModuleDef_HEAD_INIT, "_commp", "CommP kernel: Fr32 padding and the SHA-256 tree (see commp.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__commp(void)
