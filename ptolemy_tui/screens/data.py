@@ -257,11 +257,19 @@ def build(project_id: int) -> dict[str, Any]:
         usage = staging_free(p.staging_dir)
         if usage:
             staging = {"total": usage["total"], "used": usage["used"], "free": usage["free"], "source": "disk"}
+    rate = sum(w["rate"] or 0 for w in workers if w["state"] == "building")
+    if isinstance(progress, dict):  # the build service's view wins where it has one
+        total_bytes = int(progress.get("bytes_total", total_bytes))
+        done = int(progress.get("bytes_done", done))
+        rate = float(progress.get("rate", rate) or 0.0)
+        if progress.get("staging"):
+            stg = progress["staging"]
+            staging = {"total": stg["total"], "used": stg["used"], "free": stg["free"], "source": "workers"}
     return {
         "name": p.name, "status": p.status, "paused": p.paused, "load_type": p.load_type, "message": p.message,
         "workers": workers, "states": by_state, "containers": sum(by_state.values()),
         "bytes_total": total_bytes, "bytes_done": done,
-        "rate": sum(w["rate"] or 0 for w in workers if w["state"] == "building"),
+        "rate": rate,
         "staging": staging, "staging_budget": p.staging_budget, "progress": progress,
         "waiting": [w["key"] for w in workers if w["state"] == "waiting"],
     }

@@ -23,7 +23,7 @@ class ItemsTable(Polling, NavTable):
     def __init__(self, container_id: int, **kwargs):
         super().__init__(**kwargs)
         self.container_id = container_id
-        self.offset = 0
+        self.page_offset = 0
         self.total = 0
 
     def on_mount(self) -> None:
@@ -32,7 +32,7 @@ class ItemsTable(Polling, NavTable):
         self.start_polling()
 
     def fetch(self) -> dict[str, Any]:
-        return data.container_items(self.container_id, self.offset, PAGE)
+        return data.container_items(self.container_id, self.page_offset, PAGE)
 
     def show(self, doc: dict[str, Any]) -> None:
         self.total = doc["total"]
@@ -41,8 +41,8 @@ class ItemsTable(Polling, NavTable):
         head.append(f"container {c['seq']}", style="bold")
         head.append(f"  {fmt.state(c['state'])}  {fmt.size(c['predicted_size'])}  {fmt.count(c['items'])} items, "
                     f"{fmt.count(c['shards'])} shards")
-        last = min(self.offset + PAGE, self.total)
-        head.append(f"   rows {self.offset + 1 if self.total else 0}-{last} of {fmt.count(self.total)}", style="dim")
+        last = min(self.page_offset + PAGE, self.total)
+        head.append(f"   rows {self.page_offset + 1 if self.total else 0}-{last} of {fmt.count(self.total)}", style="dim")
         if self.total > PAGE:
             head.append("  (n/p page)", style="dim")
         if c.get("error"):
@@ -83,7 +83,7 @@ class ContainerItemsScreen(Screen):
 
     def action_page(self, step: int) -> None:
         table = self.query_one(ItemsTable)
-        offset = table.offset + step * PAGE
+        offset = table.page_offset + step * PAGE
         if 0 <= offset < max(table.total, 1):
-            table.offset = offset
+            table.page_offset = offset
             table.poll_now()

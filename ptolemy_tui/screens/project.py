@@ -210,8 +210,8 @@ class ProjectScreen(Screen):
                          done=self._refresh, success=_pack_summary)
 
         if self.status in ("containerized", "built", "building", "failed"):
-            self.app.push_screen(ConfirmScreen("Pack again? Pending containers are replaced (built ones are kept "
-                                               "unless the service says otherwise).", yes="Re-pack"),
+            self.app.push_screen(ConfirmScreen("Pack again from scratch? Pending containers are replaced; "
+                                               "built CARs are kept.", yes="Re-pack"),
                                  lambda yes: run(True) if yes else None)
         else:
             run(False)
@@ -296,8 +296,11 @@ class ProjectScreen(Screen):
 
 def _pack_summary(result: Any) -> str:
     if isinstance(result, dict):
-        n = result.get("containers", result.get("count"))
-        return f"packed into {n} containers" if n is not None else "packed"
+        new, total = result.get("new_containers"), result.get("containers")
+        if new is not None and total is not None:
+            fill = result.get("mean_fill")
+            return f"packed: {new} new container(s), {total} in all" + (f", mean fill {fill:.0%}" if fill else "")
+        return "packed"
     return "packed"
 
 
@@ -311,5 +314,10 @@ def _verify_summary(result: Any) -> str:
             ok = len(ok)
         return f"verify: {ok} ok, {bad} failed" if bad is not None or ok is not None else f"verify: {result}"
     if isinstance(result, (list, tuple)):
-        return f"verified {len(result)} CARs"
+        bad = [r for r in result if isinstance(r, dict) and not r.get("ok", True)]
+        if bad:
+            first = bad[0]
+            problems = "; ".join(first.get("problems") or [])
+            return f"verify: {len(bad)} of {len(result)} CARs FAILED (container {first.get('container')}: {problems})"
+        return f"verify: all {len(result)} CARs ok"
     return f"verify: {result}"

@@ -1,0 +1,252 @@
+"""The project screen's tabs and actions on a real SQLite store, with the real scan, containerize and build
+services (the build tab fed by real worker processes)."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from textual.widgets import RichLog, Static
+
+from ptolemy_tui.screens.app import PtolemyApp
+from ptolemy_tui.screens.base import ConfirmScreen, HelpScreen
+from ptolemy_tui.screens.items import ContainerItemsScreen, ItemsTable
+from ptolemy_tui.screens.project import ProjectScreen
+from ptolemy_tui.store.models import Car, Container, Project
+from tests.screens import helpers
+from tests.screens.helpers import wait_for
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(project, scenario, tab="overview", size=(80, 24)):
+    async def main():
+        app = PtolemyApp(project=project.name, tab=tab, watch_tty=False)
+        async with app.run_test(size=size) as pilot:
+            await wait_for(pilot, lambda: isinstance(app.screen, ProjectScreen))
+            await scenario(app, app.screen, pilot)
+        return app
+
+    return asyncio.run(main())
+
+
+def text_of(screen, selector) -> str:
+    return str(screen.query_one(selector, Static).render())
+
+
+def test_overview_scan_and_pack_with_the_real_services(project):
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("overview")
+        await wait_for(pilot, lambda: pane.polls > 0)
+        body = text_of(screen, "#overview-body")
+        assert "defined" in body and "next step" in body and "press s" in body
+        await pilot.press("s")
+        await wait_for(pilot, lambda: Project.get_by_id(project.id).status == "scanned", timeout=30)
+        await wait_for(pilot, lambda: screen.scan_cancel is None)
+        await pilot.press("1")
+        await wait_for(pilot, lambda: "press c" in text_of(screen, "#overview-body"))
+        await pilot.press("c")
+        await wait_for(pilot, lambda: Project.get_by_id(project.id).status == "containerized", timeout=30)
+        await wait_for(pilot, lambda: "press b" in text_of(screen, "#overview-body"))
+        assert Container.select().where(Container.project == project.id).count() >= 3
+
+    run(project, scenario)
+
+
+def test_scan_tree_is_lazy_sorted_and_expandable(packed_project):
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("tree")
+        tree = pane.tree
+        await wait_for(pilot, lambda: pane.loads >= 1)
+        names = [n.data["name"] for n in tree.root.children]
+        assert names[0] == "video"  # the big file's directory first: sorted by size
+        assert "scan done" in text_of(screen, "#scan-line")
+        docs = next(n for n in tree.root.children if n.data["name"] == "docs")
+        assert not docs.children  # nothing below is loaded before it is opened
+        tree.focus()
+        tree.move_cursor(docs)
+        await pilot.press("right")
+        await wait_for(pilot, lambda: pane.loads >= 2 and len(docs.children) > 0)
+        assert any(c.data["name"] == "drafts" for c in docs.children)
+        await pilot.press("h")  # collapse, then to the parent
+        assert not docs.is_expanded
+        await pilot.press("o")
+        await wait_for(pilot, lambda: pane.sort == "name" and pane.loads >= 3)
+        names = [n.data["name"] for n in tree.root.children]
+        assert names == sorted(names)
+
+    run(packed_project, scenario, tab="tree")
+
+
+def test_tree_pages_a_wide_directory(sqlite_store, tmp_path):
+    target = tmp_path / "wide"
+    target.mkdir()
+    for i in range(450):
+        (target / f"f{i:04d}").write_bytes(b"x" * (i + 1))
+    from ptolemy_tui.services import projects
+
+    project, _ = projects.create(projects.ProjectSpec("wide", str(target), str(tmp_path / "st"),
+                                                      car_size="2MiB", shard_size="1MiB"))
+    helpers.scan(project)
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("tree")
+        await wait_for(pilot, lambda: pane.loads >= 1)
+        root = pane.tree.root
+        assert len(root.children) == pane.CHUNK + 1  # one chunk and the "more" row
+        more = root.children[-1]
+        assert more.data["kind"] == "more"
+        pane.tree.focus()
+        pane.tree.move_cursor(more)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: pane.loads >= 2)
+        assert len(root.children) == 2 * pane.CHUNK + 1
+        assert root.children[0].data["bytes"] == 450  # largest first
+
+    run(project, scenario, tab="tree")
+
+
+def test_containers_tab_and_items(packed_project):
+    n = Container.select().where(Container.project == packed_project.id).count()
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("containers")
+        table = pane.query_one("#containers-table")
+        await wait_for(pilot, lambda: table.row_count == n)
+        assert f"{n} containers" in text_of(screen, "#containers-summary")
+        assert "overall fill" in text_of(screen, "#containers-summary")
+        # the container holding the big file's shards
+        shard_box = Container.select().where((Container.project == packed_project.id) &
+                                             (Container.shard_count > 0)).order_by(Container.seq).first()
+        table.focus()
+        table.move_cursor(row=table.get_row_index(str(shard_box.id)))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ContainerItemsScreen))
+        items = app.screen.query_one(ItemsTable)
+        await wait_for(pilot, lambda: items.row_count == shard_box.item_count)
+        rows = [items.get_row_at(i) for i in range(items.row_count)]
+        assert any(".ptolemy" in r[1] and r[5] != "" for r in rows)  # a shard: its path and index
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProjectScreen))
+        # filter by state
+        await pilot.press("slash", *"built")
+        await wait_for(pilot, lambda: table.row_count == 0)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: table.row_count == n)
+
+    run(packed_project, scenario, tab="containers")
+
+
+def test_build_tab_shows_workers_staging_and_waiting(packed_project):
+    helpers.fake_build_rows(packed_project, waiting=True)
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("build")
+        table = pane.query_one("#workers-table")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        waiting = screen.query_one("#build-waiting", Static)
+        assert waiting.display and "WAITING FOR STAGING SPACE" in str(waiting.render())
+        assert "62.0 GiB used" in text_of(screen, "#staging-gauge")
+        row = table.get_row("stage1:4242")
+        assert str(row[1]) == "building" and row[4] == "52.0"
+        assert str(table.get_row("stage1:4243")[1]) == "waiting for staging"
+
+    run(packed_project, scenario, tab="build")
+
+
+def test_pause_resume_cancel_retry(packed_project):
+    helpers.fake_build_rows(packed_project)
+    box = Container.select().where(Container.project == packed_project.id).order_by(Container.seq.desc()).first()
+    box.state, box.error = "failed", "source changed"
+    box.save()
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("build")
+        await wait_for(pilot, lambda: pane.polls > 0)
+        await pilot.press("p")
+        await wait_for(pilot, lambda: Project.get_by_id(packed_project.id).paused)
+        await wait_for(pilot, lambda: "PAUSED" in text_of(screen, "#build-summary"))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: not Project.get_by_id(packed_project.id).paused)
+        await pilot.press("f")
+        await wait_for(pilot, lambda: Container.get_by_id(box.id).state == "pending")
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: Project.get_by_id(packed_project.id).status == "containerized")
+
+    run(packed_project, scenario, tab="build")
+
+
+def test_real_build_from_the_build_tab_then_cars_manifest_verify_copy(packed_project):
+    """Real worker processes build the CARs; the build tab follows them; the CARs tab lists the results."""
+    n = Container.select().where(Container.project == packed_project.id).count()
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("build")
+        await wait_for(pilot, lambda: pane.polls > 0)
+        assert "no live workers" in text_of(screen, "#build-summary")
+        await pilot.press("b")
+        await wait_for(pilot, lambda: Project.get_by_id(packed_project.id).status == "built", timeout=45)
+        await wait_for(pilot, lambda: f"{n} built" in text_of(screen, "#build-summary"))
+        assert "100%" in text_of(screen, "#build-summary")
+        await pilot.press("5")
+        cars = screen.pane("cars")
+        table = cars.query_one("#cars-table")
+        await wait_for(pilot, lambda: table.row_count == n)
+        car = Car.select().where(Car.project == packed_project.id).order_by(Car.id).first()
+        table.focus()
+        table.move_cursor(row=0)
+        await pilot.press("y")
+        assert app.clipboard == car.piece_cid
+        await pilot.press("Y")
+        assert app.clipboard == car.payload_cid
+        await pilot.press("m")
+        manifest = os.path.join(packed_project.staging_dir, "demo-manifest.csv")
+        await wait_for(pilot, lambda: os.path.exists(manifest))
+        assert car.piece_cid in open(manifest).read()
+        seen = []
+        app.notify = lambda message, **kw: seen.append(message)  # noqa: E731 - capture the outcome
+        await pilot.press("v")
+        await wait_for(pilot, lambda: any("verify: all" in m for m in seen), timeout=30)
+
+    run(packed_project, scenario, tab="build")
+
+
+def test_log_follows_events(packed_project):
+    from ptolemy_tui.services import events
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("log")
+        await wait_for(pilot, lambda: pane.lines >= 3)
+        before = pane.lines
+        events.record(packed_project, "a new line from a worker", level="warning")
+        await wait_for(pilot, lambda: pane.lines == before + 1)
+        log = screen.query_one("#log-view", RichLog)
+        assert "a new line from a worker" in "".join(str(line.text) for line in log.lines)
+
+    run(packed_project, scenario, tab="log")
+
+
+def test_tab_keys_help_and_edit(packed_project):
+    async def scenario(app, screen, pilot):
+        for key, tab in (("2", "tree"), ("3", "containers"), ("4", "build"), ("5", "cars"), ("6", "log"),
+                         ("1", "overview")):
+            await pilot.press(key)
+            await wait_for(pilot, lambda: screen.active_tab == tab)
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        body = str(app.screen.query_one("#help-body", Static).render())
+        assert "Scan" in body and "Pack" in body and "Back" in body
+        await pilot.press("escape")
+        await pilot.press("4")
+        await wait_for(pilot, lambda: screen.active_tab == "build")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert {"Blitz", "Serial", "Pause", "Resume", "Cancel", "Retry failed"} <= set(titles)
+        assert "Scan" not in titles  # not offered on the build tab
+        await pilot.press("1", "e")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ProjectForm")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: app.screen is screen)
+
+    run(packed_project, scenario)
