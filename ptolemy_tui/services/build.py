@@ -121,7 +121,15 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
                                + (f" (forced past: {problem})" if problem else ""),
                       level="warning" if problem else "info")
     os.makedirs(staging.project_dir(project.staging_dir, project.name), exist_ok=True)
-    return launch.spawn_workers(project.name, spawn)
+    # Register the workers before they exist, so that they are in the live view (and a second `build` is
+    # refused) from this moment, not from when each child has imported its modules.
+    host = settings.hostname()
+    ids = [Worker.create(host=host, pid=os.getpid(), project=project.id, state="idle", message="starting").id
+           for _ in range(spawn)]
+    pids = launch.spawn_workers(project.name, ids)
+    for worker_id, pid in zip(ids, pids):
+        Worker.update(pid=pid).where((Worker.id == worker_id) & (Worker.message == "starting")).execute()
+    return pids
 
 
 def _require_building(project: Project, verb: str) -> None:
@@ -242,7 +250,8 @@ def build_progress(project: Project | str) -> dict[str, Any]:
                      "total": w.staging_total, "budget": project.staging_budget, "message": w.message}
                     for w in workers if w.state == "waiting"],
         "failed": failed,
-        "finished": project.status != "building",
+        "running": project.status == "building",
+        "finished": project.status != "building",  # no build running (never started, done, failed, cancelled)
     }
 
 

@@ -42,14 +42,17 @@ def log_dir() -> str:
     return path
 
 
-def spawn_workers(project_name: str, count: int, *, extra_env: dict[str, str] | None = None) -> list[int]:
-    """Start `count` detached workers for the project; returns their pids."""
+WORKER_ID_ENV = "PTOLEMY_WORKER_ID"  # the Worker row registered for the child before it started
+
+
+def spawn_workers(project_name: str, worker_ids: list[int]) -> list[int]:
+    """Start one detached worker per pre-registered Worker row; returns their pids."""
     env = dict(os.environ)
     env["PTOLEMY_DB"] = store_url()
-    env.update(extra_env or {})
     stamp = time.strftime("%Y%m%d-%H%M%S")
     pids = []
-    for n in range(count):
+    for n, worker_id in enumerate(worker_ids):
+        env[WORKER_ID_ENV] = str(worker_id)
         log_path = os.path.join(log_dir(), f"{project_name}-{stamp}-{n + 1}.log")
         with open(log_path, "ab") as log_file:
             proc = subprocess.Popen(

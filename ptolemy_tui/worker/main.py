@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass
 
 from ptolemy_tui.store.models import Container, Project, Worker, now
-from ptolemy_tui.worker import claims, container as container_build, dbretry, settings
+from ptolemy_tui.worker import claims, container as container_build, dbretry, launch, settings
 from ptolemy_tui.worker.reporter import Reporter
 from ptolemy_tui.worker.staging import check_serial
 
@@ -56,8 +56,7 @@ def run_worker(options: WorkerOptions) -> int:
         return 0
     staging_dir = options.staging or project.staging_dir
     source_root = options.source_root or project.target_dir
-    worker = dbretry.retrying(lambda: Worker.create(host=host, pid=pid, project=project.id, state="idle",
-                                                    started_at=now(), heartbeat_at=now()), "registering")
+    worker = dbretry.retrying(lambda: _register(host, pid, project.id), "registering")
     owner = f"{host}:{pid}:{worker.id}"
     reporter = Reporter(worker.id, owner, staging_dir, timing.lease, timing.report)
     wake = threading.Event()
@@ -129,6 +128,16 @@ def run_worker(options: WorkerOptions) -> int:
             log.warning("could not mark worker %s stopped; it leaves the live view when its heartbeat ages", owner)
         log.info("worker %s stopped", owner)
     return 1 if failed_any else 0
+
+
+def _register(host: str, pid: int, project_id: int) -> Worker:
+    """Take over the row `ptolemy build` registered for this process, or register anew (`ptolemy worker`)."""
+    preset = os.environ.pop(launch.WORKER_ID_ENV, None)
+    values = dict(host=host, pid=pid, project=project_id, state="idle", message=None, started_at=now(),
+                  heartbeat_at=now())
+    if preset and preset.isdigit() and Worker.update(**values).where(Worker.id == int(preset)).execute():
+        return Worker.get_by_id(int(preset))
+    return Worker.create(**values)
 
 
 def _anything_left(project_id: int) -> bool:

@@ -42,6 +42,7 @@ class Reporter:
         self.claim_lost = threading.Event()
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
         self._stop = threading.Event()
+        self._kick = threading.Event()  # a state change is reported at once, not at the next tick
         self._thread = threading.Thread(target=self._run, name="ptolemy-report", daemon=True)
         self._process = psutil.Process(os.getpid())
         self._process.cpu_percent(None)  # the first call only starts the measurement
@@ -54,6 +55,7 @@ class Reporter:
             self.bytes_total, self.bytes_done, self.space_needed = bytes_total, 0, space_needed
             self._samples.clear()
             self.claim_lost.clear()
+        self._kick.set()
 
     def progress(self, bytes_done: int) -> None:
         self.bytes_done = bytes_done  # a plain int store: atomic under the GIL, read by the report thread
@@ -63,6 +65,7 @@ class Reporter:
 
     def stop(self) -> None:
         self._stop.set()
+        self._kick.set()
         self._thread.join(timeout=self.interval * 3 + 5)
 
     def report_now(self) -> None:
@@ -101,7 +104,11 @@ class Reporter:
                       heartbeat_at=now(), **staging).where(Worker.id == self.worker_id).execute()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        while True:
+            self._kick.wait(self.interval)
+            self._kick.clear()
+            if self._stop.is_set():
+                break
             try:
                 self._report()
             except dbretry.TRANSIENT as exc:
