@@ -374,10 +374,10 @@ def _apply_changes(project: Project, writer: _Writer, removed: dict) -> dict:
         for cid in built + building:
             keep_removed.update(f for f in by_container[cid] if f in removed_set)
         for cid in built:
-            fids = by_container[cid]
-            first = path_text(touched[fids[0]])
-            more = f" and {len(fids) - 1} more" if len(fids) > 1 else ""
-            reason = f"source changed or removed since the build: {first}{more}"
+            paths = sorted(touched[f] for f in set(by_container[cid]))
+            shown = ", ".join(path_text(p) for p in paths[:3])
+            more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+            reason = f"source changed or removed since the build: {shown}{more}"
             Car.update(stale_reason=reason).where(Car.container == cid).execute()
         gone = [fid for fid in removed_ids if fid not in keep_removed]
         for part in _chunks(gone):
@@ -442,6 +442,8 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
             except queue.Empty:
                 item = False
             if item is None:
+                if cancel.is_set():  # the walkers stopped early: the listing is incomplete
+                    raise _Cancelled()
                 break
             if isinstance(item, BaseException):
                 raise item

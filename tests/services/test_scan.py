@@ -1,0 +1,176 @@
+"""Scan on SQLite and a real PostgreSQL: real trees in tmp_path, every entry kind, rescans and their effects."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from ptolemy_tui.errors import UsageError
+from ptolemy_tui.services import containerize, events, projects, scan, status
+from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan
+from tests.services.pipeline_helpers import ODD_NAMES, deny_listing, make_tree, new_project, regular_files, write
+
+
+def _files(project) -> dict[bytes, File]:
+    return {f.path: f for f in File.select().where(File.project == project)}
+
+
+def test_scan_records_every_entry_kind(store, tmp_path, request, monkeypatch):
+    info = make_tree(tmp_path / "src")
+    (tmp_path / "src" / "locked").mkdir()
+    write(tmp_path / "src" / "locked" / "hidden.bin", 7)
+    truth = regular_files(tmp_path / "src")
+    deny_listing(request, monkeypatch, scan, tmp_path / "src" / "locked")
+    project = new_project(tmp_path)
+    progress = []
+    result = scan.run_scan(project, threads=3, on_progress=lambda s: progress.append(s.entries))
+
+    truth.pop(b"locked/hidden.bin")  # behind the unreadable directory
+    rows = _files(project)
+    regular = {p: f.size for p, f in rows.items() if f.kind == "file"}
+    assert regular == truth, "every regular file with its exact bytes path and size"
+    for name in ODD_NAMES:
+        assert b"docs/" + name in rows, f"{name!r} round-trips exactly"
+    assert rows[b"docs/loop"].kind == "symlink" and rows[b"docs/loop"].link_target == b".."
+    assert rows[b"link-to-top"].link_target == b"top.bin"
+    assert rows[b"docs/pipe"].kind == "special" and "fifo" in rows[b"docs/pipe"].error
+    f = rows[b"top.bin"]
+    st = os.lstat(tmp_path / "src" / "top.bin")
+    assert (f.mtime_ns, f.inode, f.name) == (st.st_mtime_ns, st.st_ino, b"top.bin")
+
+    assert result.state == "done"
+    assert result.files == len(truth) and result.bytes == sum(truth.values())
+    assert result.symlinks == 2 and result.skipped == 1 + info["sockets"] and result.errors == 1
+    assert result.directories == 5  # docs, docs/deep, docs/deep/deeper, empty-dir, locked (the root is not counted)
+    locked = Directory.get((Directory.project == project) & (Directory.path == b"locked"))
+    assert "Permission denied" in locked.error
+    assert progress and progress[-1] == result.entries
+    project = Project.get_by_id(project.id)
+    assert project.status == "scanned"
+    report = status.project_report(project)["scan"]
+    assert (report["symlinks"], report["errors"], report["skipped"]) == (2, 1, 1 + info["sockets"])
+    assert any("scan done" in e.text for e in events.recent(project))
+
+
+def test_directory_aggregates(store, tmp_path):
+    info = make_tree(tmp_path / "src")
+    project = new_project(tmp_path)
+    scan.run_scan(project)
+    dirs = {d.path: d for d in Directory.select().where(Directory.project == project)}
+    truth = regular_files(tmp_path / "src")
+    for path, d in dirs.items():
+        below = {p: s for p, s in truth.items() if not path or p.startswith(path + b"/")}
+        assert d.total_bytes == sum(below.values()), path
+        assert d.total_files == len(below), path
+        if path:
+            assert dirs[path.rpartition(b"/")[0]].id == d.parent_id
+    root = dirs[b""]
+    assert root.parent_id is None and root.dir_count == 2
+    assert root.file_count == 2 + info["sockets"]  # top.bin, link-to-top and the socket
+    assert dirs[b"docs"].dir_count == 1 and dirs[b"empty-dir"].total_files == 0
+
+
+def test_rescan_reports_and_repacks(store, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(9):
+        write(src / f"f{n}.bin", 600 * 1024)  # six fill a 4 MiB container: two containers
+    write(src / "stay.txt", 5)
+    project = new_project(tmp_path)
+    scan.run_scan(project)
+    containerize.containerize(project)
+    boxes = containerize.list_containers(project)
+    assert len(boxes) == 2
+    # The first container is built; the second is still pending.
+    first, second = boxes[0]["id"], boxes[1]["id"]
+    Container.update(state="built").where(Container.id == first).execute()
+    Car.create(project=project, container=first, path="x.car", payload_cid="b", piece_cid="b", car_size=1,
+               padded_piece_size=128)
+    in_first = [i["source"] for i in containerize.container_items(project, first)]
+    in_second = [i["source"] for i in containerize.container_items(project, second)]
+    changed_built = os.path.basename(in_first[0])
+    replaced_pending = os.path.basename(in_second[0])
+    os.unlink(src / replaced_pending)  # replaced between scan and rescan: a new file with new bytes
+    write(src / replaced_pending, 1234)
+    with open(src / changed_built, "ab") as fh:
+        fh.write(b"more")
+    write(src / "added.bin", 42)
+    os.unlink(src / "stay.txt")
+
+    project = Project.get_by_id(project.id)
+    result = scan.run_scan(project)
+    assert (result.added, result.changed, result.removed) == (1, 2, 1)
+    assert "1 container(s) back to packing" in result.message
+    assert not Container.select().where(Container.id == second).exists(), "the unbuilt container goes back"
+    car = Car.get(Car.container == first)
+    assert car.stale_reason and changed_built in car.stale_reason
+    project = Project.get_by_id(project.id)
+    assert project.status == "scanned"
+
+    report = containerize.containerize(project)
+    assert report["new_containers"] >= 1
+    # Every byte of every file not in the built (stale) container is now in exactly one container item.
+    items = list(ContainerItem.select(ContainerItem, File).join(File).where(File.project == project))
+    covered: dict[bytes, int] = {}
+    for item in items:
+        covered[item.file.path] = covered.get(item.file.path, 0) + item.length
+    truth = regular_files(src)
+    for path, size in truth.items():
+        if path.decode() == changed_built:
+            continue  # held by the stale CAR; the operator rebuilds or discards it
+        assert covered.get(path) == size, path
+    stay = File.get_or_none((File.project == project) & (File.path == b"stay.txt"))
+    if any(p.endswith("/stay.txt") for p in in_first):
+        assert stay.kind == "removed", "a removed file a built CAR holds keeps its row, marked removed"
+    else:
+        assert stay is None and b"stay.txt" not in covered
+
+
+def test_rescan_unchanged_keeps_status(store, tmp_path):
+    make_tree(tmp_path / "src")
+    project = new_project(tmp_path)
+    scan.run_scan(project)
+    containerize.containerize(project)
+    project = Project.get_by_id(project.id)
+    before = {f.id for f in File.select().where(File.project == project)}
+    again = scan.run_scan(project)
+    assert (again.added, again.changed, again.removed) == (0, 0, 0)
+    assert {f.id for f in File.select().where(File.project == project)} == before, "unchanged rows are kept"
+    assert Project.get_by_id(project.id).status == "containerized"
+
+
+def test_scan_refused_out_of_order_and_cancel(store, tmp_path):
+    make_tree(tmp_path / "src")
+    project = new_project(tmp_path)
+    projects.set_status(project, "building")
+    with pytest.raises(UsageError, match="cannot scan"):
+        scan.run_scan(project)
+    projects.set_status(project, "defined")
+    cancel = threading.Event()
+    cancel.set()
+    result = scan.run_scan(project, cancel=cancel)
+    assert result.state == "cancelled"
+    assert Project.get_by_id(project.id).status == "failed"
+    assert scan.run_scan(Project.get_by_id(project.id)).state == "done", "a cancelled scan can be run again"
+
+
+@pytest.mark.slow
+def test_hundred_thousand_files(sqlite_store, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for d in range(100):
+        sub = src / f"d{d:03d}"
+        sub.mkdir()
+        for n in range(1000):
+            open(sub / f"f{n:04d}", "wb").close()
+    project = new_project(tmp_path)
+    t = time.monotonic()
+    result = scan.run_scan(project)
+    took = time.monotonic() - t
+    assert result.files == 100_000 and result.directories == 100
+    assert File.select().where(File.project == project).count() == 100_000
+    root = Directory.get((Directory.project == project) & (Directory.path == b""))
+    assert root.total_files == 100_000 and root.dir_count == 100
+    print(f"100k files scanned in {took:.2f}s")
