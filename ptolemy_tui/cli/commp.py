@@ -28,8 +28,8 @@ def register(sub) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of the four lines")
     parser.add_argument("--engine", nargs="?", const=SHOW_ENGINE, default="auto", metavar="NAME",
                         help=f"{'|'.join(ENGINES)}; without NAME: print the engine that runs and exit")
-    parser.add_argument("--threads", type=int, default=1, metavar="N",
-                        help="hashing threads for this one stream (default 1; 2 uses two cores)")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="hashing threads for this one stream (default: 2 where there are 2 cores, else 1)")
     parser.add_argument("--padded-size", metavar="SIZE", default=None,
                         help="pad the piece up to at least this padded size (a power of two, e.g. 32GiB)")
 
@@ -57,8 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if engine not in ENGINES:
         hint = " (to name the file, put it before --engine or write --engine=NAME)" if os.path.exists(engine) else ""
         raise UsageError(f"unknown CommP engine {engine!r}: use one of {', '.join(ENGINES)}{hint}")
-    if args.threads < 1:
-        raise UsageError(f"--threads must be at least 1, not {args.threads}")
+    threads = args.threads if args.threads is not None else min(2, os.cpu_count() or 1)
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, not {threads}")
     min_padded = 0
     if args.padded_size is not None:
         try:
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         if args.file in (None, "-"):
             if args.file is None and sys.stdin.isatty():
                 raise UsageError("give a FILE, or - to read stdin")
-            result = commp.commp_of_stream(sys.stdin.buffer, threads=args.threads, engine=engine,
+            result = commp.commp_of_stream(sys.stdin.buffer, threads=threads, engine=engine,
                                            min_padded_piece=min_padded)
         else:
             if os.path.isdir(args.file):
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
             if not os.path.exists(args.file):
                 raise UsageError(f"{args.file}: no such file")
             try:
-                result = commp.commp_of_file(args.file, threads=args.threads, engine=engine,
+                result = commp.commp_of_file(args.file, threads=threads, engine=engine,
                                              min_padded_piece=min_padded)
             except PermissionError as exc:
                 raise UsageError(f"{args.file}: permission denied") from exc
