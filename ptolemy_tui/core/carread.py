@@ -427,7 +427,10 @@ def _directory_children(car: CarFile, node: dagpb.PBNode, fs: dagpb.UnixFSData, 
         if data is None:
             problems.append(f"missing HAMT shard {link.cid} under {where.decode('utf-8', 'backslashreplace')}")
             continue
-        sub = dagpb.decode_node(data)
+        try:
+            sub = dagpb.decode_node(data)
+        except FormatError as exc:
+            raise CarFormatError(f"HAMT shard {link.cid} does not decode: {exc}") from None
         todo.extend(reversed(sub.links))
     return out
 

@@ -5,6 +5,8 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ptolemy_tui.core import carread, dagpb
 from ptolemy_tui.core.car import SourceEntry, write_car
@@ -123,3 +125,24 @@ def _save(tmp_path, blob) -> Path:
     p = tmp_path / "t.car"
     p.write_bytes(bytes(blob))
     return p
+
+
+_UNIXFS = (CARS / "go-car-simple-unixfs.car").read_bytes()
+_HAMT_HEAD = (CARS / "kubo-TestGatewayHAMTDirectory.car").read_bytes()[:6000]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(base=st.sampled_from([_UNIXFS, _HAMT_HEAD]), data=st.data())
+def test_any_corruption_is_a_car_format_error_never_a_crash(tmp_path_factory, base, data):
+    blob = bytearray(base)
+    for _ in range(data.draw(st.integers(1, 4))):
+        pos = data.draw(st.integers(0, len(blob) - 1))
+        blob[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(blob)))
+    path = tmp_path_factory.mktemp("fuzz") / "f.car"
+    path.write_bytes(bytes(blob[:cut]))
+    for fn in (carread.verify, carread.ls):
+        try:
+            fn(path)
+        except carread.CarFormatError as exc:
+            assert "\n" not in str(exc)
