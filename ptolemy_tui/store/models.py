@@ -98,7 +98,9 @@ FILE_KINDS = ("file", "symlink", "special", "error")
 
 
 class File(BaseModel):
-    project = peewee.ForeignKeyField(Project, backref="files", on_delete="CASCADE")
+    # No separate index on project: (project, path) below serves it. Every index costs scan inserts (millions
+    # of rows), so File keeps two: (project, path) and directory (the tree view's and the cascade's lookup).
+    project = peewee.ForeignKeyField(Project, backref="files", on_delete="CASCADE", index=False)
     directory = peewee.ForeignKeyField(Directory, null=True, backref="files", on_delete="CASCADE")
     path = PathField()  # relative to target_dir, exact bytes
     name = PathField()
@@ -110,7 +112,7 @@ class File(BaseModel):
     error = peewee.TextField(null=True)
 
     class Meta:
-        indexes = ((("project", "path"), True), (("project", "directory"), False))
+        indexes = ((("project", "path"), True),)
 
 
 # Container.state values.
@@ -138,7 +140,9 @@ class Container(BaseModel):
 
 
 class ContainerItem(BaseModel):
-    container = peewee.ForeignKeyField(Container, backref="items", on_delete="CASCADE")
+    # container is served by the (container, seq) index, file by its own FK index: no duplicates (inserts of
+    # a million items pay for every index).
+    container = peewee.ForeignKeyField(Container, backref="items", on_delete="CASCADE", index=False)
     file = peewee.ForeignKeyField(File, backref="items", on_delete="CASCADE")
     seq = peewee.IntegerField()  # order inside the container
     offset = peewee.BigIntegerField(default=0)
@@ -147,7 +151,7 @@ class ContainerItem(BaseModel):
     car_path = PathField()  # the entry's path inside the CAR
 
     class Meta:
-        indexes = ((("container", "seq"), True), (("file",), False))
+        indexes = ((("container", "seq"), True),)
 
 
 class Car(BaseModel):
