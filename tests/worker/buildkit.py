@@ -90,7 +90,8 @@ def reference_car(box: Container, target: Path, out: Path) -> tuple[str, str, by
     """The container's CAR written the plain way (write_car, then CommP of the file): root, piece CID, bytes."""
     root = os.fsencode(target)
     entries = [SourceEntry(dag_path=it.car_path, source=os.path.join(root, it.file.path), offset=it.offset,
-                           length=it.length)
+                           length=it.length, kind="symlink" if it.file.kind == "symlink" else "file",
+                           link_target=it.file.link_target or b"")
                for it in ContainerItem.select().where(ContainerItem.container == box.id).order_by(ContainerItem.seq)]
     with open(out, "wb") as fh:
         result = write_car(entries, fh)
