@@ -76,7 +76,7 @@ def seed_project(name: str, target: Path, staging: Path, *, per_container: int =
     if current:
         groups.append(current)
     for seq, group in enumerate(groups, start=1):
-        predicted = predict_car_size([(p[4], p[2]) for p in group])
+        predicted = predict_car_size([SourceEntry(p[4], b"unused", 0, p[2]) for p in group])
         box = Container.create(project=project, seq=seq, predicted_size=predicted,
                                data_bytes=sum(p[2] for p in group), item_count=len(group),
                                shard_count=sum(1 for p in group if p[3] is not None))
