@@ -2,6 +2,7 @@
 """CAR writing throughput and `ptolemy car create`'s peak RSS, with baselines from the same run.
 
     .venv/bin/python bench/car.py [--size 1GiB] [--files 20000] [--repeat 2] [--with-commp] [--keep]
+                                  [--out-dir /dev/shm]
 
 Creates in /tmp (deleted afterwards unless --keep): one SIZE file of pseudo-random bytes and a tree of FILES small
 files (1–48 KiB in 100 directories). Reads both once into the page cache, then times, best of --repeat:
@@ -133,6 +134,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--with-commp", action="store_true", help="also time write_car with the CommP sink")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--out-dir", default=None,
+                    help="where the CARs go (default: the work dir in /tmp; /dev/shm takes the disk out)")
     args = ap.parse_args()
     size = parse_size(args.size)
     work = tempfile.mkdtemp(prefix="ptolemy-bench-car-", dir="/tmp")
@@ -143,7 +146,7 @@ def main() -> None:
         make_big(big, size)
         tree_bytes = make_tree(tree, args.files)
         warm([big, tree])
-        out = os.path.join(work, "out.car")
+        out = os.path.join(args.out_dir or work, "ptolemy-bench-out.car")
         rows = []
 
         def row(label, seconds, nbytes, extra=""):
@@ -177,6 +180,8 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
+            if args.out_dir and os.path.exists(os.path.join(args.out_dir, "ptolemy-bench-out.car")):
+                os.unlink(os.path.join(args.out_dir, "ptolemy-bench-out.car"))
 
 
 if __name__ == "__main__":

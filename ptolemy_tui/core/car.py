@@ -170,6 +170,8 @@ class _SourceReader:
             self.before_read(entry)
         if entry.length == 0:
             return
+        if entry.source is None:
+            raise ValueError(f"file entry {entry.dag_path!r} has bytes to read but no source")
         batch = max(chunk_size, READ_SIZE // chunk_size * chunk_size)
         if batch > len(self.buf):
             self.buf = bytearray(batch)

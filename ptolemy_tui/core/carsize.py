@@ -178,11 +178,13 @@ class _MShard:
 
 
 class _Dir:
-    __slots__ = ("parent", "name", "children", "link_sum", "tsize_sum", "estimate", "trie", "hashes", "car", "tsize")
+    __slots__ = ("parent", "name", "children", "link_sum", "tsize_sum", "estimate", "trie", "hashes", "car", "tsize",
+                 "explicit")
 
     def __init__(self, parent: "_Dir | None", name: bytes):
         self.parent = parent
         self.name = name
+        self.explicit = False  # added as an entry itself (kept when its last child is removed)
         self.children: dict[bytes, _Dir | _Leaf] = {}
         self.link_sum = 0
         self.tsize_sum = 0
@@ -236,10 +238,13 @@ class CarSizeModel:
         existing = d.children.get(name)
         if kind == "dir":
             if existing is not None:
-                if isinstance(existing, _Dir):
-                    return self.size  # already implied by an earlier path
+                if isinstance(existing, _Dir) and not existing.explicit:
+                    existing.explicit = True  # already implied by an earlier path: same blocks
+                    self.count += 1
+                    return self.size
                 raise ValueError(f"duplicate path: {dag_path!r}")
             child = _Dir(d, name)
+            child.explicit = True
         elif kind in ("file", "symlink"):
             if existing is not None:
                 raise ValueError(f"duplicate path: {dag_path!r}")
@@ -254,7 +259,81 @@ class CarSizeModel:
         self.count += 1
         return self.size
 
+    def remove(self, dag_path: bytes) -> int:
+        """Take out an entry added before (a file, a symlink or an empty directory); return the new size.
+
+        Directories that only existed because of it go too; a directory that drops back to the threshold turns
+        flat again, and a HAMT loses the sub-shards that no longer hold two names.
+        """
+        parts = split_path(dag_path)
+        d = self.root
+        for part in parts[:-1]:
+            d = d.children.get(part)
+            if not isinstance(d, _Dir):
+                raise KeyError(dag_path)
+        name = parts[-1]
+        child = d.children.get(name)
+        if child is None:
+            raise KeyError(dag_path)
+        if isinstance(child, _Dir):
+            if child.children:
+                raise ValueError(f"directory is not empty: {dag_path!r}")
+            if not child.explicit:
+                raise KeyError(dag_path)
+        self._detach(d, name)
+        self.count -= 1
+        while d is not self.root and not d.children and not d.explicit:
+            parent = d.parent
+            self._detach(parent, d.name)
+            d = parent
+        return self.size
+
     # -- internals
+
+    def _detach(self, d: _Dir, name: bytes) -> None:
+        old_car, old_tsize = d.car, d.tsize
+        child = d.children.pop(name)
+        self._sum -= child.car
+        d.link_sum -= _link(len(name), child.tsize)
+        d.tsize_sum -= child.tsize
+        d.estimate -= len(name) + _C
+        if d.trie is not None:
+            if d.estimate <= self.params.hamt_threshold:
+                d.trie = d.hashes = None  # flat again; _bubble recomputes the flat block
+            else:
+                self._trie_remove(d, name, child.tsize)
+                del d.hashes[name]
+        self._bubble(d, old_car, old_tsize)
+
+    def _trie_remove(self, d: _Dir, name: bytes, tsize: int) -> None:
+        h = d.hashes[name]
+        m = d.trie
+        while True:
+            index = hamt.bucket(h, m.depth)
+            current = m.children[index]
+            if isinstance(current, _MShard):
+                m = current
+                continue
+            break
+        del m.children[index]
+        m.link_sum -= _link(2 + len(name), tsize)
+        m.tsize_sum -= tsize
+        m.max_bucket = max(m.children) if m.children else 0
+        # a sub-shard left with one name (and no sub-shard) dissolves into its parent, repeatedly
+        while m.parent is not None and len(m.children) == 1:
+            (only,) = m.children.values()
+            if isinstance(only, _MShard):
+                break
+            parent = m.parent
+            t = d.children[only].tsize
+            slot = hamt.bucket(h, parent.depth)
+            parent.link_sum += _link(2 + len(only), t) - _link(2, m.tsize)
+            parent.tsize_sum += t - m.tsize
+            parent.children[slot] = only
+            d.car -= m.car
+            m = parent
+        self._propagate(d, m)
+
 
     def _attach(self, d: _Dir, name: bytes, child) -> None:
         old_car, old_tsize = d.car, d.tsize

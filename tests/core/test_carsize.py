@@ -130,3 +130,44 @@ def test_prediction_of_a_million_small_files_is_fast():
     size = predict_car_size(items)
     assert time.perf_counter() - t < 10
     assert size > sum(n for _, n in items)
+
+
+@settings(max_examples=80, deadline=None)
+@given(items=st.lists(item, min_size=1, max_size=40), removals=st.lists(st.integers(0, 10_000), max_size=25),
+       collapse=st.booleans(), wrap=st.booleans())
+def test_model_add_and_remove_stay_exact(items, removals, collapse, wrap):
+    params = TINY[collapse]
+    items = _valid(items)
+    live = []
+    model = CarSizeModel(params, wrap=wrap)
+    for p, size, kind in items:
+        model.add(p, size, kind, b"t" * (size % 200) if kind == "symlink" else b"")
+        live.append((p, size, kind))
+    for r in removals:
+        if not live:
+            break
+        p, size, kind = live[r % len(live)]
+        if kind == "dir" and any(q.startswith(p + b"/") for q, _, _ in live):
+            continue  # only empty directories can go
+        model.remove(p)
+        live.remove((p, size, kind))
+        expected = predict_car_size(_entries("/nonexistent", live), profile=params, wrap=wrap) if live else 0
+        assert model.size == expected
+        assert len(model) == len(live)
+
+
+def test_removing_below_the_threshold_makes_the_directory_flat_again():
+    names = list(hamt_names(1344))
+    model = CarSizeModel()
+    for name in names:
+        model.add(b"h/" + name, len(name))
+    assert model.size == 576784
+    assert model.remove(b"h/" + names[-1]) == 541797
+    assert model.add(b"h/" + names[-1], len(names[-1])) == 576784
+    # and a HAMT that loses names keeps matching the whole-tree prediction
+    for name in names[:300]:
+        model.add(b"h/x" + name, 3)
+    for name in names[:250]:
+        model.remove(b"h/" + name)
+    rest = [(b"h/" + n, len(n)) for n in names[250:]] + [(b"h/x" + n, 3) for n in names[:300]]
+    assert model.size == predict_car_size(rest)
