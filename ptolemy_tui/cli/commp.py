@@ -3,7 +3,7 @@
     ptolemy commp big.car                 CommPCid / Payload / Unpadded piece / Padded piece lines
     ptolemy commp big.car --json          {"commp", "piece_cid_v2", "payload_size", "unpadded_piece_size", ...}
     cat big.car | ptolemy commp -         stdin (also when FILE is omitted and stdin is not a terminal)
-    ptolemy commp --engine                which engine runs here (c-sha-ni, c-portable or python)
+    ptolemy commp --engine                which engine runs here (c-avx512, c-sha-ni, c-portable or python)
     ptolemy commp big.car --engine python --threads 2 --padded-size 32GiB
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ptolemy_tui.cli.common import add_command
 from ptolemy_tui.errors import OperationFailed, UsageError
 
 SHOW_ENGINE = "\0show"
-ENGINES = ("auto", "c", "c-sha-ni", "c-portable", "python")
+ENGINES = ("auto", "c", "c-avx512", "c-sha-ni", "c-portable", "python")
 
 
 def register(sub) -> None:

@@ -190,7 +190,8 @@ def test_engine_selection(monkeypatch):
         CommP()
     monkeypatch.delenv(commp.ENGINE_ENV)
     if HAVE_C:
-        assert commp.engine_name() in ("c-sha-ni", "c-portable")
+        assert commp.engine_name() in ("c-avx512", "c-sha-ni", "c-portable")
+        assert commp.engine_name() == commp.available_engines()[0]
         assert CommP(engine="c-portable").engine == "c-portable"
     # without the compiled kernel: auto falls back to Python, and asking for C is a clear error
     monkeypatch.setattr(commp, "_ckernel", None)
@@ -209,7 +210,13 @@ def test_sha_ni_reported_and_used_when_the_cpu_has_it():
     if os.environ.get("PTOLEMY_COMMP_NO_SHANI", "0") not in ("", "0"):
         has_sha = False
     assert _commp.sha_ni() == has_sha
-    assert commp.engine_name("c") == ("c-sha-ni" if has_sha else "c-portable")
+    assert ("sha-ni" in _commp.impls()) == has_sha
+    assert commp.engine_name("c") == "c-" + _commp.impls()[0]
+    if has_sha:
+        assert CommP(engine="c-sha-ni").engine == "c-sha-ni"
+    else:
+        with pytest.raises(CommPError, match="does not run on this CPU"):
+            CommP(engine="c-sha-ni")
 
 
 def test_commp_of_file_and_stream(tmp_path):
@@ -264,7 +271,7 @@ def test_c_kernel_releases_the_gil():
 
     def work():
         window.append(time.perf_counter())
-        _commp.root(data, 17, portable=True)
+        _commp.root(data, 17, impl="portable")
         window.append(time.perf_counter())
 
     worker = threading.Thread(target=work)
