@@ -156,13 +156,18 @@ class _BlockWriter:
 
 
 class _SourceReader:
-    """Reads each entry's byte range with big reads into one reused buffer and slices it into chunks."""
+    """Reads each entry's byte range with big reads and slices it into chunks.
 
-    def __init__(self, before_read, on_progress):
+    Two buffers alternate: while the caller hashes and stores batch k, the next read (batch k+1) runs on the
+    helper thread, so reading overlaps hashing. The first batch of a file is read inline (small files are one
+    batch and gain nothing from a hand-off).
+    """
+
+    def __init__(self, before_read, on_progress, pool: ThreadPoolExecutor | None = None):
         self.before_read = before_read
         self.on_progress = on_progress
-        self.buf = bytearray(READ_SIZE)
-        self.view = memoryview(self.buf)
+        self.pool = pool
+        self.bufs = [bytearray(READ_SIZE), bytearray(READ_SIZE)]
         self.total = 0
 
     def __call__(self, entry: SourceEntry, chunk_size: int) -> Iterator[list[memoryview]]:
@@ -173,39 +178,60 @@ class _SourceReader:
         if entry.source is None:
             raise ValueError(f"file entry {entry.dag_path!r} has bytes to read but no source")
         batch = max(chunk_size, READ_SIZE // chunk_size * chunk_size)
-        if batch > len(self.buf):
-            self.buf = bytearray(batch)
-            self.view = memoryview(self.buf)
-        view = self.view
+        if batch > len(self.bufs[0]):
+            self.bufs = [bytearray(batch), bytearray(batch)]
+        views = [memoryview(b) for b in self.bufs]
         fd = os.open(entry.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        pending = None
         try:
             pos = entry.offset
-            remaining = entry.length
-            while remaining:
-                want = min(batch, remaining)
-                got = 0
-                while got < want:
-                    n = os.preadv(fd, [view[got:want]], pos + got)
-                    if n == 0:
-                        raise SourceChanged(
-                            f"source file is shorter than expected: {os.fsdecode(entry.source)} "
-                            f"(wanted {entry.length} bytes from offset {entry.offset})")
-                    got += n
-                pos += want
-                remaining -= want
+            end = entry.offset + entry.length
+            k = 0
+            want = min(batch, end - pos)
+            self._fill(fd, views[0], pos, want, entry)
+            while True:
+                view = views[k & 1]
+                nxt = pos + want
+                next_want = min(batch, end - nxt)
+                if next_want and self.pool is not None:
+                    pending = self.pool.submit(self._fill, fd, views[(k + 1) & 1], nxt, next_want, entry)
                 yield [view[start:min(start + chunk_size, want)] for start in range(0, want, chunk_size)]
                 self.total += want
                 if self.on_progress is not None:
                     self.on_progress(self.total)
+                if not next_want:
+                    return
+                if pending is not None:
+                    p, pending = pending, None
+                    p.result()
+                else:
+                    self._fill(fd, views[(k + 1) & 1], nxt, next_want, entry)
+                pos, want, k = nxt, next_want, k + 1
         finally:
+            if pending is not None:  # never close the fd under a read still in flight
+                try:
+                    pending.result()
+                except BaseException:  # noqa: BLE001 - the caller's exception is the one that matters
+                    pass
             os.close(fd)
+
+    @staticmethod
+    def _fill(fd: int, view: memoryview, pos: int, want: int, entry: SourceEntry) -> None:
+        got = 0
+        while got < want:
+            n = os.preadv(fd, [view[got:want]], pos + got)
+            if n == 0:
+                raise SourceChanged(
+                    f"source file is shorter than expected: {os.fsdecode(entry.source)} "
+                    f"(wanted {entry.length} bytes from offset {entry.offset})")
+            got += n
 
 
 class _Hasher:
     """SHA-256 of a batch of chunks on two threads: hashlib releases the GIL, and SHA-256 is the bottleneck."""
 
-    def __init__(self):
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="car-hash")
+    def __init__(self, pool: ThreadPoolExecutor):
+        self.pool = pool
 
     def __call__(self, chunks: list[memoryview]) -> list[bytes]:
         if len(chunks) < 2:
@@ -214,10 +240,6 @@ class _Hasher:
         other = self.pool.submit(_digests, chunks[half:])
         mine = _digests(chunks[:half])
         return mine + other.result()
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-
 
 def _digests(chunks: list[memoryview]) -> list[bytes]:
     return [hashlib.sha256(c).digest() for c in chunks]
@@ -235,14 +257,15 @@ def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "
     out.write(placeholder)
     output = _Output(out, sink)
     writer = _BlockWriter(output, CARV1_HEADER_LENGTH)
-    reader = _SourceReader(before_read, on_progress)
-    hasher = _Hasher()
-    dag = unixfs.DagWriter(writer.put, reader, params, hasher)
+    # one helper thread: it reads the next batch and hashes half of the current one while this thread works
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="car-helper")
+    reader = _SourceReader(before_read, on_progress, pool)
+    dag = unixfs.DagWriter(writer.put, reader, params, _Hasher(pool))
     try:
         root, _ = dag.build(root_node)
         writer.flush()
     finally:
-        hasher.close()
+        pool.shutdown(wait=True)
         output.close()  # always stop the writer thread; its own error (if any) is raised here
     header = car_header(root)
     end = out.tell()
