@@ -5,7 +5,8 @@
 
 Creates SIZE random bytes in /tmp (deleted afterwards; --file uses an existing file instead), reads it once into
 the page cache, then times:
-  - the C engine on 1 thread and on 2 threads (ptolemy_tui.core.commp.commp_of_file),
+  - the C engine's fastest path (c-avx512 here) on 1 thread and on 2 threads, and its SHA-NI path on 1 thread
+    (ptolemy_tui.core.commp.commp_of_file, the whole file),
   - the portable C engine and the pure-Python engine on the first --python-slice bytes (MB/s scale),
   - `node commp.mjs FILE --engine fr32` (the Rust/WASM package) and `--engine hashtree` (native SHA-NI) when
     node and the oracle's node_modules are present (DIR: --oracle, else /tmp/oracle-commp, else
@@ -102,18 +103,21 @@ def main() -> int:
         warm(path)
         print(f"engine (auto): {commp.engine_name()}; cpu cores: {os.cpu_count()}", file=sys.stderr)
         reference = None
-        for threads in (1, 2):
-            secs, cpu, res = best_of(args.repeat, lambda: commp.commp_of_file(path, threads=threads, engine="c"))
+        best_c = commp.engine_name("c")
+        runs = [(best_c, 1), (best_c, 2)] + [(e, 1) for e in commp.available_engines()
+                                               if e not in (best_c, "c-portable", "python")]
+        for engine, threads in runs:
+            secs, cpu, res = best_of(args.repeat, lambda: commp.commp_of_file(path, threads=threads, engine=engine))
             reference = reference or res
-            assert res == reference, "C engine: 1 and 2 threads disagree"
-            rows.append((f"C ({commp.engine_name('c')}), {threads} thread{'s' if threads > 1 else ''}", secs, cpu,
-                         size, res.piece_cid_v1))
+            assert res == reference, f"{engine} with {threads} thread(s) disagrees"
+            rows.append((f"{engine}, {threads} thread{'s' if threads > 1 else ''}", secs, cpu, size,
+                         res.piece_cid_v1))
             print(f"  {rows[-1][0]}: {size / secs / 1e6:.0f} MB/s", file=sys.stderr)
 
         slice_size = min(size, parse_size(args.python_slice))
         with open(path, "rb") as f:
             head = f.read(slice_size)
-        want = commp.CommP(engine="c")
+        want = commp.CommP(engine=best_c)
         want.update(head)
         want = want.digest()
         for engine in ("c-portable", "python"):
