@@ -242,7 +242,7 @@ class _Frame:
         self.pos = 0
         self.links: list[tuple[bytes, bytes, int]] = []
         self.shard = shard
-        self.dirnode = dirnode      # the directory a flat frame or a root shard stands for
+        self.dirnode = dirnode      # the directory this frame is (flat) or is a shard of (HAMT)
 
 
 ReadFile = Callable[[SourceEntry, int], Iterator[list[memoryview]]]
@@ -289,11 +289,11 @@ class DagWriter:
     def _open_dir(self, link_name: bytes, node: DirNode) -> _Frame:
         names = node.children
         if hamt_estimate(names) > self.params.hamt_threshold:
-            return self._open_shard(link_name, hamt.build_trie(names), node, root_shard=True)
+            return self._open_shard(link_name, hamt.build_trie(names), node)
         todo = [(name, names[name]) for name in sorted(names)]
         return _Frame(link_name, todo, None, node)
 
-    def _open_shard(self, link_name: bytes, shard: hamt.Shard, dirnode: DirNode, root_shard: bool = False) -> _Frame:
+    def _open_shard(self, link_name: bytes, shard: hamt.Shard, dirnode: DirNode) -> _Frame:
         # every shard frame keeps the directory, to resolve its names; only the root shard (depth 0) records
         # the directory's own entry in _close
         todo = []
