@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""End-to-end build throughput: real worker subprocesses, real store, a mixed tree; the two-pass way beside it.
+
+    .venv/bin/python bench/build.py [--size 2GiB] [--workers 2] [--car-size 256MiB] [--keep]
+
+Creates in /tmp (deleted afterwards unless --keep) a SIZE tree of pseudo-random bytes: ~40 % in a few large
+files (sharded at 128 MiB), ~40 % in 1–16 MiB files, ~20 % in 4–128 KiB files in nested directories. Scans,
+containerizes and reads it once into the page cache, then measures, in this one run:
+  1. one worker (`ptolemy build --mode serial`), CAR size --car-size: end-to-end MB/s (start of the build to the
+     project being built, process start-up included), the worker's peak RSS, and the source bytes it read
+     (rchar of the worker process, so 1.00x = every source byte read once);
+  2. the same with 4x bigger CARs: peak RSS must not grow with the CAR size;
+  3. --workers workers in blitz mode: whole-build MB/s and each worker's MB/s (its containers' bytes over their
+     build seconds);
+  4. the two-pass way on the same containers, in this process: write_car() without a sink into a file, then
+     commp_of_file() of that file (threads=2, as the worker's CommP), timed separately and together.
+MB = 10^6 bytes of source data. The workers' CommP and the two-pass CommP use the same engine.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import psutil  # noqa: E402
+
+MB = 1e6
+
+
+def parse_size(text: str) -> int:
+    from ptolemy_tui.core.sizes import parse_size as ps
+
+    return ps(text)
+
+
+def make_tree(root: str, size: int, seed: int = 1) -> tuple[int, int]:
+    rng = random.Random(seed)
+    files = total = 0
+
+    def write(rel: str, n: int) -> None:
+        nonlocal files, total
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as fh:
+            left = n
+            while left:
+                chunk = min(left, 8 << 20)
+                fh.write(os.urandom(chunk))
+                left -= chunk
+        files += 1
+        total += n
+
+    large = int(size * 0.4)
+    for i in range(3):
+        write(f"large/big{i}.bin", large // 3)
+    medium = int(size * 0.4)
+    i = 0
+    while medium > 0:
+        n = min(medium, rng.randint(1 << 20, 16 << 20))
+        write(f"medium/m{i % 10}/file{i:05d}.dat", n)
+        medium -= n
+        i += 1
+    small = size - total
+    i = 0
+    while small > 0:
+        n = min(small, rng.randint(4 << 10, 128 << 10))
+        write(f"small/d{i % 50:02d}/s{i % 7}/f{i:06d}.txt", n)
+        small -= n
+        i += 1
+    return files, total
+
+
+def warm(root: str) -> None:
+    buf = bytearray(8 << 20)
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(dirpath, name), "rb", buffering=0) as fh:
+                while fh.readinto(buf):
+                    pass
+
+
+class Sampler:
+    """Polls worker processes: peak RSS per pid and their last rchar (bytes read through read syscalls)."""
+
+    def __init__(self):
+        self.peak: dict[int, int] = {}
+        self.rchar: dict[int, int] = {}
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.05):
+            for pid in list(self.pids):
+                try:
+                    p = psutil.Process(pid)
+                    rss = p.memory_info().rss
+                    self.peak[pid] = max(self.peak.get(pid, 0), rss)
+                    self.rchar[pid] = p.io_counters().read_chars
+                except psutil.Error:
+                    pass
+
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+def setup_project(name: str, src: str, staging: str, car_size: str, workers: int):
+    from ptolemy_tui.services import containerize, projects, scan
+
+    project, _ = projects.create(projects.ProjectSpec(name, src, staging, car_size=car_size, shard_size=f"{min(128 << 20, parse_size(car_size))}B",
+                                                      workers=workers))
+    scan.run_scan(project)
+    containerize.containerize(projects.get(name))
+    return projects.get(name)
+
+
+def run_build(project, mode: str, workers: int) -> dict:
+    from ptolemy_tui.services import build
+    from ptolemy_tui.store.models import Container
+    from ptolemy_tui.worker import launch
+
+    sampler = Sampler()
+    sampler.start()
+    started = time.monotonic()
+    pids = build.start_build(project, mode=mode, workers=workers)
+    sampler.pids.update(pids)
+    while not build.build_progress(project)["finished"]:
+        time.sleep(0.05)
+    wall = time.monotonic() - started
+    for proc in launch.children():
+        proc.wait()
+    sampler.stop()
+    boxes = list(Container.select().where(Container.project == project.id))
+    data = sum(b.data_bytes for b in boxes)
+    per_owner: dict[str, list[float]] = {}
+    from ptolemy_tui.store.models import Car
+
+    for car in Car.select(Car, Container).join(Container).where(Car.project == project.id):
+        acc = per_owner.setdefault(car.container.claimed_by, [0.0, 0.0])
+        acc[0] += car.container.data_bytes
+        acc[1] += car.seconds
+    states = {b.state for b in boxes}
+    return {"wall": wall, "data": data, "containers": len(boxes), "states": states,
+            "peak_rss": max(sampler.peak.values()) if sampler.peak else 0,
+            "rchar": sum(sampler.rchar.values()),
+            "worker_rates": [b / s / MB for b, s in per_owner.values() if s],
+            "car_bytes": sum(c.car_size for c in Car.select().where(Car.project == project.id))}
+
+
+def two_pass(project, scratch: str) -> dict:
+    """write_car() without a sink, then commp_of_file() of the written CAR, container by container."""
+    from ptolemy_tui.core.car import SourceEntry, write_car
+    from ptolemy_tui.core.commp import commp_of_file
+    from ptolemy_tui.store.models import Car, Container, ContainerItem, File
+
+    root = os.fsencode(project.target_dir)
+    t_write = t_commp = 0.0
+    data = 0
+    for box in Container.select().where(Container.project == project.id).order_by(Container.seq):
+        items = (ContainerItem.select(ContainerItem, File).join(File)
+                 .where(ContainerItem.container == box.id).order_by(ContainerItem.seq))
+        entries = [SourceEntry(it.car_path, os.path.join(root, it.file.path), it.offset, it.length) for it in items]
+        out = os.path.join(scratch, f"two-pass-{box.seq}.car")
+        t0 = time.monotonic()
+        with open(out, "wb") as fh:
+            result = write_car(entries, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        t1 = time.monotonic()
+        piece = commp_of_file(out, threads=2)
+        t2 = time.monotonic()
+        car = Car.get(Car.container == box.id)
+        assert (str(result.root_cid), piece.piece_cid_v1) == (car.payload_cid, car.piece_cid), "two-pass mismatch"
+        t_write += t1 - t0
+        t_commp += t2 - t1
+        data += box.data_bytes
+        os.unlink(out)
+    return {"write": t_write, "commp": t_commp, "data": data}
+
+
+def clear_staging(staging: str, name: str) -> None:
+    shutil.rmtree(os.path.join(staging, name), ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="2GiB")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--car-size", default="256MiB")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    size = parse_size(args.size)
+    car_size = parse_size(args.car_size)
+
+    tmp = tempfile.mkdtemp(prefix="ptolemy-bench-build-", dir="/tmp")
+    os.environ["XDG_STATE_HOME"] = os.path.join(tmp, "state")
+    os.environ["XDG_DATA_HOME"] = os.path.join(tmp, "data")
+    from ptolemy_tui.core.commp import engine_name
+    from ptolemy_tui.store import db
+
+    db.open_database(f"sqlite:///{tmp}/bench.db")
+    src, staging = os.path.join(tmp, "src"), os.path.join(tmp, "staging")
+    try:
+        t0 = time.monotonic()
+        files, total = make_tree(src, size)
+        print(f"tree: {files:,} files, {total / MB:,.0f} MB in {time.monotonic() - t0:.1f}s; CommP engine "
+              f"{engine_name()}; {os.cpu_count()} CPUs")
+        os.sync()  # the tree's dirty pages are written now, not during the first measured build
+        warm(src)
+
+        one = setup_project("one", src, staging, f"{car_size}B", 1)
+        r1 = run_build(one, "serial", 1)
+        assert r1["states"] == {"built"}, r1
+        clear_staging(staging, "one")
+        big = setup_project("onebig", src, staging, f"{car_size * 4}B", 1)
+        r2 = run_build(big, "serial", 1)
+        assert r2["states"] == {"built"}, r2
+        clear_staging(staging, "onebig")
+        many = setup_project("blitz", src, staging, f"{car_size}B", args.workers)
+        r3 = run_build(many, "blitz", args.workers)
+        assert r3["states"] == {"built"}, r3
+        tp = two_pass(many, tmp)
+
+        one_pass = r1["data"] / r1["wall"] / MB
+        two = tp["data"] / (tp["write"] + tp["commp"]) / MB
+        print()
+        print(f"1 worker, {r1['containers']} CARs of ≤{car_size / MB:,.0f} MB: {one_pass:7.1f} MB/s end to end "
+              f"({r1['wall']:.1f}s), per-container {max(r1['worker_rates']):.1f} MB/s, peak RSS "
+              f"{r1['peak_rss'] / MB:.0f} MB, source read {r1['rchar'] / r1['data']:.2f}x")
+        print(f"1 worker, {r2['containers']} CARs of ≤{4 * car_size / MB:,.0f} MB: {r2['data'] / r2['wall'] / MB:7.1f} "
+              f"MB/s end to end ({r2['wall']:.1f}s), peak RSS {r2['peak_rss'] / MB:.0f} MB "
+              f"(x{r2['peak_rss'] / max(1, r1['peak_rss']):.2f} for 4x bigger CARs)")
+        rates = ", ".join(f"{r:.1f}" for r in r3["worker_rates"])
+        print(f"{args.workers} workers blitz, {r3['containers']} CARs: {r3['data'] / r3['wall'] / MB:7.1f} MB/s whole "
+              f"build ({r3['wall']:.1f}s); per worker MB/s: {rates}; peak RSS {r3['peak_rss'] / MB:.0f} MB; "
+              f"source read {r3['rchar'] / r3['data']:.2f}x")
+        print(f"two-pass (write_car, then commp_of_file), same containers: {two:7.1f} MB/s "
+              f"(write {tp['data'] / tp['write'] / MB:.1f} MB/s + CommP {tp['data'] / tp['commp'] / MB:.1f} MB/s, "
+              f"{tp['write'] + tp['commp']:.1f}s)")
+        print(f"load average during the run: {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
+              f"(the machine may be shared: compare figures from one run only)")
+        print(f"ratio one-pass (1 worker, process start-up and store included) / two-pass: {one_pass / two:.2f}x")
+        return 0
+    finally:
+        db.close_database()
+        if args.keep:
+            print(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
