@@ -241,6 +241,7 @@ class _Hasher:
         mine = _digests(chunks[:half])
         return mine + other.result()
 
+
 def _digests(chunks: list[memoryview]) -> list[bytes]:
     return [hashlib.sha256(c).digest() for c in chunks]
 
@@ -248,7 +249,15 @@ def _digests(chunks: list[memoryview]) -> list[bytes]:
 def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "kubo", wrap: bool = False,
               sink=None, before_read: Callable[[SourceEntry], None] | None = None,
               on_progress: Callable[[int], None] | None = None, _params: unixfs.Params | None = None) -> CarResult:
-    """Write the CARv1 of `entries` to `out` (seekable, positioned at 0) and return the root and sizes."""
+    """Write the CARv1 of `entries` to `out` (seekable) and return the root, sizes and every entry's CID.
+
+    Entries may come in any order; intermediate directories are implied by their paths. Without `wrap`, a
+    single top-level entry is the root itself (as `car create --no-wrap`); several become one directory.
+    `sink.update(buf)` receives every CAR byte after the first CARV1_HEADER_LENGTH, in order (buf is reused
+    once update returns; it runs on the writer thread), then `sink.set_prefix(header)` the final header.
+    `before_read(entry)` runs right before a file entry is opened (raise to refuse a changed file);
+    `on_progress(n)` gets the source bytes read so far. `_params` (tests only) overrides the profile's shape.
+    """
     params = _params or unixfs.get_params(profile)
     root_node = unixfs.dag_root(unixfs.build_tree(entries), wrap)
     start = out.tell()
