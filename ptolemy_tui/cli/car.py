@@ -58,6 +58,14 @@ def collect_entries(paths: list[str]):
         raise UsageError(str(exc)) from None
 
 
+def _same_file(path, st) -> bool:
+    try:
+        other = os.stat(path)
+    except OSError:
+        return False
+    return (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+
+
 def _commp_sink():
     try:
         from ptolemy_tui.core import commp
@@ -73,8 +81,13 @@ def cmd_create(args: argparse.Namespace) -> int:
     from ptolemy_tui.core.car import SourceChanged, write_car
 
     entries = collect_entries(args.paths)
-    sink = _commp_sink()
     out_path = args.output
+    try:  # an existing output inside an input tree is not part of its own CAR
+        out_id = os.stat(out_path)
+        entries = [e for e in entries if e.source is None or not _same_file(e.source, out_id)]
+    except OSError:
+        pass
+    sink = _commp_sink()
     try:
         out = open(out_path, "w+b")
     except OSError as exc:

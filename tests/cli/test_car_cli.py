@@ -151,3 +151,13 @@ def test_ls_escapes_unprintable_names(capsys, tmp_path):
     code, stdout, _ = run(capsys, "car", "ls", tmp_path / "o.car", "--json")
     rows = json.loads(stdout)["entries"]
     assert any(r.get("path_hex") == b"caf\xe9".hex() for r in rows)
+
+
+def test_an_output_inside_the_input_is_left_out(capsys, tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "f").write_bytes(b"x")
+    out = tmp_path / "d" / "o.car"
+    assert run(capsys, "car", "create", tmp_path / "d", "-o", out)[0] == 0
+    first = out.read_bytes()
+    assert run(capsys, "car", "create", tmp_path / "d", "-o", out)[0] == 0  # o.car now exists in d
+    assert out.read_bytes() == first
