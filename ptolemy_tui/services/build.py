@@ -124,6 +124,8 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     # Register the workers before they exist, so that they are in the live view (and a second `build` is
     # refused) from this moment, not from when each child has imported its modules.
     host = settings.hostname()
+    # Rows of earlier builds' workers (all stopped or dead: none is running) would only pile up.
+    Worker.delete().where(Worker.project == project.id).execute()
     ids = [Worker.create(host=host, pid=os.getpid(), project=project.id, state="idle", message="starting").id
            for _ in range(spawn)]
     pids = launch.spawn_workers(project.name, ids)

@@ -22,6 +22,20 @@ def _big_tree(root, n: int = 4, size: int = 24 << 20):
     return root
 
 
+def _partial(project_dir, project):
+    """A container half written: its .part exists and holds data, and its claim is live."""
+    for name in os.listdir(project_dir) if project_dir.exists() else ():
+        try:
+            if name.endswith(".part") and os.path.getsize(project_dir / name) > (1 << 20):
+                seq = int(name.split("-")[1].split(".")[0])
+                box = Container.get((Container.project == project.id) & (Container.seq == seq))
+                if box.state == "building" and box.claimed_by:
+                    return box
+        except FileNotFoundError:
+            continue
+    return None
+
+
 def test_worker_killed_mid_car_is_taken_over(store, tmp_path, monkeypatch):
     fast_timings(monkeypatch)
     src = _big_tree(tmp_path / "src")
@@ -30,21 +44,14 @@ def test_worker_killed_mid_car_is_taken_over(store, tmp_path, monkeypatch):
     assert Container.select().count() == 4
     build.start_build(project, workers=2)
 
-    def partial():  # a container half written: its .part exists and has data, its claim is live
-        for name in os.listdir(staging / "crash") if (staging / "crash").exists() else ():
-            if name.endswith(".part") and os.path.getsize(staging / "crash" / name) > (1 << 20):
-                seq = int(name.split("-")[1].split(".")[0])
-                box = Container.get((Container.project == project.id) & (Container.seq == seq))
-                if box.state == "building" and box.claimed_by:
-                    return box
-        return None
-
-    victim = wait_until(partial, timeout=60, what="a partially written CAR")
+    victim = wait_until(lambda: _partial(staging / "crash", project), timeout=60, what="a partially written CAR")
     pid = int(victim.claimed_by.split(":")[1])
     os.kill(pid, signal.SIGSTOP)  # freeze it first so it cannot finish while we look
     assert Container.get_by_id(victim.id).state == "building", "the victim finished before it was stopped"
     os.kill(pid, signal.SIGKILL)
     started = time.monotonic()
+    wait_until(lambda: pid not in [w["pid"] for w in build.build_progress("crash")["workers"]],
+               what="the killed worker leaving the live view")
     doc = wait_for_build("crash", timeout=90)
     reap_workers()
     assert doc["status"] == "built", (doc, worker_logs())
@@ -57,6 +64,29 @@ def test_worker_killed_mid_car_is_taken_over(store, tmp_path, monkeypatch):
     assert Car.select().count() == 4
     assert sorted(os.listdir(staging / "crash")) == sorted(os.path.basename(c.path) for c in Car.select())
     assert all(r["ok"] for r in results.verify(project))
+
+
+def test_sigterm_hands_the_container_back_at_once(store, tmp_path, monkeypatch):
+    fast_timings(monkeypatch)
+    monkeypatch.setenv("PTOLEMY_LEASE_SECONDS", "60")  # so only the worker's own release can requeue it
+    src = _big_tree(tmp_path / "src", n=3)
+    staging = tmp_path / "staging"
+    project = seed_project("term", src, staging, per_container=24 << 20, shard_size=32 << 20)
+    pid = build.start_build(project, workers=1)[0]
+    box = wait_until(lambda: _partial(staging / "term", project), timeout=60, what="a partially written CAR")
+    os.kill(pid, signal.SIGSTOP)
+    assert Container.get_by_id(box.id).state == "building", "it finished before it was stopped"
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGCONT)
+    reap_workers()
+    box = Container.get_by_id(box.id)
+    assert box.state == "pending" and box.claimed_by is None and box.attempts == 1
+    assert not [n for n in os.listdir(staging / "term") if n.endswith(".part")]
+    assert build.build_progress(project)["workers"] == []
+    build.start_build(project, workers=1)  # the build goes on where it stopped
+    assert wait_for_build("term")["status"] == "built"
+    reap_workers()
+    assert Car.select().count() == 3
 
 
 @pytest.mark.parametrize("change", ["modified", "removed"])
