@@ -106,3 +106,22 @@ def test_racing_workers_never_claim_one_container_twice(store):
     assert len(taken) == len(set(taken)) == 120, "a container was claimed twice or not at all"
     assert sum(1 for n in per_worker if n) >= 2, f"the claimers did not actually race: {per_worker}"
     assert set(Container.select(Container.attempts).tuples()) == {(1,)}
+
+
+def test_six_workers_build_each_container_once(store, tmp_path, monkeypatch):
+    from ptolemy_tui.services import build
+    from ptolemy_tui.store.models import Car
+    from tests.worker.buildkit import fast_timings, make_tree, reap_workers, seed_project, wait_for_build
+
+    fast_timings(monkeypatch)
+    src = make_tree(tmp_path / "src")
+    project = seed_project("six", src, tmp_path / "stg", per_container=100_000, shard_size=64 * 1024)
+    n = Container.select().count()
+    assert n >= 12
+    assert len(build.start_build(project, workers=6)) == 6
+    assert wait_for_build("six", timeout=90)["status"] == "built"
+    reap_workers()
+    assert set(Container.select(Container.attempts).tuples()) == {(1,)}
+    assert Car.select().count() == n
+    claims_seen = [e.text.split()[1] for e in Event.select().where(Event.text.contains(" claimed by "))]
+    assert sorted(claims_seen, key=int) == [str(s) for s in range(1, n + 1)]
