@@ -105,6 +105,12 @@ class NavTable(DataTable):
         kwargs.setdefault("zebra_stripes", True)
         super().__init__(*args, **kwargs)
 
+    def _update_dimensions(self, new_rows) -> None:
+        # Column widths grow on idle after rows land; rows rendered in between would keep their old, truncated
+        # rendering in DataTable's row cache (seen at 80x24), so drop the caches once widths are settled.
+        super()._update_dimensions(new_rows)
+        self._clear_caches()
+
     def selected_key(self) -> str | None:
         if not self.row_count:
             return None

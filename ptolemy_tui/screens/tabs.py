@@ -419,6 +419,7 @@ class BuildPane(Pane, Vertical):
         self.rates: collections.deque[float] = collections.deque(maxlen=HISTORY)
         self.staging_used: collections.deque[float] = collections.deque(maxlen=HISTORY)
         self.last: dict[str, Any] | None = None
+        self.seen_workers: dict[str, set[str]] = {}  # host:pid -> states shown (this session)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="build-summary")
@@ -485,6 +486,7 @@ class BuildPane(Pane, Vertical):
         self.query_one("#rate-spark", Sparkline).data = list(self.rates) or [0.0]
         rows = []
         for w in doc["workers"]:
+            self.seen_workers.setdefault(w["key"], set()).add(w["state"])
             fraction = w["bytes_done"] / w["bytes_total"] if w["bytes_total"] else None
             rows.append((w["key"], [w["key"], fmt.state(w["state"]), str(w["container"] or "-"),
                                     fmt.bar_pct(fraction, 10), fmt.mbps(w["rate"]),

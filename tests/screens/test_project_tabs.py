@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 
 import pytest
 from textual.widgets import RichLog, Static
@@ -186,8 +187,14 @@ def test_real_build_from_the_build_tab_then_cars_manifest_verify_copy(packed_pro
         pane = screen.pane("build")
         await wait_for(pilot, lambda: pane.polls > 0)
         assert "no live workers" in text_of(screen, "#build-summary")
+        pane.poll_interval = 0.05  # follow the short build closely
         await pilot.press("b")
         await wait_for(pilot, lambda: Project.get_by_id(packed_project.id).status == "built", timeout=45)
+        # real worker processes (this host, their pids) appeared in the workers table while they ran
+        assert pane.seen_workers, "no worker row was shown during the build"
+        host = socket.gethostname()[:100]
+        assert all(key.startswith(f"{host}:") for key in pane.seen_workers)
+        assert any("building" in states or "idle" in states for states in pane.seen_workers.values())
         await wait_for(pilot, lambda: f"{n} built" in text_of(screen, "#build-summary"))
         assert "100%" in text_of(screen, "#build-summary")
         await pilot.press("5")
