@@ -23,7 +23,7 @@ from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, projects
 from ptolemy_tui.store.models import Container, Project, Worker, database, now
 from ptolemy_tui.store.queries import live_workers
-from ptolemy_tui.worker import launch, settings, staging
+from ptolemy_tui.worker import claims, launch, settings, staging
 from ptolemy_tui.worker.staging import human as _h
 
 MODES = ("blitz", "serial")
@@ -94,7 +94,7 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     if running:
         raise UsageError(f"a build of {project.name} is already running with {len(running)} worker(s): "
                          f"`ptolemy status {project.name}`, or `ptolemy cancel {project.name}` first")
-    with database.atomic():
+    with claims.write_transaction():
         # No worker is alive, so a container still "building" lost its worker (killed, host down): requeue it
         # now rather than waiting for its lease to expire.
         orphans = Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0).where(
@@ -113,7 +113,7 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     if problem and not force:
         raise OperationFailed(f"refusing to build {project.name}: {problem}")
     spawn = 1 if mode == "serial" else min(count, todo)
-    with database.atomic():
+    with claims.write_transaction():
         Project.update(status="building", message=None, paused=False, load_type=mode, updated_at=now()).where(
             Project.id == project.id).execute()
         events.record(project, f"build started: {mode}, {spawn} worker(s), {todo} container(s) to build"
@@ -158,15 +158,18 @@ def cancel(project: Project | str) -> dict[str, int]:
     """Stop the build: in-flight containers back to pending, partial files removed, workers exit."""
     project = _project(project)
     _require_building(project, "cancel")
-    with database.atomic():
+    with claims.write_transaction():
+        # The project row first: claims in progress finish before this (they share-lock it) and later ones
+        # see the build stopped, so the containers requeued below include every claim ever made.
+        Project.update(status="containerized", paused=False, updated_at=now()).where(
+            Project.id == project.id).execute()
         inflight = list(Container.select(Container.id, Container.seq).where(
             (Container.project == project.id) & (Container.state == "building")))
         Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0, started_at=None).where(
             Container.id.in_([c.id for c in inflight])).execute()
         by_state = _by_state(project)
         built, total = by_state.get("built", 0), sum(by_state.values())
-        Project.update(status="containerized", paused=False, updated_at=now(),
-                       message=f"build cancelled with {built} of {total} built: `ptolemy build {project.name}` "
+        Project.update(message=f"build cancelled with {built} of {total} built: `ptolemy build {project.name}` "
                                f"continues").where(Project.id == project.id).execute()
         events.record(project, f"build cancelled: {len(inflight)} in-flight container(s) back to pending, "
                                f"{built} of {total} built", level="warning")
@@ -183,7 +186,7 @@ def retry(project: Project | str) -> int:
     project = _project(project)
     if project.status not in ("building", "failed", "built", "containerized"):
         raise UsageError(f"cannot retry {project.name}: it is {project.status}")
-    with database.atomic():
+    with claims.write_transaction():
         n = Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0,
                              started_at=None, finished_at=None).where(
             (Container.project == project.id) & (Container.state == "failed")).execute()

@@ -46,14 +46,29 @@ def peek_next(project_id: int) -> Container | None:
     return Container.select().where(_claimable(project_id, now())).order_by(Container.seq).first()
 
 
+def write_transaction():
+    """A transaction that will write. SQLite: BEGIN IMMEDIATE takes the write lock up front; a deferred
+    transaction that reads first can fail to upgrade under WAL when another process wrote meanwhile."""
+    return database.atomic() if is_postgres() else database.atomic("IMMEDIATE")
+
+
 def claim_next(project_id: int, owner: str, lease: float, *, serial: bool = False) -> Claim | None:
-    """Atomically take the lowest-numbered claimable container of the project, or None."""
+    """Atomically take the lowest-numbered claimable container of the project, or None.
+
+    None as well when the build is no longer running or is paused, checked inside the claim's transaction so
+    a cancel or pause cannot slip in between the worker's look at the project and its claim (on PostgreSQL the
+    project row is share-locked: a concurrent cancel waits for this claim, then requeues what it took).
+    """
     pg = is_postgres()
-    with (database.atomic() if pg else database.atomic("IMMEDIATE")):
+    with write_transaction():
         at = now()
-        if pg and serial:
-            # Serialise the claimers of a serial build on the project row (held until commit).
-            Project.select(Project.id).where(Project.id == project_id).for_update().execute()
+        running = Project.select(Project.id).where(
+            (Project.id == project_id) & (Project.status == "building") & (Project.paused == False))  # noqa: E712
+        if pg:
+            # Serial builds serialise their claimers on the project row (held until commit).
+            running = running.for_update("FOR NO KEY UPDATE" if serial else "FOR SHARE")
+        if running.first() is None:
+            return None
         query = Container.select().where(_claimable(project_id, at)).order_by(Container.seq).limit(1)
         if pg:
             query = query.for_update(skip_locked=True)
@@ -97,7 +112,7 @@ def release(container_id: int, owner: str, *, undo_attempt: bool = False) -> Non
 
 def mark_failed(container: Container, owner: str, error: str) -> bool:
     """Record a failed attempt; the message also goes to the event log so every failure's reason is kept."""
-    with database.atomic():
+    with write_transaction():
         done = Container.update(state="failed", error=error, lease_expires_at=None, finished_at=now()).where(
             (Container.id == container.id) & (Container.claimed_by == owner) & (Container.state == "building")
         ).execute() == 1
@@ -109,7 +124,7 @@ def mark_failed(container: Container, owner: str, error: str) -> bool:
 
 def mark_built(container: Container, owner: str, car_fields: dict, entries: list[dict]) -> bool:
     """Record the CAR and its entries and mark the container built, all or nothing, if the claim still holds."""
-    with database.atomic():
+    with write_transaction():
         at = now()
         done = Container.update(state="built", error=None, lease_expires_at=None, finished_at=at,
                                 bytes_done=container.data_bytes).where(
@@ -141,7 +156,7 @@ def finalize_if_done(project_id: int) -> str | None:
     name = Project.get_by_id(project_id).name
     status, message = ("failed", f"{failed} container(s) failed: see `ptolemy containers {name}`, then "
                                  f"`ptolemy retry {name}`") if failed else ("built", None)
-    with database.atomic():
+    with write_transaction():
         changed = Project.update(status=status, message=message, updated_at=now()).where(
             (Project.id == project_id) & (Project.status == "building")).execute()
         if changed:
