@@ -21,7 +21,7 @@ import psutil
 from ptolemy_tui.core.sizes import format_size
 from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, projects
-from ptolemy_tui.store.models import Container, Project, Worker, database, now
+from ptolemy_tui.store.models import Container, Project, Worker, now
 from ptolemy_tui.store.queries import live_workers
 from ptolemy_tui.worker import claims, launch, settings, staging
 from ptolemy_tui.worker.staging import human as _h

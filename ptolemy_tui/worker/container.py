@@ -92,11 +92,14 @@ def build(project: Project, container: Container, *, staging_dir: str, source_ro
     entries, expected, rows = dbretry.retrying(lambda: _entries(container, source_root), "reading items")
     started = time.monotonic()
 
+    current: list[str] = []  # the source file being read, for errors that do not name it (EIO, short read)
+
     def before_read(entry: SourceEntry) -> None:
         if reporter.claim_lost.is_set():
             raise Aborted()
         rel, size, mtime_ns, kind, target = expected[entry.dag_path]
         shown = path_text(rel)
+        current[:] = [shown]
         try:
             st = os.lstat(entry.source)
         except FileNotFoundError:
@@ -147,12 +150,15 @@ def build(project: Project, container: Container, *, staging_dir: str, source_ro
     except ContainerFailed as exc:
         _remove_if_ours(part, ours)
         return _fail(container, owner, str(exc))
-    except SourceChanged as exc:
+    except SourceChanged as exc:  # shorter than scanned although size and mtime matched (a rewrite in place)
         _remove_if_ours(part, ours)
-        return _fail(container, owner, f"source changed since scan: {exc}")
+        shown = current[0] if current else str(exc)
+        return _fail(container, owner, f"source changed since scan: {shown}")
     except OSError as exc:
         _remove_if_ours(part, ours)
         message, enospc = _describe_oserror(exc, part)
+        if not exc.filename and not enospc and current:
+            message += f" (last source file read: {current[0]})"
         return _fail(container, owner, message, enospc=enospc)
     except Exception as exc:  # noqa: BLE001 - a bug must fail one container, not kill the worker mid-build
         log.exception("container %s: unexpected error", container.seq)

@@ -18,7 +18,7 @@ import signal
 import threading
 from dataclasses import dataclass
 
-from ptolemy_tui.store.models import Container, Project, Worker, now
+from ptolemy_tui.store.models import Project, Worker, now
 from ptolemy_tui.worker import claims, container as container_build, dbretry, launch, settings
 from ptolemy_tui.worker.reporter import Reporter
 from ptolemy_tui.worker.staging import check_serial
@@ -39,10 +39,9 @@ class _Stop(Exception):
 
 
 def _find_project(name: str | None) -> Project | None:
-    query = Project.select().where(Project.status == "building")
     if name is not None:
         return Project.get_or_none(Project.name == name)
-    return query.order_by(Project.id).first()
+    return Project.select().where(Project.status == "building").order_by(Project.id).first()
 
 
 def run_worker(options: WorkerOptions) -> int:
