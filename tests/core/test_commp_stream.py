@@ -284,3 +284,20 @@ def test_c_kernel_releases_the_gil():
     t0, t1 = window
     middle = [t for t in seen if t0 + 0.25 * (t1 - t0) < t < t0 + 0.75 * (t1 - t0)]
     assert middle, (t1 - t0, len(seen))
+
+
+def test_bench_script_runs_and_agrees(tmp_path):
+    """bench/commp.py on a small file: every engine row agrees (it asserts so) and the table is printed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "bench" / "commp.py"
+    path = tmp_path / "p.bin"
+    path.write_bytes(payload(3 << 20))
+    proc = subprocess.run([sys.executable, str(script), "--file", str(path), "--python-slice", "1MiB",
+                           "--repeat", "1", "--no-node"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| engine | bytes | wall s | MB/s |" in proc.stdout
+    assert f"piece CID {whole(path.read_bytes()).piece_cid_v1}" in proc.stdout
+    assert path.exists()  # --file is never deleted
