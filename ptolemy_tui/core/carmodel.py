@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from ptolemy_tui.core.carsize import file_stats
+
 CHUNK = 262144
 MAX_LINKS = 174
 CID_LEN = 36
@@ -47,61 +49,21 @@ def link_len(name_len: int, tsize: int) -> int:
     return 1 + ((inner.bit_length() + 6) // 7 or 1) + inner
 
 
-def _file_node(children: list[tuple[int, int, int]]) -> tuple[int, int, int]:
-    """An internal file node over (framed_total, tsize, filesize) children -> the same triple for the node."""
-    links = 0
-    unixfs = 2  # 08 02: Type File
-    filesize = 0
-    framed_sum = 0
-    tsize_sum = 0
-    for f, t, s in children:
-        links += link_len(0, t)
-        unixfs += 1 + varint_len(s)  # blocksizes
-        filesize += s
-        framed_sum += f
-        tsize_sum += t
-    unixfs += 1 + varint_len(filesize)
-    block = links + 1 + varint_len(unixfs) + unixfs
-    return framed(block) + framed_sum, block + tsize_sum, filesize
-
-
-@lru_cache(maxsize=64)
-def _full_subtree(depth: int) -> tuple[int, int, int]:
-    """A subtree of `depth` whose leaves are all full chunks (framed_total, tsize, filesize)."""
-    if depth == 0:
-        return framed(CHUNK), CHUNK, CHUNK
-    child = _full_subtree(depth - 1)
-    return _file_node([child] * MAX_LINKS)
-
-
-def _subtree(leaves: int, last: int, depth: int, gocar: bool) -> tuple[int, int, int]:
-    """The subtree of `depth` holding `leaves` leaves, the last of `last` bytes (the others full)."""
-    if depth == 0:
-        return framed(last), last, last
-    per_child = MAX_LINKS ** (depth - 1)
-    if gocar and leaves <= per_child:
-        return _subtree(leaves, last, depth - 1, gocar)  # go-unixfsnode returns a lone child itself
-    full, rest = divmod(leaves, per_child)
-    children = [_full_subtree(depth - 1)] * full
-    if rest:
-        children.append(_subtree(rest, last, depth - 1, gocar))
-    elif last != CHUNK:
-        children[-1] = _subtree(per_child, last, depth - 1, gocar)
-    return _file_node(children)
-
-
 @lru_cache(maxsize=1 << 16)
 def file_dag(length: int, profile: str = "kubo") -> tuple[int, int]:
-    """(bytes of the file's blocks in a CAR, Tsize of its root) for a file of `length` bytes."""
+    """(bytes of the file's blocks in a CAR, Tsize of its root) for a file of `length` bytes: the formats
+    code's per-level closed form (kubo wraps a lone trailing child, go-car carries it up)."""
     if length <= CHUNK:  # one raw leaf; an empty file is the empty raw block
         return framed(length), length
     leaves = -(-length // CHUNK)
-    last = length - (leaves - 1) * CHUNK
-    depth = 1
-    while MAX_LINKS ** depth < leaves:
-        depth += 1
-    f, t, _ = _subtree(leaves, last, depth, profile == "go-car")
-    return f, t
+    if leaves <= MAX_LINKS:  # one node over the leaves (files up to 43.5 MiB): closed form, no loop
+        last = length - (leaves - 1) * CHUNK
+        full = leaves - 1
+        links = full * _FULL_LEAF_LINK + link_len(0, last)
+        unixfs = 3 + varint_len(length) + full * _FULL_LEAF_SIZE_FIELD + 1 + varint_len(last)
+        block = links + 1 + varint_len(unixfs) + unixfs
+        return framed(block) + full * _FULL_LEAF_FRAMED + framed(last), block + full * CHUNK + last
+    return file_stats(length, CHUNK, MAX_LINKS, profile == "go-car")
 
 
 def symlink_dag(target_len: int) -> tuple[int, int]:
@@ -109,6 +71,11 @@ def symlink_dag(target_len: int) -> tuple[int, int]:
     unixfs = 2 + (1 + varint_len(target_len) + target_len if target_len else 0)  # proto omits empty Data
     block = 1 + varint_len(unixfs) + unixfs
     return framed(block), block
+
+
+_FULL_LEAF_LINK = link_len(0, CHUNK)
+_FULL_LEAF_SIZE_FIELD = 1 + varint_len(CHUNK)
+_FULL_LEAF_FRAMED = framed(CHUNK)
 
 
 class _Dir:

@@ -7,6 +7,7 @@ and files whose containers went back for packing; the containers that still stan
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -42,28 +43,44 @@ def _covered(project: Project) -> set[tuple[int, int, int]]:
 
 def _pieces(project: Project, covered: set | None) -> tuple[list[Piece], dict[str, int]]:
     rank = _tree_order(project)
-    rows = (File.select(File.id, File.directory, File.name, File.path, File.size, File.kind, File.link_target)
-            .where((File.project == project) & (File.kind.in_(PACKED_KINDS))).tuples())
+    query = (File.select(File.id, File.directory, File.path, File.size, File.kind, File.link_target)
+             .where((File.project == project) & (File.kind.in_(PACKED_KINDS))))
+    # The raw cursor (same parameterised SQL) skips peewee's per-value conversion: a million rows load in ~1 s.
+    sql, params = query.sql()
+    cursor = database.execute_sql(sql, params)
     files = []
-    for fid, did, name, path, size, kind, target in rows.iterator():
-        files.append((rank.get(did, -1), bytes(name), fid, bytes(path), size, kind, target))
+    get_rank = rank.get
+    while True:
+        batch = cursor.fetchmany(10000)
+        if not batch:
+            break
+        # Within one directory, path order is name order: (directory rank, path) is the tree order.
+        files.extend([(get_rank(did, -1), bytes(path), fid, size, kind, target)
+                      for fid, did, path, size, kind, target in batch])
     files.sort()
     pieces: list[Piece] = []
+    add = pieces.append
     stats = {"files": 0, "symlinks": 0}
     shard_size = project.shard_size
-    for _r, _n, fid, path, size, kind, target in files:
+    nfiles = 0
+    for _r, path, fid, size, kind, target in files:
         if kind == "symlink":
             if covered is not None and (fid, 0, 0) in covered:
                 continue
-            pieces.append(Piece(fid, path, 0, 0, None, "symlink", len(bytes(target or b""))))
+            add(Piece(fid, path, 0, 0, None, "symlink", len(bytes(target or b""))))
             stats["symlinks"] += 1
+            continue
+        if size <= shard_size and covered is None:  # the common case, without a list per file
+            add(Piece(fid, path, 0, size))
+            nfiles += 1
             continue
         mine = pieces_of(fid, path, size, shard_size)
         if covered is not None:
             mine = [p for p in mine if (fid, p.offset, p.length) not in covered]
         if mine:
-            stats["files"] += 1
+            nfiles += 1
             pieces.extend(mine)
+    stats["files"] = nfiles
     return pieces, stats
 
 
@@ -78,6 +95,21 @@ def _insert_items(rows: list[tuple]) -> None:
         execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s', rows, page_size=2000)
     else:
         cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(_ITEM_COLUMNS))})', rows)
+
+
+@contextlib.contextmanager
+def _bulk_writes():
+    """SQLite: no per-row foreign-key probes while the items go in (every id was just read from the store,
+    inside the same transaction). The pragma only changes outside a transaction, hence here."""
+    db = database.obj
+    if is_postgres(db) or db.in_transaction():
+        yield
+        return
+    db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        db.execute_sql("PRAGMA foreign_keys = ON")
 
 
 def _reset(project: Project, discard_built: bool) -> int:
@@ -115,7 +147,7 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
         pieces, stats = _pieces(project, covered)
         next_seq = (Container.select(peewee.fn.MAX(Container.seq)).where(Container.project == project).scalar() or 0) + 1
         boxes = []
-        with database.atomic():
+        with _bulk_writes(), database.atomic():
             items: list[tuple] = []
             for box in pack(pieces, project.car_size):
                 cid = Container.insert(project=project, seq=next_seq + len(boxes), state="pending",

@@ -110,6 +110,12 @@ def test_file_dag_matches_formats(length, profile):
     assert file_dag(length, profile) == file_stats(length, 262144, 174, profile == "go-car")
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 200 * 262144), st.sampled_from(["kubo", "go-car"]))
+def test_file_dag_closed_form_matches_formats(length, profile):
+    assert file_dag(length, profile) == file_stats(length, 262144, 174, profile == "go-car")
+
+
 def test_shard_boundaries_and_names():
     s = 1 * MiB
     assert [(p.car_path, p.offset, p.length, p.shard_index) for p in pieces_of(1, b"a/b.bin", s, s)] == [
