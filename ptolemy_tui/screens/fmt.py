@@ -118,3 +118,20 @@ def state(text: str | None) -> Text:
     text = text or "-"
     label = "waiting for staging" if text == "waiting" else text
     return Text(label, style=STATE_STYLES.get(text, ""))
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def spark(values, width: int, *, lo: float = 0.0, hi: float | None = None) -> str:
+    """A one-line sparkline of the last `width` values on an absolute scale (lo..hi; hi defaults to the max)."""
+    values = list(values)[-max(width, 1):]
+    if not values or width <= 0:
+        return ""
+    top = hi if hi is not None else max(values)
+    span = (top - lo) or 1.0
+    out = []
+    for v in values:
+        level = (min(max(v, lo), top) - lo) / span
+        out.append(SPARK[min(len(SPARK) - 1, int(level * (len(SPARK) - 1) + 0.5))] if v > lo else " ")
+    return "".join(out).rjust(width)

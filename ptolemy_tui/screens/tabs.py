@@ -12,7 +12,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import RichLog, Sparkline, Static, Tree
+from textual.widgets import RichLog, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
@@ -426,10 +426,10 @@ class BuildPane(Pane, Vertical):
         yield Static("", id="build-waiting")
         with Horizontal(classes="gauge-row"):
             yield Static("", id="staging-gauge", classes="gauge-label")
-            yield Sparkline([0.0], id="staging-spark", summary_function=max)
+            yield Static("", id="staging-spark", classes="spark")
         with Horizontal(classes="gauge-row"):
             yield Static("", id="rate-label", classes="gauge-label")
-            yield Sparkline([0.0], id="rate-spark", summary_function=max)
+            yield Static("", id="rate-spark", classes="spark")
         yield NavTable(id="workers-table")
 
     def on_mount(self) -> None:
@@ -458,7 +458,7 @@ class BuildPane(Pane, Vertical):
         t.append(f"  {fmt.size(done)} / {fmt.size(total)}  {fmt.rate(rate)}  ETA {fmt.eta(total - done, rate)}")
         t.append(f"\ncontainers {n}: {states.get('built', 0)} built, {states.get('building', 0)} building, "
                  f"{states.get('pending', 0)} pending, {states.get('failed', 0)} failed", style="dim")
-        if not doc["workers"] and states.get("building", 0) == 0 and n:
+        if not doc["workers"] and states.get("building", 0) == 0 and states.get("pending", 0):
             t.append("   (no live workers: b blitz, l serial)", style="dim")
         if doc.get("message"):
             t.append(f"\n{doc['message']}", style="italic")
@@ -474,16 +474,17 @@ class BuildPane(Pane, Vertical):
         if staging and staging["total"]:
             fraction = staging["used"] / staging["total"]
             gauge.append_text(fmt.bar(fraction, 10, style="red" if fraction > 0.9 else "cyan"))
-            gauge.append(f" {fmt.size(staging['used'])} used · {fmt.size(staging['free'])} free "
-                         f"/ {fmt.size(staging['total'])}")
+            gauge.append(f" {fmt.size(staging['used'])}/{fmt.size(staging['total'])} used · "
+                         f"{fmt.size(staging['free'])} free")
             self.staging_used.append(fraction * 100)
         else:
             gauge.append("-")
         self.rates.append(rate or 0.0)
         self.query_one("#staging-gauge", Static).update(gauge)
-        self.query_one("#rate-label", Static).update(Text.assemble(("throughput ", "bold"), fmt.rate(rate)))
-        self.query_one("#staging-spark", Sparkline).data = list(self.staging_used) or [0.0]
-        self.query_one("#rate-spark", Sparkline).data = list(self.rates) or [0.0]
+        self.query_one("#rate-label", Static).update(Text.assemble(("throughput ", "bold"), fmt.rate(rate),
+                                                                   (f" (peak {fmt.rate(max(self.rates))})"
+                                                                    if max(self.rates) else "", "dim")))
+        self.draw_sparks()
         rows = []
         for w in doc["workers"]:
             self.seen_workers.setdefault(w["key"], set()).add(w["state"])
@@ -493,6 +494,17 @@ class BuildPane(Pane, Vertical):
                                     fmt.eta(w["bytes_total"] - w["bytes_done"], w["rate"]),
                                     fmt.size(w["rss"]), f"{w['cpu'] or 0:.0f}"]))
         sync_table(self.query_one("#workers-table", NavTable), rows, [k for k, _ in WORKER_COLUMNS])
+
+
+    def draw_sparks(self) -> None:
+        """Staging use on 0-100 %, throughput on 0-peak: the last minutes, newest on the right."""
+        staging = self.query_one("#staging-spark", Static)
+        staging.update(Text(fmt.spark(self.staging_used, staging.size.width or 20, hi=100.0), style="cyan"))
+        rates = self.query_one("#rate-spark", Static)
+        rates.update(Text(fmt.spark(self.rates, rates.size.width or 20), style="green"))
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.draw_sparks)
 
 
 # CARs -------------------------------------------------------------------------------------------------------

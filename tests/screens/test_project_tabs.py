@@ -147,7 +147,7 @@ def test_build_tab_shows_workers_staging_and_waiting(packed_project):
         await wait_for(pilot, lambda: table.row_count == 2)
         waiting = screen.query_one("#build-waiting", Static)
         assert waiting.display and "WAITING FOR STAGING SPACE" in str(waiting.render())
-        assert "62.0 GiB used" in text_of(screen, "#staging-gauge")
+        assert "62.0 GiB/100.0 GiB used" in text_of(screen, "#staging-gauge")
         row = table.get_row("stage1:4242")
         assert str(row[1]) == "building" and row[4] == "52.0"
         assert str(table.get_row("stage1:4243")[1]) == "waiting for staging"
