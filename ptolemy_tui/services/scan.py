@@ -429,6 +429,7 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
     started = time.monotonic()
     out: queue.Queue = queue.Queue(maxsize=256)
     walker = _Walker(root, threads, out, cancel)
+    fk_off = _foreign_keys_off()
     try:
         prev = _load_previous(project)
         writer = _Writer(project, scan, prev)
@@ -461,6 +462,9 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
                 raise _Cancelled()
         writer.flush()
         writer.write_aggregates()
+        if fk_off:  # the rescan's deletes below rely on ON DELETE CASCADE
+            database.obj.execute_sql("PRAGMA foreign_keys = ON")
+            fk_off = False
         removed = prev.files if prev else {}
         scan.removed = len(removed)
         effects = _apply_changes(project, writer, removed) if prev else {}
@@ -495,6 +499,18 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
         cancel.set()  # walkers stop listing; drain so none blocks on a full queue
         walker.stop()
         _drain(out, walker)
+        if fk_off:
+            database.obj.execute_sql("PRAGMA foreign_keys = ON")
+
+
+def _foreign_keys_off() -> bool:
+    """SQLite: no per-row foreign-key probes while millions of rows go in; the writer only uses ids it has
+    just created or read. The pragma only changes outside a transaction."""
+    db = database.obj
+    if is_postgres(db) or db.in_transaction():
+        return False
+    db.execute_sql("PRAGMA foreign_keys = OFF")
+    return True
 
 
 class _Cancelled(Exception):
