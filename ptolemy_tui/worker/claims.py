@@ -71,7 +71,9 @@ def claim_next(project_id: int, owner: str, lease: float, *, serial: bool = Fals
             return None
         query = Container.select().where(_claimable(project_id, at)).order_by(Container.seq).limit(1)
         if pg:
-            query = query.for_update(skip_locked=True)
+            # NO KEY UPDATE: the claim changes no key, so it need not wait for (or block) foreign-key checks of
+            # other workers' inserts that reference the container; SKIP LOCKED: racers take the next row instead.
+            query = query.for_update("FOR NO KEY UPDATE", skip_locked=True)
         candidate = query.first()
         if candidate is None:
             return None
