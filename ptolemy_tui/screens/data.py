@@ -67,11 +67,29 @@ def projects_table() -> list[dict[str, Any]]:
     return rows
 
 
+def running_workers(project: Project | None = None) -> list[Worker]:
+    """Live workers; on this host only those whose process still exists (finished children reaped first)."""
+    try:
+        from ptolemy_tui.worker import launch, settings
+
+        launch.reap()
+        host = settings.hostname()
+    except Exception:  # noqa: BLE001 - the worker package is optional for the views
+        return live_workers(project)
+    import psutil
+
+    return [w for w in live_workers(project) if w.host != host or psutil.pid_exists(w.pid)]
+
+
 def any_live_workers() -> dict[str, int]:
-    """Project name -> live worker count, for the quit question."""
+    """Project name -> count of workers doing something, for the quit question. Idle workers of a project that
+    is no longer building are on their way out and do not count."""
     out: dict[str, int] = {}
-    for w in live_workers():
-        name = w.project.name if w.project_id else "-"
+    for w in running_workers():
+        project = w.project if w.project_id else None
+        if w.state not in ("building", "waiting") and (project is None or project.status != "building"):
+            continue
+        name = project.name if project else "-"
         out[name] = out.get(name, 0) + 1
     return out
 
@@ -220,7 +238,7 @@ def build(project_id: int) -> dict[str, Any]:
     p = project(project_id)
     workers = []
     seqs = {}
-    live = live_workers(p)
+    live = running_workers(p)
     ids = [w.container_id for w in live if w.container_id]
     if ids:
         seqs = dict(Container.select(Container.id, Container.seq).where(Container.id.in_(ids)).tuples())
