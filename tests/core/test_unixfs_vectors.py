@@ -68,9 +68,20 @@ def test_car_is_byte_identical_to_the_oracle(vector, inputs, tmp_path):
     for e in entries:
         model.add(e.dag_path, e.length, e.kind, e.link_target)
     assert model.size == predicted
-    # our own reader accepts it
+    # our own reader accepts it, and lists every entry at its path with the CID the writer reported
     report = carread.verify(out)
     assert report.blocks == vector["blocks"] and report.duplicates == 0
+    listed, problems = carread.ls(out)
+    assert problems == []
+    top = entries[0].dag_path.split(b"/")[0]
+
+    def in_car(dag_path: bytes) -> bytes:
+        if vector["wrap"]:
+            return dag_path
+        return b"." if dag_path == top else dag_path[len(top) + 1:]
+
+    assert {e.path: e.cid for e in listed} == {in_car(p): c for p, c in result.entry_cids} | \
+        ({b".": result.root_cid})
 
 
 def test_profiles_differ_exactly_on_a_lone_trailing_child():
