@@ -33,8 +33,16 @@ def worker_report(worker: Worker) -> dict[str, Any]:
     return doc
 
 
+SCAN_SAMPLES = 20  # unreadable and skipped entries listed in the report; the tree view pages through all
+
+
 def project_report(project: Project) -> dict[str, Any]:
+    from ptolemy_tui.services import tree  # the scan's detail lists
+
     doc = projects.summary(project)
-    doc["scan"] = scan_report(latest_scan(project))
+    doc["scan"] = scan = scan_report(latest_scan(project))
+    if scan is not None:
+        scan["error_paths"] = tree.scan_errors(project, SCAN_SAMPLES) if scan["errors"] else []
+        scan["skipped_paths"] = tree.skipped(project, SCAN_SAMPLES) if scan["skipped"] else []
     doc["live_workers"] = [worker_report(w) for w in live_workers(project)]
     return doc

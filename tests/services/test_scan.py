@@ -51,6 +51,8 @@ def test_scan_records_every_entry_kind(store, tmp_path, request, monkeypatch):
     assert project.status == "scanned"
     report = status.project_report(project)["scan"]
     assert (report["symlinks"], report["errors"], report["skipped"]) == (2, 1, 1 + info["sockets"])
+    assert report["error_paths"] == [{"path": "locked", "kind": "dir", "error": "Permission denied"}]
+    assert {"path": "docs/pipe", "reason": "skipped: fifo"} in report["skipped_paths"]
     assert any("scan done" in e.text for e in events.recent(project))
 
 
