@@ -11,7 +11,7 @@ all-zero subtrees up to a power of two. This module keeps the streaming state; a
 complete aligned subtrees of ``2**k`` quads:
 
 - ``c-avx512`` / ``c-sha-ni`` / ``c-portable``: the C kernel ``_commp``, which releases the GIL. The CPU is
-  checked at run time: AVX-512 (16 pairs per instruction stream; about 1.8x SHA-NI on this Xeon) when present,
+  checked at run time: AVX-512 (16 pairs per instruction stream; about 1.9x SHA-NI on this Xeon) when present,
   else the SHA instructions (SHA-NI), else portable C;
 - ``python``: ``commp_py``, hashlib only, identical answers.
 
