@@ -22,7 +22,7 @@ from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, database
 
 PACKED_KINDS = ("file", "symlink")
-RESET_FROM = ("scanned", "containerized", "building", "built", "failed")
+RESET_FROM = ("scanned", "containerizing", "containerized", "building", "built", "failed")  # containerizing: a crashed run (its transaction rolled back)
 ITEM_BATCH = 20000
 _ITEM_COLUMNS = ("container_id", "file_id", "seq", "offset", "length", "shard_index", "car_path")
 

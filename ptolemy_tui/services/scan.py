@@ -36,6 +36,7 @@ DEFAULT_THREADS = 8  # enough in-flight directory reads to hide NFS latency; the
 CHUNK_ENTRIES = 4096  # a walker hands over a huge directory in pieces of this many entries
 BATCH_ROWS = 20000  # rows per insert transaction
 PROGRESS_EVERY = 0.5  # seconds between progress writes
+STALE_AFTER = 60.0  # seconds without a progress write before a running scan is taken as dead
 UNBUILT_STATES = ("pending", "failed", "cancelled")
 
 # File row columns in the order the writer builds its tuples.
@@ -402,12 +403,28 @@ def _write_progress(scan: Scan, started: float, current: bytes | None) -> None:
     elapsed = max(time.monotonic() - started, 1e-6)
     scan.rate = scan.entries / elapsed
     scan.current_dir = current
+    scan.updated_at = now()
     scan.save()
+
+
+def _recover_interrupted(project: Project) -> None:
+    """A scan whose process died leaves the project `scanning` and its Scan `running`: after a minute without
+    a progress write it is taken as dead, so the project can be scanned again. A live scan is refused."""
+    running = list(Scan.select().where((Scan.project == project) & (Scan.state == "running")))
+    if any(s.updated_at > now() - STALE_AFTER for s in running):
+        raise UsageError(f"project {project.name} is being scanned right now: wait for it "
+                         f"(`ptolemy status {project.name}`)")
+    for old in running:
+        old.state, old.message, old.finished_at = "failed", "interrupted (no progress for a minute)", now()
+        old.save()
+    if project.status == "scanning":
+        projects.set_status(project, "failed", "the previous scan was interrupted: scan again")
 
 
 def run_scan(project: Project, *, threads: int | None = None, on_progress: Callable[[Scan], None] | None = None,
              cancel: threading.Event | None = None) -> Scan:
     """Scan the project's target tree into the store; the project goes scanning -> scanned (or failed)."""
+    _recover_interrupted(project)
     projects.require_step(project, "scan")
     threads = threads or DEFAULT_THREADS
     if not 1 <= threads <= 256:
@@ -416,11 +433,6 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
     if not os.path.isdir(root):
         raise UsageError(f"target {project.target_dir} is not a directory any more: fix it with "
                          f"`ptolemy project edit {project.name} --target DIR`")
-    if Scan.select().where((Scan.project == project) & (Scan.state == "running")).exists():
-        stale = Scan.select().where((Scan.project == project) & (Scan.state == "running"))
-        for old in stale:  # a scan that died without finishing (the process was killed)
-            old.state, old.message, old.finished_at = "failed", "interrupted", now()
-            old.save()
     cancel = cancel or threading.Event()
     previous_status = project.status
     projects.set_status(project, "scanning", None)

@@ -61,6 +61,7 @@ class Scan(BaseModel):
     state = peewee.CharField(max_length=16, default="running")  # running, done, failed, cancelled
     started_at = peewee.DoubleField(default=now)
     finished_at = peewee.DoubleField(null=True)
+    updated_at = peewee.DoubleField(default=now)  # progress heartbeat: a running scan older than a minute is dead
     entries = peewee.BigIntegerField(default=0)
     files = peewee.BigIntegerField(default=0)
     directories = peewee.BigIntegerField(default=0)

@@ -176,3 +176,16 @@ def test_hundred_thousand_files(sqlite_store, tmp_path):
     root = Directory.get((Directory.project == project) & (Directory.path == b""))
     assert root.total_files == 100_000 and root.dir_count == 100
     print(f"100k files scanned in {took:.2f}s")
+
+
+def test_interrupted_scan_is_recovered_live_one_refused(store, tmp_path):
+    make_tree(tmp_path / "src")
+    project = new_project(tmp_path)
+    projects.set_status(project, "scanning")
+    live = Scan.create(project=project)
+    with pytest.raises(UsageError, match="being scanned right now"):
+        scan.run_scan(project)
+    Scan.update(updated_at=time.time() - 120).where(Scan.id == live.id).execute()  # its process died
+    assert scan.run_scan(Project.get_by_id(project.id)).state == "done"
+    assert Scan.get_by_id(live.id).state == "failed"
+    assert Project.get_by_id(project.id).status == "scanned"
