@@ -44,7 +44,7 @@ def children(project: Project, directory_id: int | None, *, sort: str = "size", 
 
     Rows: id, kind (dir, file, symlink, special, error, removed), name, path, size (a directory's total regular
     bytes below it), files (regular files below; 1 for a file), file_count and dir_count (a directory's direct
-    entries), error, link_target.
+    entries), error, link_target, file_kind (the kind again for non-directories, None for directories).
     """
     if sort not in SORTS:
         raise UsageError(f"unknown sort {sort!r}: use size or name")
@@ -70,6 +70,7 @@ def children(project: Project, directory_id: int | None, *, sort: str = "size", 
         row["name"] = path_text(bytes(row["name"]))
         row["path"] = path_text(bytes(row["path"]))
         row["link_target"] = path_text(bytes(row["link_target"])) if row["link_target"] is not None else None
+        row["file_kind"] = None if row["kind"] == "dir" else row["kind"]
         out.append(row)
     return out
 
