@@ -4,6 +4,11 @@ The packing itself is core.packing (pure). This module loads the files in tree o
 together, subtrees contiguous), writes Container and ContainerItem rows in one transaction (a crash leaves no
 half-packed project), and reports. After a rescan it packs only what is not covered yet: files that are new,
 and files whose containers went back for packing; the containers that still stand are kept.
+
+Packed: regular files (whole, or shards `<path>.ptolemy<N>` from N = 0 when larger than shard_size) and
+symlinks (UnixFS symlink entries, length 0, so the tree is whole). Not packed: empty directories (kept in the
+Directory table and the manifest; a CAR entry would need a File row standing for a directory), sockets, FIFOs,
+devices and unreadable entries (recorded by the scan with the reason).
 """
 from __future__ import annotations
 

@@ -439,7 +439,7 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
     scan = Scan.create(project=project)
     events.record(project, f"scan started: {project.target_dir} with {threads} threads")
     started = time.monotonic()
-    out: queue.Queue = queue.Queue(maxsize=256)
+    out: queue.Queue = queue.Queue(maxsize=64)  # bounds memory: at most 64 chunks of 4096 entries in flight
     walker = _Walker(root, threads, out, cancel)
     fk_off = _foreign_keys_off()
     try:
