@@ -146,8 +146,10 @@ def _normalise_child(row: dict[str, Any]) -> dict[str, Any]:
         name = path_text(bytes(name))
     size = row.get("bytes", row.get("total_bytes", row.get("size", 0))) or 0
     files = row.get("files", row.get("total_files", 1 if kind == "file" else 0)) or 0
-    return {"kind": kind, "id": row.get("id"), "name": name or "?", "bytes": int(size), "files": int(files),
-            "error": row.get("error"), "file_kind": row.get("file_kind", row.get("kind_of_file"))}
+    raw_kind = row.get("kind") or "file"
+    return {"kind": kind, "id": row.get("id"), "name": name or "?", "bytes": int(size or 0), "files": int(files or 0),
+            "error": row.get("error"), "file_kind": None if kind == "dir" else raw_kind,
+            "link_target": row.get("link_target")}
 
 
 def tree_children(project_id: int, directory_id: int, sort: str, offset: int, limit: int = PAGE) -> list[dict]:
@@ -173,12 +175,18 @@ def scan_errors(project_id: int, limit: int = 200) -> list[dict[str, Any]]:
     fn = service_function("tree", "scan_errors")
     if fn is not None:
         out = []
-        for r in fn(project(project_id), limit):
+        p = project(project_id)
+        rows = [dict(r) for r in fn(p, limit)]
+        skipped = service_function("tree", "skipped")
+        if skipped is not None and len(rows) < limit:
+            rows += [{"path": r["path"], "kind": "special", "error": f"skipped: {r.get('reason') or 'not a regular file'}"}
+                     for r in skipped(p, limit - len(rows))]
+        for r in rows:
             r = dict(r)
             p = r.get("path")
             if isinstance(p, (bytes, bytearray, memoryview)):
                 r["path"] = path_text(bytes(p))
-            out.append({"path": r.get("path", "?"), "kind": r.get("kind", ""), "error": r.get("error") or ""})
+            out.append({"path": r.get("path", "?"), "kind": r.get("kind", ""), "error": r.get("error") or "unreadable"})
         return out
     out = []
     for f in (File.select(File.path, File.kind, File.error)

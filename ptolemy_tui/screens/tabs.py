@@ -119,10 +119,18 @@ def node_label(child: dict[str, Any], parent_bytes: int) -> Text:
     t.append_text(fmt.bar(fraction, 8))
     t.append(f" {fmt.size(child['bytes']):>10}", style="bold" if child["kind"] == "dir" else "")
     t.append(f" {fmt.count(child['files']) if child['kind'] == 'dir' else '':>8}  ", style="dim")
+    file_kind = child.get("file_kind")
     if child["kind"] == "dir":
         t.append(child["name"] + "/", style="bold")
+    elif file_kind == "removed":
+        t.append(child["name"], style="strike dim")
+        t.append("  (removed since the last scan)", style="dim")
     else:
-        t.append(child["name"])
+        t.append(child["name"], style="italic" if file_kind == "symlink" else "")
+    if file_kind == "symlink":
+        t.append(f" → {child.get('link_target') or '?'}", style="dim")
+    elif file_kind == "special":
+        t.append("  (special file, skipped)", style="yellow")
     if child.get("error"):
         t.append(f"  ✗ {child['error']}", style="red")
     return t

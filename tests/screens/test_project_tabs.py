@@ -201,7 +201,7 @@ def test_real_build_from_the_build_tab_then_cars_manifest_verify_copy(packed_pro
         cars = screen.pane("cars")
         table = cars.query_one("#cars-table")
         await wait_for(pilot, lambda: table.row_count == n)
-        car = Car.select().where(Car.project == packed_project.id).order_by(Car.id).first()
+        car = Car.select().join(Container).where(Car.project == packed_project.id).order_by(Container.seq).first()
         table.focus()
         table.move_cursor(row=0)
         await pilot.press("y")
