@@ -52,6 +52,9 @@ def run_worker(options: WorkerOptions) -> int:
     project = dbretry.retrying(lambda: _find_project(options.project), "finding the project")
     if project is None:
         log.info("no project to build%s", f" named {options.project}" if options.project else "")
+        preset = os.environ.pop(launch.WORKER_ID_ENV, None)
+        if preset and preset.isdigit():  # the row `ptolemy build` registered for us must not linger as live
+            Worker.update(state="stopped", message=None).where(Worker.id == int(preset)).execute()
         return 0
     staging_dir = options.staging or project.staging_dir
     source_root = options.source_root or project.target_dir
