@@ -13,9 +13,8 @@
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 from ptolemy_tui.core.carmodel import ContainerSizer
 from ptolemy_tui.core.carsize import predict_car_size
@@ -29,9 +28,11 @@ class PackingError(ValueError):
     """A piece that cannot fit even an empty container (shard_size too close to car_size)."""
 
 
-@dataclass(slots=True)
-class Piece:
-    """One container item to be: a whole file, a shard of one, or a symlink."""
+class Piece(NamedTuple):
+    """One container item to be: a whole file, a shard of one, or a symlink.
+
+    A NamedTuple so that a caller with a million files may hand in plain tuples in this field order (five
+    times cheaper to build); pack() only indexes them."""
 
     file_id: int
     car_path: bytes
@@ -42,9 +43,13 @@ class Piece:
     target_len: int = 0  # symlink target length (its UnixFS node carries it)
 
 
+# Field positions, for the hot loops and for callers building plain tuples.
+FILE_ID, CAR_PATH, OFFSET, LENGTH, SHARD_INDEX, KIND, TARGET_LEN = range(7)
+
+
 @dataclass
 class PackedContainer:
-    pieces: list[Piece] = field(default_factory=list)
+    pieces: list = field(default_factory=list)  # Piece (or tuples in Piece's field order), in CAR item order
     predicted_size: int = 0
     data_bytes: int = 0
     shard_count: int = 0
@@ -69,84 +74,81 @@ def car_size_model(profile: str = "kubo") -> ContainerSizer:
     return ContainerSizer(profile)
 
 
-def source_entries(pieces: Iterable[Piece]) -> list[SourceEntry]:
+def source_entries(pieces: Sequence) -> list[SourceEntry]:
     """The pieces as the formats code sees them (the build writes exactly these, unwrapped)."""
-    return [SourceEntry(p.car_path, None, p.offset, p.length, p.kind, b"x" * p.target_len if p.kind == "symlink" else b"")
-            for p in pieces]
+    return [SourceEntry(p[CAR_PATH], None, p[OFFSET], p[LENGTH], p[KIND],
+                        b"x" * p[TARGET_LEN] if p[KIND] == "symlink" else b"") for p in pieces]
 
 
-def exact_car_size(pieces: list[Piece], profile: str = "kubo") -> tuple[int, bool]:
+def exact_car_size(pieces: Sequence, profile: str = "kubo") -> tuple[int, bool]:
     """(CAR length, True): the formats issue's predict_car_size, byte-exact with the build's write_car."""
     return predict_car_size(source_entries(pieces), profile=profile, wrap=False), True
 
 
-def pack(pieces: Iterable[Piece], car_size: int, *, profile: str = "kubo", lookahead: int = LOOKAHEAD,
-         exact: Callable[[list[Piece], str], tuple[int, bool]] = exact_car_size) -> Iterator[PackedContainer]:
+def pack(pieces: Sequence, car_size: int, *, profile: str = "kubo", lookahead: int = LOOKAHEAD,
+         exact: Callable[[list, str], tuple[int, bool]] = exact_car_size) -> Iterator[PackedContainer]:
     """Yield containers, in order, holding every piece exactly once. Raises PackingError for a piece that fits
-    no container."""
-    source = iter(pieces)
-    window: deque[Piece] = deque()  # pieces read but not yet placed, in path order
-    exhausted = False
-
-    def refill() -> None:
-        nonlocal exhausted
-        while not exhausted and len(window) <= lookahead:
-            nxt = next(source, None)
-            if nxt is None:
-                exhausted = True
-            else:
-                window.append(nxt)
-
-    refill()
-    while window:
+    no container. `pieces` is a sequence in path order (a list: the look-ahead indexes into it)."""
+    pieces = pieces if isinstance(pieces, (list, tuple)) else list(pieces)
+    total = len(pieces)
+    taken = bytearray(total)  # 1: placed early by a look-ahead
+    i = 0  # the first piece not placed yet (in order)
+    while i < total:
         sizer = car_size_model(profile)
+        try_add = sizer.try_add
         box = PackedContainer()
+        placed = box.pieces
         # In order while pieces fit.
-        while True:
-            if not window:
-                refill()
-                if not window:
-                    break
-            piece = window[0]
-            if not sizer.try_add(piece.car_path, piece.length, car_size, piece.kind, piece.target_len):
+        while i < total:
+            if taken[i]:
+                i += 1
+                continue
+            p = pieces[i]
+            if not try_add(p[1], p[3], car_size, p[5], p[6]):
                 break
-            window.popleft()
-            box.pieces.append(piece)
-            if not exhausted and len(window) < 2:
-                refill()
-        if not box.pieces:
-            piece = window[0]
+            placed.append(p)
+            i += 1
+        if not placed:
+            p = pieces[i]
             raise PackingError(
-                f"{piece.car_path.decode('utf-8', 'backslashreplace')} ({piece.length} bytes) does not fit a "
+                f"{p[CAR_PATH].decode('utf-8', 'backslashreplace')} ({p[LENGTH]} bytes) does not fit a "
                 f"{car_size}-byte CAR with its UnixFS overhead: lower the shard size below the CAR size")
-        # Best-fit look-ahead: fill the gap with the largest pieces that still fit. A file whose earlier piece
-        # stays behind keeps all its later pieces behind too, so shards stay in order.
-        refill()
-        while window:
-            gap = car_size - sizer.size
-            blocked: set[int] = set()
-            candidates = []
-            for i, cand in enumerate(window):
-                if cand.file_id in blocked:
-                    continue
-                blocked.add(cand.file_id)
-                if cand.length < gap:  # a piece also costs its CID and framing: never fits an equal gap
-                    candidates.append(i)
-            candidates.sort(key=lambda i: window[i].length, reverse=True)
-            for i in candidates:
-                cand = window[i]
-                if sizer.try_add(cand.car_path, cand.length, car_size, cand.kind, cand.target_len):
-                    del window[i]
-                    box.pieces.append(cand)
-                    break
-            else:
-                break
-        box.data_bytes = sum(p.length for p in box.pieces)
-        box.shard_count = sum(1 for p in box.pieces if p.shard_index is not None)
+        if i < total:
+            _fill_gap(pieces, taken, i, min(total, i + lookahead), sizer, car_size, placed)
+        box.data_bytes = sum(p[LENGTH] for p in placed)
+        box.shard_count = sum(1 for p in placed if p[SHARD_INDEX] is not None)
         if sizer.has_hamt:
-            box.predicted_size, box.exact = exact(box.pieces, profile)
+            box.predicted_size, box.exact = exact(placed, profile)
         else:
             box.predicted_size, box.exact = sizer.car_size, True
         if box.predicted_size > car_size:  # the sizer is an upper bound: this cannot happen
             raise AssertionError(f"container over its CAR size: {box.predicted_size} > {car_size}")
         yield box
+
+
+def _fill_gap(pieces: Sequence, taken: bytearray, start: int, end: int, sizer: ContainerSizer, car_size: int,
+              placed: list) -> None:
+    """Best-fit look-ahead over pieces[start:end]: place the largest pieces that still fit, until none does.
+    A file whose earlier piece stays behind keeps all its later pieces behind too, so shards stay in order."""
+    while True:
+        gap = car_size - sizer.size
+        blocked: set[int] = set()
+        candidates = []
+        for j in range(start, end):
+            if taken[j]:
+                continue
+            p = pieces[j]
+            if p[FILE_ID] in blocked:
+                continue
+            blocked.add(p[FILE_ID])
+            if p[LENGTH] < gap:  # a piece also costs its CID and framing: it never fits an equal gap
+                candidates.append(j)
+        candidates.sort(key=lambda j: pieces[j][LENGTH], reverse=True)
+        for j in candidates:
+            p = pieces[j]
+            if sizer.try_add(p[CAR_PATH], p[LENGTH], car_size, p[KIND], p[TARGET_LEN]):
+                taken[j] = 1
+                placed.append(p)
+                break
+        else:
+            return

@@ -75,8 +75,8 @@ def _pieces(project: Project, covered: set | None) -> tuple[list[Piece], dict[st
             add(Piece(fid, path, 0, 0, None, "symlink", len(bytes(target or b""))))
             stats["symlinks"] += 1
             continue
-        if size <= shard_size and covered is None:  # the common case, without a list per file
-            add(Piece(fid, path, 0, size))
+        if size <= shard_size and covered is None:  # the common case: a plain tuple in Piece's field order
+            add((fid, path, 0, size, None, "file", 0))
             nfiles += 1
             continue
         mine = pieces_of(fid, path, size, shard_size)
@@ -158,8 +158,7 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
                 cid = Container.insert(project=project, seq=next_seq + len(boxes), state="pending",
                                        predicted_size=box.predicted_size, data_bytes=box.data_bytes,
                                        item_count=len(box.pieces), shard_count=box.shard_count).execute()
-                for n, p in enumerate(box.pieces):
-                    items.append((cid, p.file_id, n, p.offset, p.length, p.shard_index, p.car_path))
+                items.extend([(cid, p[0], n, p[2], p[3], p[4], p[1]) for n, p in enumerate(box.pieces)])
                 if len(items) >= ITEM_BATCH:
                     _insert_items(items)
                     items = []
