@@ -125,3 +125,29 @@ def test_six_workers_build_each_container_once(store, tmp_path, monkeypatch):
     assert Car.select().count() == n
     claims_seen = [e.text.split()[1] for e in Event.select().where(Event.text.contains(" claimed by "))]
     assert sorted(claims_seen, key=int) == [str(s) for s in range(1, n + 1)]
+
+
+def test_serial_build_stays_one_at_a_time_with_extra_workers(store, tmp_path, monkeypatch):
+    """A second host joining a serial build (`ptolemy worker`) must not make it build two CARs at once."""
+    from ptolemy_tui.services import build
+    from ptolemy_tui.store.models import Car
+    from tests.worker.buildkit import fast_timings, reap_workers, seed_project, wait_for_build
+
+    fast_timings(monkeypatch)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}.bin").write_bytes(os.urandom(4 << 20))
+    project = seed_project("ser", src, tmp_path / "stg", per_container=4 << 20, shard_size=8 << 20,
+                           load_type="serial")
+    build.start_build(project)
+    env = dict(os.environ, PTOLEMY_DB=store_url())
+    extra = [subprocess.Popen([sys.executable, "-m", "ptolemy_tui", "worker", "--project", "ser"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for _ in range(2)]
+    assert wait_for_build("ser", timeout=90)["status"] == "built"
+    reap_workers()
+    for p in extra:
+        p.wait(timeout=30)
+    spans = sorted((c.started_at, c.finished_at) for c in Container.select())
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "two containers were built at the same time"
+    assert Car.select().count() == 6
