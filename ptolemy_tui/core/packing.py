@@ -22,6 +22,9 @@ from ptolemy_tui.core.unixfs import SourceEntry
 
 LOOKAHEAD = 512  # pieces examined to fill a container's gap; bounds the work per container
 SHARD_SUFFIX = b".ptolemy"
+# The least an entry adds to a CAR beyond its bytes: its block's CID and framing (37) and its link in the
+# directory (44 with a one-byte name). A cheap test that never turns away a piece that fits.
+MIN_ENTRY_COST = 81
 
 
 class PackingError(ValueError):
@@ -141,14 +144,18 @@ def _fill_gap(pieces: Sequence, taken: bytearray, start: int, end: int, sizer: C
             if p[FILE_ID] in blocked:
                 continue
             blocked.add(p[FILE_ID])
-            if p[LENGTH] < gap:  # a piece also costs its CID and framing: it never fits an equal gap
+            if p[LENGTH] + MIN_ENTRY_COST <= gap:
                 candidates.append(j)
         candidates.sort(key=lambda j: pieces[j][LENGTH], reverse=True)
+        # One pass, largest first, placing every candidate that still fits; another pass only if a shard was
+        # placed (it unblocks its file's next shard; anything else that did not fit will not fit a smaller gap).
+        progress = False
         for j in candidates:
             p = pieces[j]
-            if sizer.try_add(p[CAR_PATH], p[LENGTH], car_size, p[KIND], p[TARGET_LEN]):
+            if p[LENGTH] + MIN_ENTRY_COST <= car_size - sizer.size and sizer.try_add(p[CAR_PATH], p[LENGTH], car_size, p[KIND],
+                                                                   p[TARGET_LEN]):
                 taken[j] = 1
                 placed.append(p)
-                break
-        else:
+                progress = progress or p[SHARD_INDEX] is not None
+        if not progress:
             return
