@@ -188,9 +188,11 @@ def cmd_status(args) -> int:
             print(f"scan        {scan['state']}: {scan['entries']:,} entries, {naturalsize(scan['bytes'], binary=True)}, "
                   f"{scan['symlinks']:,} symlinks, {scan['skipped']:,} skipped, {scan['errors']:,} errors")
         for w in doc["live_workers"]:
-            print(f"worker      {w['host']}:{w['pid']} {w['state']} container {w['container_id'] or '-'} "
+            state = "WAITING FOR STAGING SPACE" if w["state"] == "waiting" else w["state"]
+            print(f"worker      {w['host']}:{w['pid']} {state} container {w['container_id'] or '-'} "
                   f"{naturalsize(w['bytes_done'], binary=True)}/{naturalsize(w['bytes_total'], binary=True)} "
-                  f"staging free {naturalsize(w['staging_free'], binary=True)}")
+                  f"staging free {naturalsize(w['staging_free'], binary=True)}"
+                  + (f" - {w['message']}" if w.get("message") else ""))
         return 0
     docs = [status.project_report(p) for p in projects.list_projects()]
     if args.json:

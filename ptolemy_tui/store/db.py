@@ -28,7 +28,19 @@ SQLITE_PRAGMAS = {
 
 
 class ReconnectingPostgres(ReconnectMixin, peewee.PostgresqlDatabase):
-    """Reconnects after a PostgreSQL restart instead of failing every later query of a long build."""
+    """Reconnects after a PostgreSQL restart instead of failing every later query of a long-running TUI or CLI.
+
+    peewee's mixin ships MySQL's error list; these are psycopg2's words for a connection the server dropped.
+    Outside a transaction only (the mixin re-raises inside one, where silent retry could lose writes).
+    """
+
+    reconnect_errors = (
+        (peewee.OperationalError, "server closed the connection"),
+        (peewee.OperationalError, "terminating connection"),
+        (peewee.OperationalError, "could not receive data from server"),
+        (peewee.OperationalError, "ssl connection has been closed"),
+        (peewee.InterfaceError, "connection already closed"),
+    )
 
 
 def _ini_url(ini_path: str) -> str:
