@@ -19,7 +19,7 @@ from ptolemy_tui.screens import data
 
 log = logging.getLogger("ptolemy.tui")
 
-ADD_CHUNK = 400  # rows added per frame: 5,000 containers appear without blocking the loop
+ADD_CHUNK = 100  # rows added per step: 5,000 containers appear without blocking the loop
 
 
 class Polling:
@@ -108,8 +108,10 @@ class NavTable(DataTable):
     def _update_dimensions(self, new_rows) -> None:
         # Column widths grow on idle after rows land; rows rendered in between would keep their old, truncated
         # rendering in DataTable's row cache (seen at 80x24), so drop the caches once widths are settled.
+        before = [column.content_width for column in self.ordered_columns]
         super()._update_dimensions(new_rows)
-        self._clear_caches()
+        if before != [column.content_width for column in self.ordered_columns]:
+            self._clear_caches()
 
     def selected_key(self) -> str | None:
         if not self.row_count:
@@ -146,33 +148,51 @@ class NavTree(Tree):
             self.move_cursor(node.parent)
 
 
-def sync_table(table: DataTable, rows: list[tuple[str, list[Any]]], columns: list[str]) -> None:
-    """Bring the table to `rows` by row key: remove what left, update changed cells, append what is new.
+def sync_table(table: DataTable, rows: list[tuple[str, Any]], columns: list[str],
+               render: Callable[[Any], list[Any]] | None = None) -> None:
+    """Bring the table to `rows` by row key: remove what left, update what changed, append what is new.
 
-    New rows are added in chunks, one chunk per frame, so a table of thousands never blocks the loop.
+    rows are (key, raw) where raw is plain comparable data; render(raw) makes the cells, only for rows whose
+    raw data changed (so a 5,000-row table that did not change costs one comparison per row). New rows are
+    added in chunks, one chunk per frame, so a large table never blocks the loop.
     """
+    render = render or (lambda raw: list(raw))
+    cache: dict[str, Any] = table.__dict__.setdefault("_raw_rows", {})
     wanted = {key for key, _ in rows}
-    for key in [k for k in table.rows if k.value not in wanted]:
-        table.remove_row(key)
-    new: list[tuple[str, list[Any]]] = []
-    for key, cells in rows:
-        if key in table.rows:
-            current = table.get_row(key)
-            for column, old, value in zip(columns, current, cells):
-                if old != value:
-                    table.update_cell(key, column, value)
+    if len(wanted) < len(cache):
+        for key in [k for k in cache if k not in wanted]:
+            cache.pop(key, None)
+            if key in table.rows:
+                table.remove_row(key)
+    new: list[tuple[str, Any]] = []
+    for key, raw in rows:
+        if key in cache:
+            if cache[key] != raw:
+                cache[key] = raw
+                if key in table.rows:
+                    for column, value in zip(columns, render(raw)):
+                        table.update_cell(key, column, value)
         else:
-            new.append((key, cells))
-    _add_rows(table, new)
+            cache[key] = raw
+            new.append((key, raw))
+    if new:
+        _add_rows(table, new, render)
 
 
-def _add_rows(table: DataTable, rows: list[tuple[str, list[Any]]]) -> None:
+def reset_table(table: DataTable) -> None:
+    """Empty the table (a new filter): the next sync_table adds every row again."""
+    table.clear()
+    table.__dict__["_raw_rows"] = {}
+
+
+def _add_rows(table: DataTable, rows: list[tuple[str, Any]], render: Callable[[Any], list[Any]]) -> None:
     head, rest = rows[:ADD_CHUNK], rows[ADD_CHUNK:]
-    for key, cells in head:
-        if key not in table.rows:
-            table.add_row(*cells, key=key)
+    cache = table.__dict__.get("_raw_rows", {})
+    for key, raw in head:
+        if key not in table.rows and key in cache:
+            table.add_row(*render(cache[key]), key=key)
     if rest:
-        table.call_after_refresh(_add_rows, table, rest)
+        table.set_timer(0.02, lambda: _add_rows(table, rest, render))
 
 
 class ProjectRef:

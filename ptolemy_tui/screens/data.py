@@ -213,10 +213,12 @@ def containers(project_id: int, text: str = "") -> dict[str, Any]:
             query = query.where(Container.seq == int(text))
         else:
             query = query.where(Container.state.contains(text) | Container.error.contains(text))
-    rows = [{"id": c.id, "seq": c.seq, "state": c.state, "predicted_size": c.predicted_size,
-             "data_bytes": c.data_bytes, "items": c.item_count, "shards": c.shard_count, "attempts": c.attempts,
-             "error": c.error, "fill": (c.predicted_size / p.car_size) if p.car_size else 0.0}
-            for c in query.order_by(Container.seq)]
+    car_size = p.car_size or 0
+    rows = [{"id": cid, "seq": seq, "state": state, "predicted_size": predicted, "data_bytes": data_bytes,
+             "items": items, "shards": shards, "attempts": attempts, "error": error,
+             "fill": (predicted / car_size) if car_size else 0.0}
+            for cid, seq, state, predicted, data_bytes, items, shards, attempts, error, _done
+            in query.order_by(Container.seq).tuples()]
     total = (Container.select(peewee.fn.COUNT(Container.id), peewee.fn.COALESCE(peewee.fn.SUM(Container.predicted_size), 0))
              .where(Container.project == project_id).tuples().get())
     n, predicted = int(total[0]), int(total[1])

@@ -11,7 +11,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
 from ptolemy_tui.screens import data, fmt
-from ptolemy_tui.screens.base import ConfirmScreen, FilterInput, NavTable, Polling, call_service, sync_table
+from ptolemy_tui.screens.base import (ConfirmScreen, FilterInput, NavTable, Polling, call_service, reset_table,
+                                      sync_table)
 
 COLUMNS = [("name", "Project"), ("status", "Status"), ("files", "Files"), ("bytes", "Bytes"),
            ("containers", "Cont."), ("cars", "CARs"), ("progress", "Progress"), ("workers", "Wkr")]
@@ -40,7 +41,8 @@ class ProjectsTable(Polling, NavTable):
         self.app.project_names = sorted(self.rows_by_name)
         needle = self.filter_text.lower()
         shown = [r for r in rows if not needle or needle in r["name"].lower() or needle in r["status"]]
-        sync_table(self, [(r["name"], self.cells(r)) for r in shown], COLUMN_KEYS)
+        sync_table(self, [(r["name"], tuple(r.items())) for r in shown], COLUMN_KEYS,
+                   lambda raw: self.cells(dict(raw)))
         self.loaded = True
         empty = self.screen.query_one("#empty", Static)
         empty.display = not rows
@@ -151,7 +153,7 @@ class ProjectsScreen(Screen):
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
         self.table.filter_text = event.value
-        self.table.clear()
+        reset_table(self.table)
         self.table.show(self.table.last_rows)
 
     @on(Input.Submitted, "#filter")

@@ -18,7 +18,7 @@ from textual.worker import get_current_worker
 
 from ptolemy_tui.core.sizes import format_size, piece_fit
 from ptolemy_tui.screens import data, fmt
-from ptolemy_tui.screens.base import FilterInput, NavTable, NavTree, Polling, sync_table
+from ptolemy_tui.screens.base import FilterInput, NavTable, NavTree, Polling, reset_table, sync_table
 
 NEXT_KEYS = {
     "scan": "s", "containerize": "c", "build": "b", "watch the build": "4",
@@ -363,11 +363,15 @@ class ContainersPane(Pane, Vertical):
         self.start_polling()
 
     def fetch(self) -> dict[str, Any]:
-        return data.containers(self._pid, self.filter_text)
+        doc = data.containers(self._pid, self.filter_text)
+        # the per-row work happens here, in the thread: the loop only compares tuples
+        doc["keyed"] = [(str(r["id"]), tuple(r.items())) for r in doc["rows"]]
+        doc["states"] = collections.Counter(r["state"] for r in doc["rows"])
+        return doc
 
     def show(self, doc: dict[str, Any]) -> None:
         self.last = doc
-        states = collections.Counter(r["state"] for r in doc["rows"])
+        states = doc["states"]
         t = Text()
         t.append(f"{fmt.count(doc['count'])} containers", style="bold")
         t.append(f" of {fmt.size(doc['car_size'])}  overall fill ")
@@ -378,11 +382,14 @@ class ContainersPane(Pane, Vertical):
         if not doc["count"]:
             t.append("\nno containers yet: scan (s) then containerize (c)", style="dim")
         self.query_one("#containers-summary", Static).update(t)
-        rows = [(str(r["id"]), [str(r["seq"]), fmt.state(r["state"]), fmt.bar_pct(r["fill"], 10),
-                                fmt.size(r["predicted_size"]), fmt.size(r["data_bytes"]), fmt.count(r["items"]),
-                                fmt.count(r["shards"]), str(r["attempts"]), (r["error"] or "")[:60]])
-                for r in doc["rows"]]
-        sync_table(self.query_one("#containers-table", NavTable), rows, [k for k, _ in CONTAINER_COLUMNS])
+        sync_table(self.query_one("#containers-table", NavTable), doc["keyed"], [k for k, _ in CONTAINER_COLUMNS],
+                   lambda raw: self.cells(dict(raw)))
+
+    @staticmethod
+    def cells(r: dict[str, Any]) -> list[Any]:
+        return [str(r["seq"]), fmt.state(r["state"]), fmt.bar_pct(r["fill"], 10), fmt.size(r["predicted_size"]),
+                fmt.size(r["data_bytes"]), fmt.count(r["items"]), fmt.count(r["shards"]), str(r["attempts"]),
+                (r["error"] or "")[:60]]
 
     @on(NavTable.RowSelected, "#containers-table")
     def open_items(self, event: NavTable.RowSelected) -> None:
@@ -400,7 +407,7 @@ class ContainersPane(Pane, Vertical):
     def filter_changed(self, event: FilterInput.Changed) -> None:
         event.stop()
         self.filter_text = event.value
-        self.query_one("#containers-table", NavTable).clear()
+        reset_table(self.query_one("#containers-table", NavTable))
         self._poll_busy = False
         self.poll_now()
 
@@ -544,7 +551,9 @@ class CarsPane(Pane, Vertical):
         self.start_polling()
 
     def fetch(self) -> dict[str, Any]:
-        return data.cars(self._pid, self.filter_text)
+        doc = data.cars(self._pid, self.filter_text)
+        doc["keyed"] = [(str(r["id"]), tuple(r.items())) for r in doc["rows"]]
+        return doc
 
     def show(self, doc: dict[str, Any]) -> None:
         self.rows_by_key = {str(r["id"]): r for r in doc["rows"]}
@@ -554,12 +563,14 @@ class CarsPane(Pane, Vertical):
         if self.filter_text:
             t.append(f"   filter: {self.filter_text}", style="yellow")
         self.query_one("#cars-summary", Static).update(t)
-        rows = []
-        for r in doc["rows"]:
-            piece = Text(r["piece_cid"], style="red strike" if r["stale"] else "")
-            rows.append((str(r["id"]), [str(r["seq"]), piece, r["payload_cid"], fmt.size(r["car_size"]),
-                                        format_size(r["piece_size"]), r["path"]]))
-        sync_table(self.query_one("#cars-table", NavTable), rows, [k for k, _ in CAR_COLUMNS])
+        sync_table(self.query_one("#cars-table", NavTable), doc["keyed"], [k for k, _ in CAR_COLUMNS],
+                   lambda raw: self.cells(dict(raw)))
+
+    @staticmethod
+    def cells(r: dict[str, Any]) -> list[Any]:
+        piece = Text(r["piece_cid"], style="red strike" if r["stale"] else "")
+        return [str(r["seq"]), piece, r["payload_cid"], fmt.size(r["car_size"]), format_size(r["piece_size"]),
+                r["path"]]
 
     def selected(self) -> dict[str, Any] | None:
         key = self.query_one("#cars-table", NavTable).selected_key()
@@ -574,7 +585,7 @@ class CarsPane(Pane, Vertical):
     def filter_changed(self, event: FilterInput.Changed) -> None:
         event.stop()
         self.filter_text = event.value
-        self.query_one("#cars-table", NavTable).clear()
+        reset_table(self.query_one("#cars-table", NavTable))
         self._poll_busy = False
         self.poll_now()
 

@@ -257,3 +257,28 @@ def test_tab_keys_help_and_edit(packed_project):
         await wait_for(pilot, lambda: app.screen is screen)
 
     run(packed_project, scenario)
+
+
+def test_scan_tree_lists_skipped_and_links(sqlite_store, tmp_path):
+    target = tmp_path / "odd"
+    (target / "sub").mkdir(parents=True)
+    (target / "sub" / "real.txt").write_text("data")
+    (target / "link.txt").symlink_to("sub/real.txt")
+    os.mkfifo(target / "pipe")
+    from ptolemy_tui.services import projects
+
+    project, _ = projects.create(projects.ProjectSpec("odd", str(target), str(tmp_path / "st"),
+                                                      car_size="2MiB", shard_size="1MiB"))
+    helpers.scan(project)
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("tree")
+        await wait_for(pilot, lambda: pane.loads >= 1 and pane.polls >= 1)
+        box = screen.query_one("#scan-errors", Static)
+        await wait_for(pilot, lambda: box.display)
+        assert "pipe" in str(box.render())
+        labels = {n.data["name"]: str(n.label) for n in pane.tree.root.children}
+        assert "→ sub/real.txt" in labels["link.txt"]
+        assert "skipped" in labels["pipe"]
+
+    run(project, scenario, tab="tree")
