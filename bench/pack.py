@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ptolemy_tui.core.sizes import parse_size  # noqa: E402
 from ptolemy_tui.services import containerize, projects  # noqa: E402
 from ptolemy_tui.store import db  # noqa: E402
-from ptolemy_tui.store.models import Directory, File, database  # noqa: E402
+from ptolemy_tui.store.models import Directory, File, Scan, database  # noqa: E402
 
 
 def fill_store(project, files: int, per_dir: int, rng: random.Random) -> int:
@@ -73,6 +73,7 @@ def main() -> int:
         t = time.perf_counter()
         total = fill_store(project, args.files, args.per_dir, random.Random(7))
         print(f"store: {args.files:,} files, {total / (1 << 40):.2f} TiB (rows written in {time.perf_counter() - t:.1f}s)")
+        Scan.create(project=project, state="done", files=args.files)
         projects.set_status(project, "scanned")
         t, cpu = time.perf_counter(), time.process_time()
         report = containerize.containerize(project)

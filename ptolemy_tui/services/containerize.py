@@ -24,7 +24,7 @@ from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events, projects
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
-from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, database
+from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database
 
 PACKED_KINDS = ("file", "symlink")
 RESET_FROM = ("scanned", "containerizing", "containerized", "building", "built", "failed")  # containerizing: a crashed run (its transaction rolled back)
@@ -133,8 +133,18 @@ def _reset(project: Project, discard_built: bool) -> int:
     return len(ids)
 
 
+REPORT_KEYS = ("project", "new_containers", "containers", "items", "shards", "files", "symlinks", "data_bytes",
+               "predicted_bytes", "car_size", "shard_size", "mean_fill", "min_fill", "last_fill",
+               "bytes_per_container", "discarded_containers", "seconds")
+
+
 def containerize(project: Project, *, reset: bool = False, discard_built: bool = False) -> dict:
-    """Pack the scanned files; return the report (stable keys, see report_keys in the README)."""
+    """Pack the scanned files; return the report (REPORT_KEYS; fills are predicted CAR size / car_size, the
+    mean and lowest over all containers packed now but the last)."""
+    latest = Scan.select(Scan.state).where(Scan.project == project).order_by(Scan.id.desc()).first()
+    if latest is None or latest.state != "done":
+        raise UsageError(f"project {project.name} has no finished scan"
+                         f"{' (the last one ' + latest.state + ')' if latest else ''}: run `ptolemy scan {project.name}`")
     if reset:
         if project.status not in RESET_FROM:
             projects.require_step(project, "containerize")

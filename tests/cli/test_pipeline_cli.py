@@ -18,7 +18,7 @@ def _project(capsys, store_url, tmp_path):
 def test_scan_containerize_and_views(capsys, store_url, tmp_path):
     _project(capsys, store_url, tmp_path)
     r = run_cli(capsys, "--db", store_url, "containerize", "p")
-    assert r.code == 2 and r.err.count("\n") == 1 and "cannot containerize" in r.err and "ptolemy scan p" in r.err
+    assert r.code == 2 and r.err.count("\n") == 1 and "no finished scan" in r.err and "ptolemy scan p" in r.err
 
     r = run_cli(capsys, "--db", store_url, "scan", "p", "--threads", "2")
     assert r.code == 0, r.err

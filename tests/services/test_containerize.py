@@ -1,13 +1,15 @@
 """Containerize on SQLite and a real PostgreSQL: shards, empty files, big files, exact sizes, reset rules."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from ptolemy_tui.core.carsize import predict_car_size
 from ptolemy_tui.core.unixfs import SourceEntry
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import containerize, projects, scan
-from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project
+from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan
 from tests.services.pipeline_helpers import make_tree, new_project, write
 
 MiB = 1 << 20
@@ -108,11 +110,16 @@ def test_rerun_refused_reset_rules(store, tmp_path):
     _check_invariants(project)
 
 
-def test_unscanned_project_is_refused(store, tmp_path):
-    (tmp_path / "src").mkdir()
+def test_unscanned_or_half_scanned_project_is_refused(store, tmp_path):
+    make_tree(tmp_path / "src")
     project = new_project(tmp_path)
-    with pytest.raises(UsageError, match="cannot containerize"):
+    with pytest.raises(UsageError, match="no finished scan"):
         containerize.containerize(project)
+    cancel = threading.Event()
+    cancel.set()
+    scan.run_scan(project, cancel=cancel)  # the project is `failed`, which containerize may normally retry from
+    with pytest.raises(UsageError, match="the last one cancelled"):
+        containerize.containerize(Project.get_by_id(project.id))
 
 
 def test_shard_that_fits_no_car_fails_with_the_fix(store, tmp_path):
@@ -140,6 +147,7 @@ def test_hundred_thousand_files_pack(sqlite_store, tmp_path):
     with sqlite_store.atomic():
         for start in range(0, len(rows), 2000):
             File.insert_many(rows[start:start + 2000]).execute()
+    Scan.create(project=project, state="done", files=100_000)
     projects.set_status(project, "scanned")
     report = containerize.containerize(project)
     assert report["items"] == 100_000 and report["mean_fill"] > 0.99
