@@ -16,7 +16,7 @@ from textual.screen import Screen
 
 import ptolemy_tui
 from ptolemy_tui.screens import data
-from ptolemy_tui.screens.base import HelpScreen, QuitScreen, binding_rows
+from ptolemy_tui.screens.base import MIN_SIZE, HelpScreen, QuitScreen, TooSmallScreen, binding_rows
 
 
 def _stylesheet() -> str:
@@ -63,10 +63,18 @@ class PtolemyApp(App):
         if self.watch_tty:
             self.set_interval(2.0, self._check_tty)
 
+    def on_resize(self, event) -> None:
+        small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
+        showing = isinstance(self.screen, TooSmallScreen)
+        if small and not showing:
+            self.push_screen(TooSmallScreen())
+        elif not small and showing:
+            self.pop_screen()
+
     def _check_tty(self) -> None:
         """A dropped SSH session leaves no terminal: leave builds running and exit instead of spinning."""
         try:
-            alive = os.isatty(sys.__stdin__.fileno()) and os.getppid() != 1
+            alive = os.isatty(sys.__stdin__.fileno())
         except (ValueError, OSError, AttributeError):
             alive = False
         if not alive:
@@ -97,7 +105,7 @@ class PtolemyApp(App):
         if isinstance(screen, HelpScreen):
             return
         title = screen.sub_title or screen.__class__.__name__
-        self.push_screen(HelpScreen(title, binding_rows(screen.active_bindings.values())))
+        self.push_screen(HelpScreen(title, binding_rows(screen.active_bindings.values()), self.store_label))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         seen = set()

@@ -325,7 +325,19 @@ class QuitScreen(ModalScreen[str]):
 
 
 def binding_rows(bindings: Iterable[Any]) -> list[tuple[str, str, bool]]:
-    """(keys, description, enabled) of the active bindings, one line per action."""
+    """(keys, description, enabled) of the active bindings, one line per action: the screen's and the app's
+    first, then those of the focused widget (moving around a table or tree)."""
+    from textual.app import App
+    from textual.screen import Screen
+
+    def rank(active) -> int:
+        if isinstance(active.node, Screen):
+            return 0
+        if isinstance(active.node, App):  # the app's own keys (q, ?, z) before Textual's defaults (tab, ^c)
+            return 1 if active.binding in getattr(type(active.node), "BINDINGS", []) else 3
+        return 2
+
+    bindings = sorted(bindings, key=rank)
     seen: dict[tuple[str, str], list[str]] = {}
     enabled: dict[tuple[str, str], bool] = {}
     for active in bindings:
@@ -354,9 +366,9 @@ class HelpScreen(ModalScreen[None]):
         Binding("q", "dismiss", "Close", show=False),
     ]
 
-    def __init__(self, title: str, rows: list[tuple[str, str, bool]]):
+    def __init__(self, title: str, rows: list[tuple[str, str, bool]], store: str = ""):
         super().__init__()
-        self.title_text, self.rows = title, rows
+        self.title_text, self.rows, self.store = title, rows, store
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog help"):
@@ -366,8 +378,10 @@ class HelpScreen(ModalScreen[None]):
             for keys, desc, on in self.rows:
                 table.append(f"{keys:>{width}}  ", style="bold")
                 table.append(desc + ("" if on else " (not now)") + "\n", style="" if on else "dim")
-            table.append("\narrows/j/k move · enter opens · esc back · tab next pane · / filter · ctrl+p commands",
-                         style="dim")
+            table.append("\narrows/j/k move · enter opens · esc back · tab next pane · / filter · ctrl+p commands"
+                         " · z pauses refresh", style="dim")
+            if self.store:
+                table.append(f"\nstore: {self.store}", style="dim")
             with VerticalScroll():
                 yield Static(table, id="help-body")
             yield Button("Close (esc)", id="close")
@@ -389,3 +403,16 @@ class FilterInput(Input):
         self.value = ""
         self.display = False
         self.post_message(self.Submitted(self, ""))
+
+
+MIN_SIZE = (60, 16)
+
+
+class TooSmallScreen(ModalScreen[None]):
+    """Shown instead of a broken layout while the terminal is smaller than MIN_SIZE."""
+
+    BINDINGS = [Binding("q", "app.request_quit", "Quit")]
+
+    def compose(self) -> ComposeResult:
+        yield Static(f"Terminal too small: Ptolemy needs at least {MIN_SIZE[0]}x{MIN_SIZE[1]}.\n"
+                     "Enlarge the window (or the tmux pane); q quits.", id="too-small")

@@ -106,6 +106,8 @@ class ProjectForm(ModalScreen[str | None]):
         self.loaded = project_id is None
         self.errors: dict[str, str] = {}
         self.saving = False
+        self.touched: set[str] = set()  # fields the operator changed: only their errors show before a save
+        self.tried_save = False
 
     def compose(self) -> ComposeResult:
         title = "New project" if self.project_id is None else "Edit project"
@@ -143,6 +145,7 @@ class ProjectForm(ModalScreen[str | None]):
     def on_mount(self) -> None:
         for static in self.query(".field-error"):
             static.display = False
+        self.query_one("#warnings").display = False
         if self.project_id is not None:
             self.query_one("#name", Input).disabled = True
             self._load()
@@ -186,6 +189,8 @@ class ProjectForm(ModalScreen[str | None]):
     @on(Input.Changed)
     @on(Select.Changed)
     def changed(self, event) -> None:
+        if self.loaded and event.control.id:
+            self.touched.add(event.control.id)
         if event.control.id == "car_size":
             self._update_piece()
         self._validate_later()
@@ -233,6 +238,8 @@ class ProjectForm(ModalScreen[str | None]):
     def _show_validation(self, error: tuple[str, str] | None, warnings: list[str], usage: dict | None,
                          staging: str) -> None:
         self.errors = {error[0]: error[1]} if error else {}
+        if not self.tried_save:
+            self.errors = {k: v for k, v in self.errors.items() if k in self.touched}
         for key, _, _ in FIELDS:
             static = self.query_one(f"#err-{key}", Static)
             message = self.errors.get(key, "")
@@ -245,7 +252,9 @@ class ProjectForm(ModalScreen[str | None]):
                         f"({usage['path']})")
         else:
             info.update("staging: -")
-        self.query_one("#warnings", Static).update("\n".join(f"⚠ {w}" for w in warnings))
+        warning = self.query_one("#warnings", Static)
+        warning.update("\n".join(f"⚠ {w}" for w in warnings))
+        warning.display = bool(warnings)
 
     # Actions ------------------------------------------------------------------------------------------------
 
@@ -281,6 +290,7 @@ class ProjectForm(ModalScreen[str | None]):
         if self.saving or not self.loaded:
             return
         self.saving = True
+        self.tried_save = True
         self._save_worker(self.values())
 
     @work(thread=True, exclusive=True, group="save", exit_on_error=False)

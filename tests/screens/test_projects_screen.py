@@ -233,3 +233,42 @@ def test_quit_can_stop_running_builds(packed_project):
     app = run(scenario)
     assert app.quit_choice == "stop"
     assert Project.get_by_id(packed_project.id).status == "containerized"  # the build service's cancel ran
+
+
+def test_too_small_terminal_says_so_and_recovers(project):
+    from ptolemy_tui.screens.base import TooSmallScreen
+
+    async def scenario(app, pilot):
+        await loaded(app, pilot, 1)
+        await pilot.resize_terminal(40, 10)
+        await wait_for(pilot, lambda: isinstance(app.screen, TooSmallScreen))
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: isinstance(app.screen, ProjectsScreen))
+
+    run(scenario)
+
+
+def test_directory_picker_fills_the_field(sqlite_store, tmp_path):
+    from ptolemy_tui.screens.form import DirectoryPicker
+
+    (tmp_path / "pick" / "inner").mkdir(parents=True)
+
+    async def scenario(app, pilot):
+        await loaded(app, pilot, 0)
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, ProjectForm))
+        form = app.screen
+        form.query_one("#target_dir", Input).value = str(tmp_path / "pick")
+        form.query_one("#target_dir", Input).focus()
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: isinstance(app.screen, DirectoryPicker))
+        tree = app.screen.query_one("#dirs")
+        await wait_for(pilot, lambda: any(c.data and c.data.path.name == "inner" for c in tree.root.children))
+        node = next(c for c in tree.root.children if c.data.path.name == "inner")
+        tree.move_cursor(node)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: app.screen is form)
+        assert form.query_one("#target_dir", Input).value == str(tmp_path / "pick" / "inner")
+        await pilot.press("escape")
+
+    run(scenario)
