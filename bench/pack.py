@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ptolemy_tui.core.sizes import parse_size  # noqa: E402
 from ptolemy_tui.services import containerize, projects  # noqa: E402
 from ptolemy_tui.store import db  # noqa: E402
-from ptolemy_tui.store.models import Directory, File, Scan, database  # noqa: E402
+from ptolemy_tui.store.models import Directory, Scan, database  # noqa: E402
 
 
 def fill_store(project, files: int, per_dir: int, rng: random.Random) -> int:
