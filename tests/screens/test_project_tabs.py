@@ -282,3 +282,63 @@ def test_scan_tree_lists_skipped_and_links(sqlite_store, tmp_path):
         assert "skipped" in labels["pipe"]
 
     run(project, scenario, tab="tree")
+
+
+def test_tree_is_live_while_a_scan_runs(packed_project):
+    from ptolemy_tui.store.models import Directory, Scan
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("tree")
+        await wait_for(pilot, lambda: pane.loads >= 1 and pane.polls >= 1)
+        root = Directory.get((Directory.project == packed_project.id) & (Directory.path == b""))
+        running = Scan.create(project=packed_project, state="running", files=10, current_dir=b"incoming")
+        Directory.create(project=packed_project, parent=root, path=b"incoming", name=b"incoming",
+                         total_bytes=123_456_789, total_files=7)
+        await wait_for(pilot, lambda: "scan running" in text_of(screen, "#scan-line"))
+        await wait_for(pilot, lambda: any(n.data["name"] == "incoming" for n in pane.tree.root.children))
+        running.state = "done"
+        running.save()
+        await wait_for(pilot, lambda: "scan done" in text_of(screen, "#scan-line"))
+        # a finished scan reloads the tree in order: the new, biggest directory first
+        await wait_for(pilot, lambda: pane.tree.root.children and pane.tree.root.children[0].data["name"] == "incoming")
+
+    run(packed_project, scenario, tab="tree")
+
+
+def test_mouse_clicks_tabs_and_rows(packed_project):
+    async def scenario(app, screen, pilot):
+        await pilot.click("#--content-tab-containers")
+        await wait_for(pilot, lambda: screen.active_tab == "containers")
+        table = screen.pane("containers").query_one("#containers-table")
+        await wait_for(pilot, lambda: table.row_count > 0)
+        await pilot.click("#--content-tab-build")
+        await wait_for(pilot, lambda: screen.active_tab == "build")
+
+    run(packed_project, scenario)
+
+
+def test_container_items_page(packed_project):
+    from ptolemy_tui.screens import items as items_module
+
+    box = Container.select().where(Container.project == packed_project.id).order_by(Container.item_count.desc()).first()
+    assert box.item_count > 10
+
+    async def scenario(app, screen, pilot):
+        old = items_module.PAGE
+        items_module.PAGE = 10
+        try:
+            app.push_screen(ContainerItemsScreen(box.id))
+            await wait_for(pilot, lambda: isinstance(app.screen, ContainerItemsScreen))
+            table = app.screen.query_one(ItemsTable)
+            await wait_for(pilot, lambda: table.row_count == 10)
+            first = table.get_row_at(0)[0]
+            await pilot.press("n")
+            await wait_for(pilot, lambda: table.page_offset == 10 and table.row_count > 0
+                           and table.get_row_at(0)[0] != first)
+            assert "rows 11-" in str(app.screen.query_one("#items-head", Static).render())
+            await pilot.press("p")
+            await wait_for(pilot, lambda: table.row_count and table.get_row_at(0)[0] == first)
+        finally:
+            items_module.PAGE = old
+
+    run(packed_project, scenario)
