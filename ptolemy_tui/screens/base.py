@@ -331,10 +331,11 @@ def binding_rows(bindings: Iterable[Any]) -> list[tuple[str, str, bool]]:
     from textual.screen import Screen
 
     def rank(active) -> int:
-        if isinstance(active.node, Screen):
-            return 0
-        if isinstance(active.node, App):  # the app's own keys (q, ?, z) before Textual's defaults (tab, ^c)
-            return 1 if active.binding in getattr(type(active.node), "BINDINGS", []) else 3
+        own = active.binding.key in {getattr(b, "key", None) for b in type(active.node).__dict__.get("BINDINGS", [])}
+        if isinstance(active.node, Screen):  # Ptolemy's keys before Textual's defaults (tab, ^c)
+            return 0 if own else 3
+        if isinstance(active.node, App):
+            return 1 if own else 3
         return 2
 
     bindings = sorted(bindings, key=rank)
