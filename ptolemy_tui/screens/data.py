@@ -50,14 +50,35 @@ def project(project_id: int) -> Project:
 
 # Projects ---------------------------------------------------------------------------------------------------
 
+def cheap_counts(p: Project) -> dict[str, int]:
+    """projects.counts without touching the File table: files and bytes come from the latest finished scan (a
+    project of a million files is polled every second), containers and CARs from their indexed counts."""
+    scan = (Scan.select(Scan.files, Scan.bytes).where((Scan.project == p.id) & (Scan.state == "done"))
+            .order_by(Scan.id.desc()).first()) if p.status != "defined" else None
+    by_state = dict(Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
+        Container.project == p.id).group_by(Container.state).tuples())
+    return {
+        "files": scan.files if scan else 0,
+        "bytes": scan.bytes if scan else 0,
+        "containers": sum(by_state.values()),
+        "containers_pending": by_state.get("pending", 0),
+        "containers_building": by_state.get("building", 0),
+        "containers_built": by_state.get("built", 0),
+        "containers_failed": by_state.get("failed", 0),
+        "cars": Car.select().where(Car.project == p.id).count(),
+    }
+
+
 def projects_table() -> list[dict[str, Any]]:
     from ptolemy_tui.services import projects as projects_service
 
     rows = []
-    workers = dict(Worker.select(Worker.project, peewee.fn.COUNT(Worker.id))
-                   .where(Worker.id.in_([w.id for w in live_workers()])).group_by(Worker.project).tuples())
+    workers: dict[int, int] = {}
+    for w in running_workers():
+        if w.project_id:
+            workers[w.project_id] = workers.get(w.project_id, 0) + 1
     for p in projects_service.list_projects():
-        counts = projects_service.counts(p)
+        counts = cheap_counts(p)
         rows.append({
             "id": p.id, "name": p.name, "status": p.status, "message": p.message, "paused": p.paused,
             "files": counts["files"], "bytes": counts["bytes"], "containers": counts["containers"],
@@ -113,10 +134,13 @@ def staging_free(path: str) -> dict[str, int] | None:
 # Overview ---------------------------------------------------------------------------------------------------
 
 def overview(project_id: int) -> dict[str, Any]:
-    from ptolemy_tui.services import status
+    from ptolemy_tui.services import projects as projects_service, status
 
     p = project(project_id)
-    report = status.project_report(p)
+    report = projects_service.summary(p, with_counts=False)
+    report.update(cheap_counts(p))
+    report["scan"] = status.scan_report(status.latest_scan(p))
+    report["live_workers"] = [status.worker_report(w) for w in running_workers(p)]
     report["id"] = p.id
     report["paused"] = p.paused
     return report
