@@ -106,8 +106,9 @@ def _dir_block(links: int, entries: int, hamt: bool) -> int:
 class ContainerSizer:
     """The CAR length of one container's directory tree as items are added (exact unless a HAMT appears)."""
 
-    def __init__(self, profile: str = "kubo"):
+    def __init__(self, profile: str = "kubo", wrap: bool = True):
         self.profile = profile
+        self.wrap = wrap  # containers are written wrapped: the root is always a directory (see packing)
         self.root = _Dir(None, 0)
         self.dirs: dict[bytes, _Dir] = {b"": self.root}
         self.size = HEADER_LEN + framed(DIR_DATA_LEN)
@@ -138,9 +139,9 @@ class ContainerSizer:
 
     @property
     def car_size(self) -> int:
-        """The CAR length as written unwrapped: a lone top-level entry is the root itself, with no directory
+        """The CAR length as written. Unwrapped, a lone top-level entry is the root itself, with no directory
         block above it (`self.size`, which counts that block, is what the limit is checked against)."""
-        if self.root.entries == 1:
+        if not self.wrap and self.root.entries == 1:
             return self.size - framed(self.root.blk)
         return self.size
 
@@ -258,9 +259,9 @@ class ContainerSizer:
         return True
 
 
-def tree_car_size(entries, profile: str = "kubo") -> tuple[int, bool]:
+def tree_car_size(entries, profile: str = "kubo", wrap: bool = True) -> tuple[int, bool]:
     """(CAR length, exact?) of the directory tree of (car_path, length, kind, target_len) entries, from scratch."""
-    sizer = ContainerSizer(profile)
+    sizer = ContainerSizer(profile, wrap)
     for car_path, length, kind, target_len in entries:
         if not sizer.try_add(car_path, length, 1 << 62, kind, target_len):
             raise AssertionError("unreachable: no limit")

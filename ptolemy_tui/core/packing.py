@@ -7,6 +7,9 @@
   next piece does not fit, a bounded best-fit look-ahead over the next LOOKAHEAD pieces fills the gap with the
   largest pieces that still fit; a file's shards are never reordered (a skipped shard defers the rest of its
   file). Then the container is closed and the skipped pieces open the next one.
+- Every container CAR is written wrapped (CONTAINER_WRAP): its root is a directory holding the items under
+  their full paths relative to target_dir, so each file's name survives inside the CAR even when a container
+  holds a single file or shard.
 - The CAR length comes from one name, `car_size_model()`: the incremental ContainerSizer (byte-exact for
   plain directories, a strict upper bound for HAMT directories). A container holding a HAMT directory gets its
   final figure from `exact_car_size()` (core.carsize.predict_car_size, which builds the HAMT tries).
@@ -20,6 +23,7 @@ from ptolemy_tui.core.carmodel import ContainerSizer
 from ptolemy_tui.core.carsize import predict_car_size
 from ptolemy_tui.core.unixfs import SourceEntry
 
+CONTAINER_WRAP = True
 LOOKAHEAD = 512  # pieces examined to fill a container's gap; bounds the work per container
 SHARD_SUFFIX = b".ptolemy"
 # The least an entry adds to a CAR beyond its bytes: its block's CID and framing (37) and its link in the
@@ -74,18 +78,18 @@ def pieces_of(file_id: int, path: bytes, size: int, shard_size: int) -> list[Pie
 
 def car_size_model(profile: str = "kubo") -> ContainerSizer:
     """The one place the packer gets its CAR-length model from."""
-    return ContainerSizer(profile)
+    return ContainerSizer(profile, wrap=CONTAINER_WRAP)
 
 
 def source_entries(pieces: Sequence) -> list[SourceEntry]:
-    """The pieces as the formats code sees them (the build writes exactly these, unwrapped)."""
+    """The pieces as the formats code sees them (the build writes exactly these, with CONTAINER_WRAP)."""
     return [SourceEntry(p[CAR_PATH], None, p[OFFSET], p[LENGTH], p[KIND],
                         b"x" * p[TARGET_LEN] if p[KIND] == "symlink" else b"") for p in pieces]
 
 
 def exact_car_size(pieces: Sequence, profile: str = "kubo") -> tuple[int, bool]:
     """(CAR length, True): the formats issue's predict_car_size, byte-exact with the build's write_car."""
-    return predict_car_size(source_entries(pieces), profile=profile, wrap=False), True
+    return predict_car_size(source_entries(pieces), profile=profile, wrap=CONTAINER_WRAP), True
 
 
 def pack(pieces: Sequence, car_size: int, *, profile: str = "kubo", lookahead: int = LOOKAHEAD,

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from ptolemy_tui.core.car import CARV1_HEADER_LENGTH, SourceChanged, SourceEntry, write_car
+from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.core.commp import CommP
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Container, ContainerItem, File, Project
@@ -125,8 +126,8 @@ def build(project: Project, container: Container, *, staging_dir: str, source_ro
         try:
             with open(part, "xb") as out:
                 ours.append(os.fstat(out.fileno()).st_ino)
-                result = write_car(entries, out, profile=profile, sink=hasher, before_read=before_read,
-                                   on_progress=on_progress)
+                result = write_car(entries, out, profile=profile, wrap=CONTAINER_WRAP, sink=hasher,
+                                   before_read=before_read, on_progress=on_progress)
                 out.flush()
                 os.fsync(out.fileno())
             piece = hasher.digest()

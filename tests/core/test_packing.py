@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from ptolemy_tui.core import carmodel
 from ptolemy_tui.core.carmodel import ContainerSizer, file_dag
 from ptolemy_tui.core.carsize import file_stats, predict_car_size
-from ptolemy_tui.core.packing import PackingError, Piece, exact_car_size, pack, pieces_of, shard_name, source_entries
+from ptolemy_tui.core.packing import (CONTAINER_WRAP, PackingError, Piece, exact_car_size, pack, pieces_of, shard_name,
+                                      source_entries)
 
 KiB, MiB = 1 << 10, 1 << 20
 
@@ -69,7 +70,7 @@ def test_every_byte_once_no_overflow_exact_size_in_order(tree):
     for n, box in enumerate(boxes):
         assert box.pieces, "no empty container"
         assert box.predicted_size <= car_size
-        assert box.predicted_size == predict_car_size(source_entries(box.pieces), wrap=False)
+        assert box.predicted_size == predict_car_size(source_entries(box.pieces), wrap=CONTAINER_WRAP)
         assert box.data_bytes == sum(p.length for p in box.pieces)
         for p in box.pieces:
             seen.setdefault(p.file_id, []).append((n, p.offset, p.length))
@@ -91,16 +92,16 @@ def test_every_byte_once_no_overflow_exact_size_in_order(tree):
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.integers(0, 3 * MiB)), min_size=1, max_size=60),
-       st.sampled_from(["kubo", "go-car"]))
-def test_incremental_model_matches_predict_car_size(spec, profile):
+       st.sampled_from(["kubo", "go-car"]), st.booleans())
+def test_incremental_model_matches_predict_car_size(spec, profile, wrap):
     """Any insertion order (including returning to an earlier directory) keeps the model exact."""
-    sizer = ContainerSizer(profile)
+    sizer = ContainerSizer(profile, wrap)
     entries = []
     for n, (d1, d2, size) in enumerate(spec):
         path = b"/".join([b"d%d" % d1] * (d1 > 0) + [b"e%d" % d2] * (d2 > 0) + [b"f%d" % n])
         assert sizer.try_add(path, size, 1 << 62)
         entries.append((path, size))
-        assert sizer.car_size == predict_car_size(entries, profile=profile, wrap=False)
+        assert sizer.car_size == predict_car_size(entries, profile=profile, wrap=wrap)
 
 
 @pytest.mark.parametrize("length", [0, 1, 262144, 262145, 174 * 262144, 174 * 262144 + 1, 174 * 262144 + 262144,
@@ -145,7 +146,7 @@ def test_empty_files_and_symlinks_are_packed():
     pieces = [Piece(1, b"e0", 0, 0), Piece(2, b"d/e1", 0, 0), Piece(3, b"d/link", 0, 0, None, "symlink", 10)]
     (box,) = list(pack(pieces, 1 * MiB))
     assert [p.file_id for p in box.pieces] == [1, 2, 3]
-    assert box.predicted_size == predict_car_size(source_entries(pieces), wrap=False)
+    assert box.predicted_size == predict_car_size(source_entries(pieces), wrap=CONTAINER_WRAP)
 
 
 def test_lookahead_fills_the_gap_with_later_small_files():
@@ -178,13 +179,13 @@ def test_hamt_directory_is_bounded_then_exact(monkeypatch):
     sizer = ContainerSizer()
     for p in pieces:
         assert sizer.try_add(p.car_path, p.length, 1 << 62)
-    exact = predict_car_size(source_entries(pieces), wrap=False)
+    exact = predict_car_size(source_entries(pieces), wrap=CONTAINER_WRAP)
     assert sizer.has_hamt and sizer.car_size >= exact
     assert sizer.car_size - exact < 6000 * carmodel.HAMT_ENTRY_SLACK
     car = 4 * MiB
     boxes = list(pack(pieces, car))
     for box in boxes:
         assert box.exact and box.predicted_size <= car
-        assert box.predicted_size == predict_car_size(source_entries(box.pieces), wrap=False)
+        assert box.predicted_size == predict_car_size(source_entries(box.pieces), wrap=CONTAINER_WRAP)
     assert sum(len(b.pieces) for b in boxes) == 6000
     assert exact_car_size(pieces)[0] == exact

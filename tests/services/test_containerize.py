@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from ptolemy_tui.core.carsize import predict_car_size
+from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.core.unixfs import SourceEntry
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import containerize, projects, scan
@@ -30,7 +31,7 @@ def _check_invariants(project: Project) -> None:
                      .order_by(ContainerItem.seq))
         entries = [SourceEntry(i.car_path, None, i.offset, i.length, "symlink" if i.file.kind == "symlink" else "file",
                                i.file.link_target or b"") for i in items]
-        assert c.predicted_size == predict_car_size(entries, wrap=False), "the exact CAR size of the formats code"
+        assert c.predicted_size == predict_car_size(entries, wrap=CONTAINER_WRAP), "the exact CAR size of the formats code"
         assert c.predicted_size <= project.car_size
         assert c.item_count == len(items) and c.data_bytes == sum(i.length for i in items)
         for i in items:

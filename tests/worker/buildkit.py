@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ptolemy_tui.core.car import SourceEntry, predict_car_size, write_car
 from ptolemy_tui.core.commp import commp_of_file
+from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.store.models import Container, ContainerItem, File, Project
 
 FAST = {"PTOLEMY_LEASE_SECONDS": "3", "PTOLEMY_REPORT_SECONDS": "0.3", "PTOLEMY_POLL_SECONDS": "0.2"}
@@ -76,7 +77,7 @@ def seed_project(name: str, target: Path, staging: Path, *, per_container: int =
     if current:
         groups.append(current)
     for seq, group in enumerate(groups, start=1):
-        predicted = predict_car_size([SourceEntry(p[4], b"unused", 0, p[2]) for p in group])
+        predicted = predict_car_size([SourceEntry(p[4], b"unused", 0, p[2]) for p in group], wrap=CONTAINER_WRAP)
         box = Container.create(project=project, seq=seq, predicted_size=predicted,
                                data_bytes=sum(p[2] for p in group), item_count=len(group),
                                shard_count=sum(1 for p in group if p[3] is not None))
@@ -87,14 +88,15 @@ def seed_project(name: str, target: Path, staging: Path, *, per_container: int =
 
 
 def reference_car(box: Container, target: Path, out: Path) -> tuple[str, str, bytes]:
-    """The container's CAR written the plain way (write_car, then CommP of the file): root, piece CID, bytes."""
+    """The container's CAR written the plain way (write_car, wrapped as containers are, then CommP of the file):
+    root, piece CID, bytes."""
     root = os.fsencode(target)
     entries = [SourceEntry(dag_path=it.car_path, source=os.path.join(root, it.file.path), offset=it.offset,
                            length=it.length, kind="symlink" if it.file.kind == "symlink" else "file",
                            link_target=it.file.link_target or b"")
                for it in ContainerItem.select().where(ContainerItem.container == box.id).order_by(ContainerItem.seq)]
     with open(out, "wb") as fh:
-        result = write_car(entries, fh)
+        result = write_car(entries, fh, wrap=CONTAINER_WRAP)
     return str(result.root_cid), commp_of_file(str(out)).piece_cid_v1, out.read_bytes()
 
 
