@@ -204,17 +204,23 @@ class ProjectScreen(Screen):
                      success=_pack_summary)
 
     def action_containerize(self) -> None:
+        """Pack; when the project is packed already, ask before packing again from scratch."""
+
         def run(reset: bool) -> None:
             self.notify(f"packing {self.project_name}…")
             call_service(self, "containerize", "containerize", ProjectRef(self.project_id), reset=reset,
                          done=self._refresh, success=_pack_summary)
 
-        if self.status in ("containerized", "built", "building", "failed"):
-            self.app.push_screen(ConfirmScreen("Pack again from scratch? Pending containers are replaced; "
-                                               "built CARs are kept.", yes="Re-pack"),
-                                 lambda yes: run(True) if yes else None)
-        else:
-            run(False)
+        def decide(status: str) -> None:
+            self.status = status
+            if status in ("containerized", "built", "building", "failed"):
+                self.app.push_screen(ConfirmScreen("Pack again from scratch? Pending containers are replaced; "
+                                                   "built CARs are kept.", yes="Re-pack"),
+                                     lambda yes: run(True) if yes else None)
+            else:
+                run(False)
+
+        call_service(self, "status", lambda p: p.status, ProjectRef(self.project_id), done=decide)
 
     def action_build(self) -> None:
         self._start_build(None)

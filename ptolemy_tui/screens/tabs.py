@@ -622,6 +622,8 @@ class LogPane(Pane, Vertical):
 
     def show(self, rows: list[dict[str, Any]]) -> None:
         view = self.query_one("#log-view", RichLog)
+        # follow the newest line unless the operator scrolled up to read
+        view.auto_scroll = view.scroll_offset.y >= view.max_scroll_y - 1
         for e in rows:
             line = Text(f"{fmt.clock(e['time'])} ", style="dim")
             line.append(f"{e['level']:<7} ", style=LEVEL_STYLES.get(e["level"], "green"))

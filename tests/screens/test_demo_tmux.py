@@ -110,3 +110,12 @@ def test_demo_in_tmux(tmp_path):
         tmux.kill()
     db = tmp_path / "xdg" / "ptolemy" / "ptolemy.db"
     assert db.exists()
+
+
+def test_tui_subcommand_arguments():
+    from ptolemy_tui.cli import build_parser
+
+    args = build_parser().parse_args(["tui", "demo", "--tab", "build", "--db", "sqlite:///x.db"])
+    assert (args.project, args.tab, args.db) == ("demo", "build", "sqlite:///x.db")
+    assert args.handler.__name__ == "run_tui"
+    assert build_parser().parse_args([]).command is None  # no subcommand: the TUI

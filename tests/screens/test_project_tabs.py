@@ -342,3 +342,28 @@ def test_container_items_page(packed_project):
             items_module.PAGE = old
 
     run(packed_project, scenario)
+
+
+def test_pack_again_asks_first(packed_project):
+    from ptolemy_tui.store.models import Event
+
+    def packs() -> int:
+        return Event.select().where((Event.project == packed_project.id) &
+                                    Event.text.startswith("containerized")).count()
+
+    before = packs()
+
+    async def scenario(app, screen, pilot):
+        await wait_for(pilot, lambda: screen.pane("containers").polls > 0)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is screen)
+        assert packs() == before
+        await pilot.press("c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: packs() == before + 1, timeout=30)
+        assert Project.get_by_id(packed_project.id).status == "containerized"
+
+    run(packed_project, scenario, tab="containers")
