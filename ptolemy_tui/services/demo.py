@@ -10,9 +10,9 @@ from pathlib import Path
 from ptolemy_tui.core.sizes import KiB, MiB
 from ptolemy_tui.services import projects
 
-DEMO_CAR_SIZE = "2MiB"
+DEMO_CAR_SIZE = "4000KiB"  # 98 % of a 4 MiB piece
 DEMO_SHARD_SIZE = "1MiB"
-BIG_FILE_SIZE = 5 * MiB + 300 * KiB  # lands in six shards
+BIG_FILE_SIZE = 12 * MiB + 300 * KiB  # lands in thirteen shards
 DIRECTORIES = ("docs", "docs/drafts", "images/2023", "images/2024", "logs", "datasets/raw", "datasets/clean", "video")
 
 

@@ -115,7 +115,7 @@ def test_edit_project(project):
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectForm) and app.screen.loaded)
         form = app.screen
         assert form.query_one("#name", Input).disabled
-        assert form.query_one("#car_size", Input).value == "2MiB"
+        assert form.query_one("#car_size", Input).value == "4000KiB"
         form.query_one("#workers", Input).value = "7"
         form.query_one("#load_type").value = "serial"
         await pilot.press("ctrl+s")
