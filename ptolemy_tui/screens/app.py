@@ -31,6 +31,33 @@ def _stylesheet() -> str:
 CSS_FILE = _stylesheet()
 
 
+# Longer titles for the command palette than the footer has room for (by action).
+PALETTE_TITLES = {
+    "retry": "Retry failed containers",
+    "build_mode('blitz')": "Start a blitz build (all containers in parallel)",
+    "build_mode('serial')": "Start a serial build (one container at a time)",
+    "build": "Start the build",
+    "pause": "Pause the build",
+    "resume": "Resume the build",
+    "cancel": "Cancel the build",
+    "cancel_step": "Cancel the scan or the build",
+    "scan": "Scan the target tree",
+    "containerize": "Pack into containers (containerize)",
+    "manifest": "Export the manifest (CSV in the staging directory)",
+    "manifest_here": "Export the manifest (CSV in the staging directory)",
+    "verify": "Verify every CAR",
+    "copy('piece_cid')": "Copy the piece CID",
+    "copy('payload_cid')": "Copy the payload CID",
+    "sort": "Sort the tree by size or name",
+    "edit": "Edit the project",
+    "new": "New project",
+    "delete": "Delete the project",
+    "filter": "Filter the table",
+    "request_quit": "Quit",
+    "help": "Help: every key of this screen",
+}
+
+
 class PtolemyApp(App):
     CSS_PATH = CSS_FILE
     TITLE = "Ptolemy"
@@ -120,8 +147,8 @@ class PtolemyApp(App):
                 continue
             seen.add(ident)
             keys = binding.key_display or key
-            yield SystemCommand(binding.description, f"key: {keys}", partial(self._run_bound, binding.action,
-                                                                               active.node))
+            title = PALETTE_TITLES.get(binding.action, binding.description)
+            yield SystemCommand(title, f"key: {keys}", partial(self._run_bound, binding.action, active.node))
         for name in self.project_names:
             yield SystemCommand(f"Open project {name}", "go to the project's tabs", partial(self._open_named, name))
         yield SystemCommand("Pause refresh" if not self.paused_refresh else "Resume refresh",

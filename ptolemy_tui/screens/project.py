@@ -27,12 +27,14 @@ ACTION_TABS: dict[str, tuple[str, ...] | None] = {
     "build_mode": ("build",),
     "pause": ("build",),
     "resume": ("build",),
-    "cancel": ("overview", "build", "tree"),
+    "cancel": ("build",),
+    "cancel_step": ("overview", "tree"),
     "retry": ("build", "containers"),
     "sort": ("tree",),
     "reload_tree": ("tree",),
     "copy": ("cars",),
-    "manifest": ("cars", "overview"),
+    "manifest": ("cars",),
+    "manifest_here": ("overview",),
     "verify": ("cars",),
     "filter": ("containers", "cars"),
 }
@@ -50,12 +52,14 @@ class ProjectScreen(Screen):
         Binding("p", "pause", "Pause"),
         Binding("r", "resume", "Resume"),
         Binding("x", "cancel", "Cancel"),
-        Binding("f", "retry", "Retry failed"),
+        Binding("x", "cancel_step", "Cancel scan or build", show=False),
+        Binding("f", "retry", "Retry"),
         Binding("o", "sort", "Sort"),
         Binding("R", "reload_tree", "Reload", show=False),
         Binding("y", "copy('piece_cid')", "Copy piece CID"),
         Binding("Y", "copy('payload_cid')", "Copy payload CID", show=False),
         Binding("m", "manifest", "Manifest"),
+        Binding("m", "manifest_here", "Export manifest", show=False),
         Binding("v", "verify", "Verify"),
         Binding("e", "edit", "Edit"),
         Binding("slash", "filter", "Filter", key_display="/"),
@@ -256,6 +260,12 @@ class ProjectScreen(Screen):
         self.app.push_screen(ConfirmScreen(f"Cancel the build of {self.project_name}? Workers stop; "
                                            "unfinished CARs are removed.", yes="Cancel build", no="Keep building"),
                              answered)
+
+    def action_cancel_step(self) -> None:
+        self.action_cancel()
+
+    def action_manifest_here(self) -> None:
+        self.action_manifest()
 
     def action_retry(self) -> None:
         call_service(self, "build", "retry", ProjectRef(self.project_id), done=self._refresh,

@@ -249,8 +249,9 @@ def test_tab_keys_help_and_edit(packed_project):
         await pilot.press("4")
         await wait_for(pilot, lambda: screen.active_tab == "build")
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        assert {"Blitz", "Serial", "Pause", "Resume", "Cancel", "Retry failed"} <= set(titles)
-        assert "Scan" not in titles  # not offered on the build tab
+        assert {"Start a blitz build (all containers in parallel)", "Start a serial build (one container at a time)",
+                "Pause the build", "Resume the build", "Cancel the build", "Retry failed containers"} <= set(titles)
+        assert "Scan the target tree" not in titles  # not offered on the build tab
         await pilot.press("1", "e")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ProjectForm")
         await pilot.press("escape")

@@ -176,7 +176,8 @@ def test_help_lists_the_screen_bindings_and_palette_has_every_action(project):
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectsScreen))
         titles = [c.title for c in app.get_system_commands(app.screen)]
-        for title in ("New", "Edit", "Delete", "Filter", "Open project demo", "Quit"):
+        for title in ("New project", "Edit the project", "Delete the project", "Filter the table",
+                      "Open project demo", "Quit"):
             assert title in titles
         await pilot.press("ctrl+p")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "CommandPalette")
