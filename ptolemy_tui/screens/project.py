@@ -42,7 +42,7 @@ ACTION_TABS: dict[str, tuple[str, ...] | None] = {
 
 class ProjectScreen(Screen):
     BINDINGS = [
-        Binding("escape", "back", "Back"),
+        Binding("escape", "back", "Back", show=False),
         *[Binding(str(n), f"tab('{tab}')", label, show=False) for n, (tab, label) in enumerate(TABS, 1)],
         Binding("s", "scan", "Scan"),
         Binding("c", "containerize", "Pack"),
@@ -113,7 +113,12 @@ class ProjectScreen(Screen):
         tabs = ACTION_TABS.get(action)
         if tabs is None:
             return True
-        return self.active_tab in tabs
+        if self.active_tab not in tabs:
+            return False
+        if action in ("pause", "resume"):  # offer the one that applies
+            last = getattr(self.pane("build"), "last", None) or {}
+            return bool(last.get("paused")) == (action == "resume")
+        return True
 
     @on(TabbedContent.TabActivated)
     def tab_changed(self, event: TabbedContent.TabActivated) -> None:

@@ -459,7 +459,10 @@ class BuildPane(Pane, Vertical):
         return data.build(self._pid)
 
     def show(self, doc: dict[str, Any]) -> None:
+        paused_before = bool((self.last or {}).get("paused"))
         self.last = doc
+        if paused_before != bool(doc["paused"]):
+            self.screen.refresh_bindings()
         self.screen.status = doc["status"]
         total, done, rate = doc["bytes_total"], doc["bytes_done"], doc["rate"]
         states = doc["states"]

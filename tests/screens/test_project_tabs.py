@@ -167,6 +167,7 @@ def test_pause_resume_cancel_retry(packed_project):
         await pilot.press("p")
         await wait_for(pilot, lambda: Project.get_by_id(packed_project.id).paused)
         await wait_for(pilot, lambda: "PAUSED" in text_of(screen, "#build-summary"))
+        assert "resume" in {b.binding.action for b in screen.active_bindings.values()}
         await pilot.press("r")
         await wait_for(pilot, lambda: not Project.get_by_id(packed_project.id).paused)
         await pilot.press("f")
@@ -250,7 +251,8 @@ def test_tab_keys_help_and_edit(packed_project):
         await wait_for(pilot, lambda: screen.active_tab == "build")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert {"Start a blitz build (all containers in parallel)", "Start a serial build (one container at a time)",
-                "Pause the build", "Resume the build", "Cancel the build", "Retry failed containers"} <= set(titles)
+                "Pause the build", "Cancel the build", "Retry failed containers"} <= set(titles)
+        assert "Resume the build" not in titles  # offered only while paused
         assert "Scan the target tree" not in titles  # not offered on the build tab
         await pilot.press("1", "e")
         await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ProjectForm")
