@@ -76,7 +76,12 @@ class Polling:
         if isinstance(result, Exception):
             self.show_error(result)
         else:
-            self.show(result)
+            try:
+                self.show(result)
+                self._last_error = ""
+            except Exception as exc:  # noqa: BLE001 - a view that cannot render says so; the app lives on
+                log.exception("rendering %s failed", type(self).__name__)
+                self.show_error(exc)
         self.polls += 1
 
     def fetch(self) -> Any:  # pragma: no cover - overridden
@@ -85,9 +90,14 @@ class Polling:
     def show(self, result: Any) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    _last_error: str = ""
+
     def show_error(self, exc: Exception) -> None:
         log.error("refresh failed: %r", exc)
-        self.notify(f"refresh failed: {exc}", severity="error", timeout=4)  # type: ignore[attr-defined]
+        message = f"refresh failed: {exc}"
+        if message != self._last_error:  # once per distinct problem, not every second
+            self._last_error = message
+            self.notify(message, severity="error", timeout=6)  # type: ignore[attr-defined]
 
 
 class NavTable(DataTable):
