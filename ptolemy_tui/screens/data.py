@@ -84,6 +84,7 @@ def projects_table() -> list[dict[str, Any]]:
             "files": counts["files"], "bytes": counts["bytes"], "containers": counts["containers"],
             "built": counts["containers_built"], "failed": counts["containers_failed"], "cars": counts["cars"],
             "workers": workers.get(p.id, 0), "load_type": p.load_type,
+            "target_name": os.path.basename(p.target_dir.rstrip("/")) or p.target_dir,
         })
     return rows
 

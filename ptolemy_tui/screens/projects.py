@@ -109,7 +109,7 @@ class ProjectsScreen(Screen):
             return
         from ptolemy_tui.screens.project import ProjectScreen
 
-        self.app.push_screen(ProjectScreen(row["id"], row["name"]))
+        self.app.push_screen(ProjectScreen(row["id"], row["name"], row.get("target_name", "")))
 
     def action_new(self) -> None:
         from ptolemy_tui.screens.form import ProjectForm
