@@ -1,12 +1,12 @@
 """Logging from --log-level / --log-file / --log-ini (the seed's logging.ini keys), with secrets masked."""
 from __future__ import annotations
 
-import configparser
 import logging
 import re
 
 from ptolemy_tui import paths
 from ptolemy_tui.errors import UsageError
+from ptolemy_tui.inifile import read_ini
 
 DEFAULT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -32,14 +32,7 @@ class SecretMaskingFilter(logging.Filter):
 
 
 def _read_ini(path: str) -> dict[str, str]:
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            parser.read_file(fh)
-    except OSError as exc:
-        raise UsageError(f"cannot read --log-ini {path}: {exc.strerror}; give a readable ini file") from None
-    except configparser.Error as exc:
-        raise UsageError(f"--log-ini {path} is not a valid ini file ({exc.__class__.__name__}); fix its syntax") from None
+    parser = read_ini(path, "--log-ini")
     section = "logging" if parser.has_section("logging") else (parser.sections() or [None])[0]
     return dict(parser.items(section)) if section else {}
 

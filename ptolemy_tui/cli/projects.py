@@ -12,6 +12,9 @@ from ptolemy_tui.core.sizes import format_size
 from ptolemy_tui.errors import UsageError
 
 
+NO_PROJECTS_YET = "no projects yet: ptolemy project create NAME --target DIR --staging DIR"
+
+
 def _size(n: int | None) -> str:
     return "-" if n is None else f"{format_size(n)} ({naturalsize(n, binary=True)})"
 
@@ -123,7 +126,7 @@ def cmd_list(args) -> int:
         print_json({"projects": docs})
         return 0
     if not docs:
-        print("no projects yet: ptolemy project create NAME --target DIR --staging DIR")
+        print(NO_PROJECTS_YET)
         return 0
     print_table([(d["name"], d["status"], f"{d['files']:,}", naturalsize(d["bytes"], binary=True),
                   f"{d['containers_built']}/{d['containers']}", format_size(d["car_size"]), d["load_type"])
@@ -199,7 +202,7 @@ def cmd_status(args) -> int:
         print_json({"projects": docs})
         return 0
     if not docs:
-        print("no projects yet: ptolemy project create NAME --target DIR --staging DIR")
+        print(NO_PROJECTS_YET)
         return 0
     print_table([(d["name"], d["status"], f"{d['containers_built']}/{d['containers']}", len(d["live_workers"]),
                   d["next_command"]) for d in docs], ("NAME", "STATUS", "BUILT", "WORKERS", "NEXT"))

@@ -1,7 +1,6 @@
 """Opening the store: SQLite by default (WAL, busy timeout, foreign keys) or PostgreSQL, migrated on open."""
 from __future__ import annotations
 
-import configparser
 import logging
 import os
 import urllib.parse
@@ -12,6 +11,7 @@ from playhouse.shortcuts import ReconnectMixin
 
 from ptolemy_tui import paths
 from ptolemy_tui.errors import UsageError
+from ptolemy_tui.inifile import read_ini
 from ptolemy_tui.logsetup import mask_secrets
 from ptolemy_tui.store import schema
 from ptolemy_tui.store.models import database
@@ -44,14 +44,7 @@ class ReconnectingPostgres(ReconnectMixin, peewee.PostgresqlDatabase):
 
 
 def _ini_url(ini_path: str) -> str:
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        with open(ini_path, encoding="utf-8") as fh:
-            parser.read_file(fh)
-    except OSError as exc:
-        raise UsageError(f"cannot read --db-ini {ini_path}: {exc.strerror}; give a readable ini file") from None
-    except configparser.Error as exc:
-        raise UsageError(f"--db-ini {ini_path} is not a valid ini file ({exc.__class__.__name__}); fix its syntax") from None
+    parser = read_ini(ini_path, "--db-ini")
     if not parser.has_section("database"):
         raise UsageError(f"--db-ini {ini_path} has no [database] section; add host, db_name, db_user, pass")
     section = parser["database"]
