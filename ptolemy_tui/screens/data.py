@@ -172,9 +172,12 @@ def _normalise_child(row: dict[str, Any]) -> dict[str, Any]:
     size = row.get("bytes", row.get("total_bytes", row.get("size", 0))) or 0
     files = row.get("files", row.get("total_files", 1 if kind == "file" else 0)) or 0
     raw_kind = row.get("kind") or "file"
+    entries = None
+    if "file_count" in row or "dir_count" in row:
+        entries = int(row.get("file_count") or 0) + int(row.get("dir_count") or 0)
     return {"kind": kind, "id": row.get("id"), "name": name or "?", "bytes": int(size or 0), "files": int(files or 0),
             "error": row.get("error"), "file_kind": None if kind == "dir" else raw_kind,
-            "link_target": row.get("link_target")}
+            "link_target": row.get("link_target"), "entries": entries}
 
 
 def tree_children(project_id: int, directory_id: int, sort: str, offset: int, limit: int = PAGE) -> list[dict]:
@@ -185,10 +188,10 @@ def tree_children(project_id: int, directory_id: int, sort: str, offset: int, li
         return [_normalise_child(dict(r)) for r in rows]
     dirs = (Directory.select(peewee.Value("dir").alias("kind"), Directory.id, Directory.name,
                              Directory.total_bytes.alias("bytes"), Directory.total_files.alias("files"),
-                             Directory.error)
+                             Directory.error, Directory.file_count, Directory.dir_count)
             .where((Directory.project == project_id) & (Directory.parent == directory_id)))
     files = (File.select(peewee.Value("file").alias("kind"), File.id, File.name, File.size.alias("bytes"),
-                         peewee.Value(1).alias("files"), File.error)
+                         peewee.Value(1).alias("files"), File.error, peewee.Value(0), peewee.Value(0))
              .where((File.project == project_id) & (File.directory == directory_id)))
     union = dirs + files
     order = [peewee.SQL("bytes").desc(), peewee.SQL("name")] if sort == "size" else [peewee.SQL("name")]

@@ -285,7 +285,8 @@ class TreePane(Pane, Vertical):
         label = node_label(child, parent_bytes)
         key = (child["kind"], child["id"])
         if child["kind"] == "dir":
-            new = node.add(label, data={**child, "loaded": 0}, allow_expand=child["files"] > 0 or True)
+            empty = child.get("entries") == 0
+            new = node.add(label, data={**child, "loaded": 0}, allow_expand=not empty)
         else:
             new = node.add_leaf(label, data=child)
         self.nodes_by_key[key] = new
