@@ -273,3 +273,17 @@ def test_directory_picker_fills_the_field(sqlite_store, tmp_path):
         await pilot.press("escape")
 
     run(scenario)
+
+
+def test_exits_when_the_terminal_goes_away(project, monkeypatch):
+    """A dropped SSH session: stdin stops being a terminal, the app leaves builds alone and exits."""
+
+    async def scenario(app, pilot):
+        await loaded(app, pilot, 1)
+        assert app.no_color  # NO_COLOR is honoured (the test environment sets it)
+        monkeypatch.setattr("ptolemy_tui.screens.app.os.isatty", lambda fd: False)
+        app._check_tty()
+        await wait_for(pilot, lambda: app.return_code is not None)
+
+    app = run(scenario)
+    assert app.return_code == 0
