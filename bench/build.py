@@ -171,6 +171,7 @@ def two_pass(project, scratch: str, cold: bool = False) -> dict:
     (32 GiB) CARs, which do not stay cached: the second pass then reads the staging disk.
     """
     from ptolemy_tui.core.car import SourceEntry, write_car
+    from ptolemy_tui.core.packing import CONTAINER_WRAP
     from ptolemy_tui.core.commp import commp_of_file
     from ptolemy_tui.store.models import Car, Container, ContainerItem, File
 
@@ -185,7 +186,7 @@ def two_pass(project, scratch: str, cold: bool = False) -> dict:
         out = os.path.join(scratch, f"two-pass-{box.seq}.car")
         t0 = time.monotonic()
         with open(out, "wb") as fh:
-            result = write_car(entries, fh)
+            result = write_car(entries, fh, wrap=CONTAINER_WRAP)
             fh.flush()
             os.fsync(fh.fileno())
             if cold:
