@@ -181,7 +181,7 @@ def sync_table(table: DataTable, rows: list[tuple[str, Any]], columns: list[str]
                 cache[key] = raw
                 if key in table.rows:
                     for column, value in zip(columns, render(raw)):
-                        table.update_cell(key, column, value)
+                        table.update_cell(key, column, value, update_width=True)
         else:
             cache[key] = raw
             new.append((key, raw))

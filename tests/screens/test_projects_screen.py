@@ -287,3 +287,17 @@ def test_exits_when_the_terminal_goes_away(project, monkeypatch):
 
     app = run(scenario)
     assert app.return_code == 0
+
+
+def test_columns_widen_when_a_cell_grows(project):
+    from tests.screens import helpers
+
+    async def scenario(app, pilot):
+        table = await loaded(app, pilot, 1)
+        assert str(table.get_row("demo")[3]) == "0 Bytes"
+        helpers.scan(project)
+        await wait_for(pilot, lambda: "MiB" in str(table.get_row("demo")[3]))
+        value = str(table.get_row("demo")[3])
+        await wait_for(pilot, lambda: table.columns["bytes"].content_width >= len(value))
+
+    run(scenario)
