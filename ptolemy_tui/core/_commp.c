@@ -432,6 +432,191 @@ static pairs_fn impl_fn(int impl)
     }
 }
 
+/* ---------------------------------------------------------------- SHA-256 of many equal chunks
+ *
+ * sha256_chunks(data, chunk_size) hashes data[0:chunk_size], data[chunk_size:2 * chunk_size], ... (the last
+ * chunk may be shorter): plain SHA-256 of each chunk, whole messages of any length (the UnixFS raw leaves of
+ * a CAR). "avx512" runs sixteen chunks at once, one per 32-bit lane (the blocks of the 16 messages are
+ * transposed into lane-major words in registers); leftover chunks go to SHA-NI, else portable C.
+ */
+
+static void sha_blocks_portable(uint32_t st[8], const uint8_t *p, size_t nblocks)
+{
+    uint32_t w[64];
+    for (size_t b = 0; b < nblocks; b++, p += 64) {
+        for (int t = 0; t < 16; t++) w[t] = load_be32(p + 4 * t);
+        for (int t = 16; t < 64; t++) w[t] = s1(w[t - 2]) + w[t - 7] + s0(w[t - 15]) + w[t - 16];
+        for (int t = 0; t < 64; t++) w[t] += K256[t];
+        rounds_wk(st, w);
+    }
+}
+
+#if COMMP_X86
+/* st: the state as words a..h; converted to and from SHA-NI's ABEF / CDGH layout around the blocks. */
+SHANI_TARGET static void sha_blocks_shani(uint32_t st[8], const uint8_t *p, size_t nblocks)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i st0 = _mm_set_epi32((int)st[0], (int)st[1], (int)st[4], (int)st[5]);
+    __m128i st1 = _mm_set_epi32((int)st[2], (int)st[3], (int)st[6], (int)st[7]);
+    for (size_t b = 0; b < nblocks; b++, p += 64) {
+        __m128i m[4], wk;
+        const __m128i sv0 = st0, sv1 = st1;
+        for (int j = 0; j < 4; j++) m[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * j)), bswap);
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
+        {
+            const __m128i k = _mm_loadu_si128((const __m128i *)(K256 + 4 * i));
+            if (i >= 4) {
+                __m128i x = _mm_sha256msg1_epu32(m[i & 3], m[(i + 1) & 3]);
+                x = _mm_add_epi32(x, _mm_alignr_epi8(m[(i + 3) & 3], m[(i + 2) & 3], 4));
+                m[i & 3] = _mm_sha256msg2_epu32(x, m[(i + 3) & 3]);
+            }
+            wk = _mm_add_epi32(m[i & 3], k);
+            st1 = _mm_sha256rnds2_epu32(st1, st0, wk);
+            st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(wk, 0x0E));
+        }
+        st0 = _mm_add_epi32(st0, sv0);
+        st1 = _mm_add_epi32(st1, sv1);
+    }
+    uint32_t a[4], c[4];
+    _mm_storeu_si128((__m128i *)a, st0); /* a[3..0] = A B E F */
+    _mm_storeu_si128((__m128i *)c, st1); /* c[3..0] = C D G H */
+    st[0] = a[3]; st[1] = a[2]; st[4] = a[1]; st[5] = a[0];
+    st[2] = c[3]; st[3] = c[2]; st[6] = c[1]; st[7] = c[0];
+}
+#endif
+
+typedef void (*blocks_fn)(uint32_t st[8], const uint8_t *p, size_t nblocks);
+
+/* The 1 or 2 padding blocks of a message of len bytes whose last len % 64 bytes are at tail. */
+static size_t sha_tail(const uint8_t *tail, uint64_t len, uint8_t out[128])
+{
+    size_t r = (size_t)(len % 64), n = r < 56 ? 64 : 128;
+    memset(out, 0, n);
+    if (r) memcpy(out, tail, r);
+    out[r] = 0x80;
+    uint64_t bits = len * 8;
+    for (int i = 0; i < 8; i++) out[n - 1 - i] = (uint8_t)(bits >> (8 * i));
+    return n / 64;
+}
+
+static void sha_one(const uint8_t *p, uint64_t len, blocks_fn blocks, uint8_t out[32])
+{
+    uint32_t st[8];
+    uint8_t tail[128];
+    memcpy(st, IV256, sizeof st);
+    size_t full = (size_t)(len / 64);
+    if (full) blocks(st, p, full);
+    blocks(st, tail, sha_tail(p + 64 * full, len, tail));
+    for (int i = 0; i < 8; i++) store_be32(out + 4 * i, st[i]);
+}
+
+#if COMMP_AVX512
+/* nblocks 64-byte blocks of 16 messages (lane l at p[l] + 64 * b) into the lane-major state st[8]. */
+AVX512_TARGET static void sha_blocks_avx512(__m512i st[8], const uint8_t *const p[16], size_t nblocks)
+{
+    const __m512i bswap = BSWAP32X16;
+    __m512i a = st[0], b = st[1], c = st[2], d = st[3], e = st[4], f = st[5], g = st[6], h = st[7];
+    for (size_t blk = 0; blk < nblocks; blk++) {
+        __m512i w[16], wk[8], r[16], q[16];
+        size_t off = 64 * blk;
+        for (int l = 0; l < 16; l++) r[l] = _mm512_loadu_si512((const void *)(p[l] + off));
+        /* 16x16 transpose of 32-bit words: w[t] holds word t of every lane */
+        for (int l = 0; l < 16; l += 2) {
+            q[l] = _mm512_unpacklo_epi32(r[l], r[l + 1]);
+            q[l + 1] = _mm512_unpackhi_epi32(r[l], r[l + 1]);
+        }
+        for (int l = 0; l < 16; l += 4) {
+            r[l] = _mm512_unpacklo_epi64(q[l], q[l + 2]);
+            r[l + 1] = _mm512_unpackhi_epi64(q[l], q[l + 2]);
+            r[l + 2] = _mm512_unpacklo_epi64(q[l + 1], q[l + 3]);
+            r[l + 3] = _mm512_unpackhi_epi64(q[l + 1], q[l + 3]);
+        }
+        /* r[4i + j]: 128-bit lane k holds words 4k + j of rows 4i .. 4i + 3 (j: 0, 1, 2, 3 after unpack order) */
+        for (int j = 0; j < 4; j++) {
+            __m512i x0 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0x88);      /* lanes 0,2 of r[j]; 0,2 of r[4+j] */
+            __m512i x1 = _mm512_shuffle_i32x4(r[j], r[4 + j], 0xDD);      /* lanes 1,3 */
+            __m512i y0 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0x88);
+            __m512i y1 = _mm512_shuffle_i32x4(r[8 + j], r[12 + j], 0xDD);
+            q[j] = _mm512_shuffle_i32x4(x0, y0, 0x88);       /* 128-bit lane 0 of each row group: words j */
+            q[8 + j] = _mm512_shuffle_i32x4(x0, y0, 0xDD);   /* lane 2: words 8 + j */
+            q[4 + j] = _mm512_shuffle_i32x4(x1, y1, 0x88);   /* lane 1: words 4 + j */
+            q[12 + j] = _mm512_shuffle_i32x4(x1, y1, 0xDD);  /* lane 3: words 12 + j */
+        }
+        for (int t = 0; t < 16; t++) w[t] = _mm512_shuffle_epi8(q[t], bswap);
+        const __m512i sa = a, sb = b, sc = c, sd = d, se = e, sf = f, sg = g, sh = h;
+        _Pragma("GCC unroll 8") for (int t = 0; t < 64; t += 8)
+        {
+            for (int j = 0; j < 8; j++) {
+                int u = t + j;
+                if (u >= 16) {
+                    __m512i x15 = w[(u + 1) & 15], x2 = w[(u + 14) & 15];
+                    __m512i sg0 = XOR3(_mm512_ror_epi32(x15, 7), _mm512_ror_epi32(x15, 18), _mm512_srli_epi32(x15, 3));
+                    __m512i sg1 = XOR3(_mm512_ror_epi32(x2, 17), _mm512_ror_epi32(x2, 19), _mm512_srli_epi32(x2, 10));
+                    w[u & 15] = _mm512_add_epi32(_mm512_add_epi32(w[u & 15], sg0),
+                                                 _mm512_add_epi32(w[(u + 9) & 15], sg1));
+                }
+                wk[j] = _mm512_add_epi32(w[u & 15], _mm512_set1_epi32((int)K256[u]));
+            }
+            AVX_ROUNDS8(wk[0], wk[1], wk[2], wk[3], wk[4], wk[5], wk[6], wk[7]);
+        }
+        a = _mm512_add_epi32(a, sa); b = _mm512_add_epi32(b, sb);
+        c = _mm512_add_epi32(c, sc); d = _mm512_add_epi32(d, sd);
+        e = _mm512_add_epi32(e, se); f = _mm512_add_epi32(f, sf);
+        g = _mm512_add_epi32(g, sg); h = _mm512_add_epi32(h, sh);
+    }
+    st[0] = a; st[1] = b; st[2] = c; st[3] = d; st[4] = e; st[5] = f; st[6] = g; st[7] = h;
+}
+
+/* SHA-256 of 16 messages of len bytes each (lane l at p[l]) -> out + 32 * l. */
+AVX512_TARGET static void sha_x16(const uint8_t *const p[16], uint64_t len, uint8_t *out)
+{
+    __m512i st[8];
+    uint8_t tails[16][128] ALIGNED(64);
+    const uint8_t *tp[16];
+    size_t full = (size_t)(len / 64), ntail = 1;
+    for (int i = 0; i < 8; i++) st[i] = _mm512_set1_epi32((int)IV256[i]);
+    if (full) sha_blocks_avx512(st, p, full);
+    for (int l = 0; l < 16; l++) {
+        ntail = sha_tail(p[l] + 64 * full, len, tails[l]);
+        tp[l] = tails[l];
+    }
+    sha_blocks_avx512(st, tp, ntail);
+    uint32_t words[8][16] ALIGNED(64);
+    for (int i = 0; i < 8; i++) _mm512_store_si512((void *)words[i], st[i]);
+    for (int l = 0; l < 16; l++)
+        for (int i = 0; i < 8; i++) store_be32(out + 32 * l + 4 * i, words[i][l]);
+}
+#endif
+
+/* Digests of the n chunks of data (chunk bytes each, the last one last bytes) into out (32 * n bytes). */
+static void sha_chunks(const uint8_t *data, uint64_t chunk, size_t n, uint64_t last, int impl, uint8_t *out)
+{
+    blocks_fn blocks = sha_blocks_portable;
+#if COMMP_X86
+    if (impl != IMPL_PORTABLE && g_avail[IMPL_SHANI]) blocks = sha_blocks_shani;
+#endif
+    size_t i = 0, nfull = last == chunk ? n : n - 1;
+#if COMMP_AVX512
+    if (impl == IMPL_AVX512) {
+        const uint8_t *p[16];
+        while (nfull - i >= 16 || (blocks == sha_blocks_portable && nfull > i)) {
+            /* a group of fewer than 16 (portable fallback only) repeats its first chunk in the spare lanes */
+            uint8_t spare[16 * 32];
+            size_t g = nfull - i >= 16 ? 16 : nfull - i;
+            for (size_t l = 0; l < 16; l++) p[l] = data + chunk * (i + (l < g ? l : 0));
+            if (g == 16) {
+                sha_x16(p, chunk, out + 32 * i);
+            } else {
+                sha_x16(p, chunk, spare);
+                memcpy(out + 32 * i, spare, 32 * g);
+            }
+            i += g;
+        }
+    }
+#endif
+    for (; i < n; i++) sha_one(data + chunk * i, i == n - 1 ? last : chunk, blocks, out + 32 * i);
+}
+
 /* ---------------------------------------------------------------- Fr32 */
 
 /* One 127-byte quad (1016 bits, little-endian) -> four 32-byte leaves of 254 bits each. */
@@ -594,6 +779,41 @@ static PyObject *py_hash_pairs(PyObject *self, PyObject *args, PyObject *kwargs)
     return out;
 }
 
+static PyObject *py_sha256_chunks(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"data", "chunk_size", "impl", NULL};
+    Py_buffer buf;
+    Py_ssize_t chunk;
+    PyObject *impl_arg = NULL;
+    int impl;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*n|O", kwlist, &buf, &chunk, &impl_arg)) return NULL;
+    if (parse_impl(impl_arg, &impl)) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    if (chunk <= 0) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_ValueError, "sha256_chunks(): chunk_size must be > 0");
+        return NULL;
+    }
+    size_t n = (size_t)((buf.len + chunk - 1) / chunk);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(32 * n));
+    if (!out) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    if (n) {
+        uint8_t *o = (uint8_t *)PyBytes_AS_STRING(out);
+        uint64_t last = (uint64_t)(buf.len - (Py_ssize_t)(n - 1) * chunk);
+        Py_BEGIN_ALLOW_THREADS
+        sha_chunks((const uint8_t *)buf.buf, (uint64_t)chunk, n, last, impl, o);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&buf);
+    return out;
+}
+
 static PyObject *py_fr32(PyObject *self, PyObject *args)
 {
     Py_buffer buf;
@@ -648,6 +868,8 @@ static PyMethodDef methods[] = {
      "root(data, k, impl=None) -> 32-byte root of the tree over 2**k quads (127 << k bytes)"},
     {"hash_pairs", (PyCFunction)(void (*)(void))py_hash_pairs, METH_VARARGS | METH_KEYWORDS,
      "hash_pairs(data, impl=None) -> truncated SHA-256 of each 64-byte block, concatenated"},
+    {"sha256_chunks", (PyCFunction)(void (*)(void))py_sha256_chunks, METH_VARARGS | METH_KEYWORDS,
+     "sha256_chunks(data, chunk_size, impl=None) -> SHA-256 digests of each chunk_size bytes (last may be shorter)"},
     {"fr32", py_fr32, METH_VARARGS, "fr32(data) -> Fr32-padded bytes (127-byte quads -> 128 bytes)"},
     {"impls", py_impls, METH_NOARGS, "impls() -> the SHA-256 implementations available here, fastest first"},
     {"sha_ni", py_sha_ni, METH_NOARGS, "sha_ni() -> True when the CPU's SHA instructions can be used"},

@@ -245,21 +245,24 @@ class _Frame:
         self.dirnode = dirnode      # the directory this frame is (flat) or is a shard of (HAMT)
 
 
-ReadFile = Callable[[SourceEntry, int], Iterator[list[memoryview]]]
+ReadFile = Callable[[SourceEntry, int], Iterator[memoryview]]
+HashChunks = Callable[[memoryview, int], bytes]
 
 
-def hash_serial(chunks: list[memoryview]) -> list[bytes]:
-    return [_sha256(c).digest() for c in chunks]
+def hash_serial(batch, chunk_size: int) -> bytes:
+    """SHA-256 of each chunk_size slice of batch (the last may be shorter), digests concatenated."""
+    view = memoryview(batch)
+    return b"".join([_sha256(view[s:s + chunk_size]).digest() for s in range(0, len(view), chunk_size)])
 
 
 class DagWriter:
     """Walks a tree of entries in link order and emits every block through `put` in post-order."""
 
     def __init__(self, put: Put, read_file: ReadFile, params: Params,
-                 hash_many: Callable[[list[memoryview]], list[bytes]] = hash_serial):
+                 hash_many: HashChunks = hash_serial):
         self.put = put
-        self.read_file = read_file  # yields the entry's bytes as batches of chunk_size slices (last one shorter)
-        self.hash_many = hash_many  # sha2-256 digests of a batch of chunks, in order
+        self.read_file = read_file  # yields the entry's bytes as contiguous batches of whole chunks (the last short)
+        self.hash_many = hash_many  # (batch, chunk_size) -> the sha2-256 digests of its chunks, concatenated
         self.params = params
         self.entry_cids: list[tuple[bytes, bytes]] = []
 
@@ -327,11 +330,16 @@ class DagWriter:
         else:
             builder = FileBuilder(self.put, self.params)
             put = self.put
-            for batch in self.read_file(entry, self.params.chunk_size):
-                for chunk, digest in zip(batch, self.hash_many(batch)):
-                    cid = _RAW_PREFIX + digest
+            add_leaf = builder.add_leaf
+            chunk_size = self.params.chunk_size
+            for batch in self.read_file(entry, chunk_size):
+                digests = self.hash_many(batch, chunk_size)
+                n = len(batch)
+                for i, start in enumerate(range(0, n, chunk_size)):
+                    cid = _RAW_PREFIX + digests[32 * i:32 * i + 32]
+                    chunk = batch[start:start + chunk_size]
                     put(cid, chunk)
-                    builder.add_leaf(cid, len(chunk))
+                    add_leaf(cid, len(chunk))
             if builder.chunks == 0:  # an empty file is the empty raw block
                 cid = raw_cid(b"")
                 self.put(cid, b"")

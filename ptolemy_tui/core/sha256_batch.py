@@ -1,0 +1,60 @@
+"""SHA-256 of consecutive equal-size chunks of one buffer (the raw leaves of a UnixFS file), in one call.
+
+    hash_chunks = chunk_hasher()                 # engine from PTOLEMY_SHA256_ENGINE, else the fastest here
+    digests = hash_chunks(buf, 262144)           # 32 bytes per chunk, concatenated; the last chunk may be short
+
+Engines: ``c-avx512`` (the ``_commp`` kernel: sixteen chunks at once, one per 32-bit lane of a zmm register,
+about twice SHA-NI on this Xeon), ``c-sha-ni``, ``c-portable``, and ``python`` (hashlib, chunk by chunk).
+The C kernel releases the GIL for the whole call. Every engine gives the same bytes; ``auto`` picks the
+kernel's fastest path when it was built, else Python. ``PTOLEMY_SHA256_ENGINE`` (an engine name) overrides
+``auto``, e.g. ``python`` to take the C kernel out.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from typing import Callable
+
+try:  # the optional compiled kernel (shared with CommP)
+    from ptolemy_tui.core import _commp as _ckernel
+except ImportError:  # pragma: no cover - exercised where the extension did not compile
+    _ckernel = None
+if _ckernel is not None and not hasattr(_ckernel, "sha256_chunks"):  # pragma: no cover - a stale build
+    _ckernel = None
+
+ENGINE_ENV = "PTOLEMY_SHA256_ENGINE"
+
+HashChunks = Callable[[object, int], bytes]
+
+
+def hash_chunks_python(data, chunk_size: int) -> bytes:
+    """hashlib, one chunk at a time (it releases the GIL for each chunk over 2 KiB)."""
+    view = memoryview(data)
+    sha256 = hashlib.sha256
+    return b"".join([sha256(view[s:s + chunk_size]).digest() for s in range(0, len(view), chunk_size)])
+
+
+def available_engines() -> list[str]:
+    """Every engine that runs here, fastest first."""
+    impls = tuple(_ckernel.impls()) if _ckernel is not None else ()
+    return [f"c-{impl}" for impl in impls] + ["python"]
+
+
+def resolve(engine: str = "auto") -> tuple[str, HashChunks]:
+    """(engine name, function) for an engine choice; ``auto`` reads PTOLEMY_SHA256_ENGINE first."""
+    choice = engine.strip().lower()
+    if choice == "auto":
+        choice = os.environ.get(ENGINE_ENV, "").strip().lower() or "auto"
+    engines = available_engines()
+    if choice in ("auto", "c"):
+        choice = engines[0] if choice == "auto" or len(engines) > 1 else choice
+    if choice == "python":
+        return "python", hash_chunks_python
+    if choice not in engines:
+        raise ValueError(f"SHA-256 engine {choice!r} is not available here (use one of {', '.join(engines)})")
+    return choice, functools.partial(_ckernel.sha256_chunks, impl=choice[2:])
+
+
+def chunk_hasher(engine: str = "auto") -> HashChunks:
+    return resolve(engine)[1]
