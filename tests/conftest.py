@@ -82,6 +82,22 @@ def store(store_url):
 
 
 @pytest.fixture
+def pg_store_url(pg_database_url):
+    """A fresh, empty PostgreSQL store URL, for tests that only make sense there (a server restart)."""
+    pgserver.reset_schema(pg_database_url)
+    return pg_database_url
+
+
+@pytest.fixture
+def pg_store(pg_store_url):
+    from ptolemy_tui.store import db
+
+    database = db.open_database(pg_store_url)
+    yield database
+    db.close_database()
+
+
+@pytest.fixture
 def sqlite_store(tmp_path):
     from ptolemy_tui.store import db
 

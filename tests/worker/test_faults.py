@@ -122,9 +122,7 @@ def test_source_changed_after_scan_fails_its_container_only(store, tmp_path, mon
     assert doc["status"] == "failed" and Container.get_by_id(bad.id).attempts == 2
 
 
-def test_postgres_restart_during_a_build(store, tmp_path, monkeypatch, pg_cluster_controls, store_url):
-    if not store_url.startswith("postgres"):
-        pytest.skip("a PostgreSQL restart")
+def test_postgres_restart_during_a_build(pg_store, tmp_path, monkeypatch, pg_cluster_controls):
     if pg_cluster_controls is None:
         pytest.skip("the PostgreSQL server is not ours to restart")
     fast_timings(monkeypatch)
