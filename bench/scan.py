@@ -1,6 +1,7 @@
 """Scan benchmark: files/s into SQLite on a warm cache, beside `find -printf` on the same tree.
 
-    .venv/bin/python bench/scan.py [--files 300000] [--per-dir 1000] [--threads 8] [--db URL]
+    .venv/bin/python bench/scan.py [--files 300000] [--per-dir 1000] [--threads 8] [--walker process|threads]
+                                   [--db URL]
 
 Creates its tree under /tmp (or --dir), runs find once to warm the cache and once timed, runs
 `run_scan` into a fresh store, prints the figures and the ratio scan/find (goal ≥ 0.3), deletes everything.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -43,6 +45,8 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=300_000)
     ap.add_argument("--per-dir", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=scan.DEFAULT_THREADS)
+    ap.add_argument("--walker", choices=("process", "threads"), default="process",
+                    help="walk in a child process (the default) or in threads of this one")
     ap.add_argument("--db", help="store URL (default: a fresh SQLite file under the work directory)")
     ap.add_argument("--dir", help="where to create the tree (default: /tmp)")
     args = ap.parse_args()
@@ -59,16 +63,20 @@ def main() -> int:
         url = args.db or f"sqlite:///{os.path.join(work, 'bench.db')}"
         db.open_database(url)
         project, _ = projects.create(projects.ProjectSpec(f"bench{os.getpid()}", src, os.path.join(work, "staging")))
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         t, cpu = time.perf_counter(), time.process_time()
-        result = scan.run_scan(project, threads=args.threads)
+        result = scan.run_scan(project, threads=args.threads, walker_mode=args.walker)
         scan_s, cpu = time.perf_counter() - t, time.process_time() - cpu
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        walker_cpu = (after.ru_utime + after.ru_stime) - (kids.ru_utime + kids.ru_stime)
         if args.db:
             projects.delete(project.name)
         db.close_database()
         entries = result.entries
         print(f"find -printf: {find_s:.2f}s  ({entries / find_s:,.0f} entries/s)")
         print(f"ptolemy scan: {scan_s:.2f}s  ({result.files / scan_s:,.0f} files/s, {entries / scan_s:,.0f} entries/s, "
-              f"{args.threads} threads, {url.split(':')[0]}; {cpu:.2f}s of CPU)")
+              f"{args.threads} threads, {args.walker} walker, {url.split(':')[0]}; {cpu:.2f}s of CPU "
+              f"+ {walker_cpu:.2f}s in the walker process)")
         print(f"ratio scan/find: {find_s / scan_s:.2f}  (goal >= 0.3; target >= 100k files/s)")
     finally:
         shutil.rmtree(work, ignore_errors=True)

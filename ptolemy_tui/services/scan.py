@@ -1,10 +1,12 @@
 """Scan: walk the target tree in parallel and record every entry, fast, on trees of millions of files.
 
-Walker threads (a pool over directories, so NFS round trips overlap) only call scandir/lstat and hand each
-directory's entries, in chunks, to ONE writer — the calling thread, which owns the store connection (peewee
-connections are per thread, and SQLite has a single writer anyway). The writer inserts in large batches with
-one parameterised executemany per batch, keeps the per-directory aggregates in memory (it sees every size),
-and writes progress to the Scan row about twice a second for the TUI to poll.
+The walk (scan_walk.py: a pool of threads over directories, so NFS round trips overlap) runs in a child
+process by default, so it uses the second core while this process inserts; each directory's entries come
+back in chunks, regular files as a flat list ready to bind. ONE writer — the calling thread, which owns the
+store connection (peewee connections are per thread, and SQLite has a single writer anyway) — inserts in
+large transactions with parameterised multi-row INSERTs (project and directory bound once a statement),
+keeps the per-directory aggregates in memory (it sees every size), and writes progress to the Scan row about
+twice a second for the TUI to poll.
 
 A rescan diffs against the previous scan by path: unchanged rows stay (their container items with them),
 changed rows are updated, new ones inserted, missing ones removed. A change that touches a container not yet
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import stat
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from typing import Callable
 import peewee
 
 from ptolemy_tui.errors import UsageError
-from ptolemy_tui.services import events, projects
+from ptolemy_tui.services import events, projects, scan_walk
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database, now
@@ -33,7 +35,8 @@ from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, F
 log = logging.getLogger(__name__)
 
 DEFAULT_THREADS = 8  # enough in-flight directory reads to hide NFS latency; the GIL caps CPU use anyway
-CHUNK_ENTRIES = 4096  # a walker hands over a huge directory in pieces of this many entries
+FILE_ROWS_PER_INSERT = 199  # regular files per multi-row INSERT on SQLite: 2 + 5 x 199 parameters, within the
+# 999 that SQLite before 3.32 allows in one statement
 BATCH_ROWS = 20000  # rows per insert transaction
 PROGRESS_EVERY = 0.5  # seconds between progress writes
 STALE_AFTER = 60.0  # seconds without a progress write before a running scan is taken as dead
@@ -42,17 +45,6 @@ UNBUILT_STATES = ("pending", "failed", "cancelled")
 # File row columns in the order the writer builds its tuples.
 _FILE_COLUMNS = ("project_id", "directory_id", "path", "name", "size", "mtime_ns", "inode", "kind", "link_target",
                  "error")
-
-
-@dataclass
-class _Chunk:
-    """Part of one directory's listing, from a walker."""
-
-    path: bytes
-    entries: list  # (name, kind, size, mtime_ns, inode, link_target, error)
-    subdirs: list  # names
-    error: str | None = None
-    last: bool = True
 
 
 @dataclass
@@ -66,115 +58,19 @@ class _DirAgg:
     error: str | None = None
 
 
-def _describe(exc: OSError) -> str:
-    return exc.strerror or exc.__class__.__name__
+_SCANDIR = os.scandir
 
 
-def _special_kind(mode: int) -> str:
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISFIFO(mode):
-        return "fifo"
-    if stat.S_ISCHR(mode):
-        return "character device"
-    if stat.S_ISBLK(mode):
-        return "block device"
-    return "unknown file type"
-
-
-class _Walker:
-    """A pool of threads listing directories; results go to `out` (a bounded queue) in discovery order."""
-
-    def __init__(self, root: bytes, threads: int, out: queue.Queue, cancel: threading.Event):
-        self.root = root
-        self.out = out
-        self.cancel = cancel
-        self.todo: queue.Queue = queue.Queue()
-        self.pending = 1  # directories queued or being listed
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, name=f"scan-walk-{n}", daemon=True) for n in range(threads)]
-        self.todo.put(b"")
-
-    def start(self) -> None:
-        for t in self.threads:
-            t.start()
-
-    def stop(self) -> None:
-        for _ in self.threads:
-            self.todo.put(None)
-
-    def _run(self) -> None:
-        while True:
-            rel = self.todo.get()
-            if rel is None:
-                return
-            try:
-                if not self.cancel.is_set():
-                    self._list(rel)
-            except BaseException as exc:  # noqa: BLE001 - the writer reports it; never leave it waiting
-                self.out.put(exc)
-            with self.lock:
-                self.pending -= 1
-                done = self.pending == 0
-            if done:
-                self.out.put(None)  # everything listed
-
-    def _emit(self, chunk: _Chunk) -> None:
-        # The chunk goes out before its subdirectories are queued, so the writer always sees a directory's row
-        # created (from its parent's chunk) before any chunk of the directory itself.
-        self.out.put(chunk)
-        if chunk.subdirs:
-            prefix = chunk.path + b"/" if chunk.path else b""
-            with self.lock:
-                self.pending += len(chunk.subdirs)
-            for name in chunk.subdirs:
-                self.todo.put(prefix + name)
-
-    def _list(self, rel: bytes) -> None:
-        full = self.root + b"/" + rel if rel else self.root
-        entries: list = []
-        subdirs: list = []
+def _make_walker(root: bytes, threads: int, out: queue.Queue, cancel: threading.Event, mode: str):
+    """The walk runs in a child process (the second core; in one process the walk and the inserts share one
+    GIL) unless `mode` is "threads", or os.scandir has been replaced in this process (a child would not see
+    the replacement), or the child cannot be started (no usable sys.executable)."""
+    if mode == "process" and os.scandir is _SCANDIR and sys.executable:
         try:
-            it = os.scandir(full)
+            return scan_walk.ProcessWalker(root, threads, out, cancel)
         except OSError as exc:
-            self._emit(_Chunk(rel, [], [], _describe(exc)))
-            return
-        with it:
-            while True:
-                try:
-                    entry = next(it)
-                except StopIteration:
-                    break
-                except OSError as exc:  # a listing that fails half-way (NFS): keep what we have
-                    self._emit(_Chunk(rel, entries, subdirs, _describe(exc)))
-                    return
-                name = entry.name
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        subdirs.append(name)
-                    else:
-                        st = entry.stat(follow_symlinks=False)
-                        mode = st.st_mode
-                        if stat.S_ISREG(mode):
-                            entries.append((name, "file", st.st_size, st.st_mtime_ns, st.st_ino, None, None))
-                        elif stat.S_ISLNK(mode):
-                            try:
-                                target = os.readlink(entry.path)
-                                entries.append((name, "symlink", st.st_size, st.st_mtime_ns, st.st_ino, target, None))
-                            except OSError as exc:
-                                entries.append((name, "error", 0, st.st_mtime_ns, st.st_ino, None,
-                                                f"readlink: {_describe(exc)}"))
-                        else:
-                            entries.append((name, "special", 0, st.st_mtime_ns, st.st_ino, None,
-                                            f"skipped: {_special_kind(mode)}"))
-                except OSError as exc:
-                    entries.append((name, "error", 0, 0, 0, None, _describe(exc)))
-                if len(entries) + len(subdirs) >= CHUNK_ENTRIES:
-                    self._emit(_Chunk(rel, entries, subdirs, last=False))
-                    entries, subdirs = [], []
-                    if self.cancel.is_set():
-                        return
-        self._emit(_Chunk(rel, entries, subdirs))
+            log.warning("scan: cannot start the walker process (%s); walking in threads", exc)
+    return scan_walk.Walker(root, threads, out, cancel)
 
 
 @dataclass
@@ -194,12 +90,16 @@ class _Writer:
         self.pg = is_postgres(self.db)
         self.dir_ids: dict[bytes, int] = {}
         self.aggs: dict[int, _DirAgg] = {}
-        self.inserts: list[tuple] = []
+        self.file_runs: list[tuple] = []  # (directory id, flat regular-file rows from the walker)
+        self.inserts: list[tuple] = []  # whole rows: other kinds, rescan additions
         self.updates: list[tuple] = []
+        self.pending = 0  # rows waiting for the next flush
+        self.file_sql: dict[int, str] = {}
         self.changed_ids: list[int] = []
         self.changed_paths: dict[int, bytes] = {}
         table = File._meta.table_name
         cols = ", ".join(f'"{c}"' for c in _FILE_COLUMNS)
+        self.file_insert_head = f'INSERT INTO "{table}" ({cols})'
         if self.pg:
             self.insert_sql = f'INSERT INTO "{table}" ({cols}) VALUES %s'
         else:
@@ -241,60 +141,102 @@ class _Writer:
 
     # -- files
 
-    def add_chunk(self, chunk: _Chunk) -> None:
-        did = self.dir_ids[chunk.path]
+    def add_chunk(self, chunk: tuple) -> None:
+        rel, files, nfiles, nbytes, others, subdirs, error, _last = chunk
+        did = self.dir_ids[rel]
         agg = self.aggs[did]
         s = self.scan
-        if chunk.subdirs:
-            self.add_dirs(chunk.path, chunk.subdirs)
-            s.directories += len(chunk.subdirs)
-            s.entries += len(chunk.subdirs)
-        if chunk.error:
-            agg.error = chunk.error
+        if subdirs:
+            self.add_dirs(rel, subdirs)
+            s.directories += len(subdirs)
+            s.entries += len(subdirs)
+        if error:
+            agg.error = error
             s.errors += 1
-        prefix = chunk.path + b"/" if chunk.path else b""
-        pid = self.project.id
-        prev = self.prev.files if self.prev else None
-        inserts = self.inserts
-        nbytes = nfiles = 0
-        for name, kind, size, mtime_ns, inode, target, error in chunk.entries:
-            path = prefix + name
-            if kind == "file":
-                nbytes += size
-                nfiles += 1
-            elif kind == "symlink":
+        if self.prev is None:
+            if files:  # the common case: rows straight from the walker's flat list, no per-row work here
+                self.file_runs.append((did, files))
+                self.pending += nfiles
+        else:
+            it = iter(files)
+            for path, name, size, mtime_ns, inode in zip(it, it, it, it, it):
+                self._row(did, path, name, "file", size, mtime_ns, inode, None, None)
+        for path, name, kind, size, mtime_ns, inode, target, err in others:
+            if kind == "symlink":
                 s.symlinks += 1
             elif kind == "special":
                 s.skipped += 1
             else:
                 s.errors += 1
-            if prev is not None:
-                old = prev.pop(path, None)
-                if old is not None:
-                    fid, osize, omtime, okind, otarget = old
-                    if osize != size or omtime != mtime_ns or okind != kind or otarget != target:
-                        self.updates.append((did, size, mtime_ns, inode, kind, target, error, fid))
-                        if okind in ("file", "symlink"):
-                            self.changed_ids.append(fid)
-                            self.changed_paths[fid] = path
-                        s.changed += 1
-                    continue
-                s.added += 1
-            inserts.append((pid, did, path, name, size, mtime_ns, inode, kind, target, error))
+            self._row(did, path, name, kind, size, mtime_ns, inode, target, err)
+        count = nfiles + len(others)
         agg.bytes += nbytes
         agg.files += nfiles
-        agg.file_count += len(chunk.entries)
+        agg.file_count += count
         s.files += nfiles
         s.bytes += nbytes
-        s.entries += len(chunk.entries)
-        if len(inserts) + len(self.updates) >= BATCH_ROWS:
+        s.entries += count
+        if self.pending >= BATCH_ROWS:
             self.flush()
 
+    def _row(self, did, path, name, kind, size, mtime_ns, inode, target, error) -> None:
+        """One entry the slow way: rescan diff, or a kind other than a regular file."""
+        prev = self.prev.files if self.prev else None
+        if prev is not None:
+            old = prev.pop(path, None)
+            if old is not None:
+                fid, osize, omtime, okind, otarget = old
+                if osize != size or omtime != mtime_ns or okind != kind or otarget != target:
+                    self.updates.append((did, size, mtime_ns, inode, kind, target, error, fid))
+                    self.pending += 1
+                    if okind in ("file", "symlink"):
+                        self.changed_ids.append(fid)
+                        self.changed_paths[fid] = path
+                    self.scan.changed += 1
+                return
+            self.scan.added += 1
+        self.inserts.append((self.project.id, did, path, name, size, mtime_ns, inode, kind, target, error))
+        self.pending += 1
+
+    def _file_sql(self, rows: int) -> str:
+        """INSERT of `rows` regular files in one statement: project and directory bound once (?1, ?2), five
+        parameters a row. Fewer statements and binds are most of what a row costs on SQLite."""
+        sql = self.file_sql.get(rows)
+        if sql is None:
+            one = "(?1, ?2, ?, ?, ?, ?, ?, 'file', NULL, NULL)"
+            sql = self.file_sql[rows] = f"{self.file_insert_head} VALUES {', '.join([one] * rows)}"
+        return sql
+
+    def _insert_files(self, cursor) -> None:
+        pid = self.project.id
+        if self.pg:
+            from psycopg2.extras import execute_values
+
+            rows = []
+            for did, flat in self.file_runs:
+                it = iter(flat)
+                rows.extend((pid, did, *row) for row in zip(it, it, it, it, it))
+            execute_values(cursor, self.file_insert_head + " VALUES %s", rows, page_size=2000,
+                           template="(%s, %s, %s, %s, %s, %s, %s, 'file', NULL, NULL)")
+            return
+        step = FILE_ROWS_PER_INSERT * scan_walk.FILE_FIELDS
+        full = []
+        for did, flat in self.file_runs:
+            head = [pid, did]
+            end = len(flat) - len(flat) % step
+            full.extend(head + flat[i:i + step] for i in range(0, end, step))
+            if end < len(flat):
+                cursor.execute(self._file_sql((len(flat) - end) // scan_walk.FILE_FIELDS), head + flat[end:])
+        if full:
+            cursor.executemany(self._file_sql(FILE_ROWS_PER_INSERT), full)
+
     def flush(self) -> None:
-        if not self.inserts and not self.updates:
+        if not self.pending:
             return
         with self.db.atomic():
             cursor = self.db.cursor()
+            if self.file_runs:
+                self._insert_files(cursor)
             if self.inserts:
                 if self.pg:
                     from psycopg2.extras import execute_values
@@ -304,8 +246,10 @@ class _Writer:
                     cursor.executemany(self.insert_sql, self.inserts)
             if self.updates:
                 cursor.executemany(self.update_sql, self.updates)
+        self.file_runs = []
         self.inserts = []
         self.updates = []
+        self.pending = 0
 
     # -- the end
 
@@ -422,8 +366,10 @@ def _recover_interrupted(project: Project) -> None:
 
 
 def run_scan(project: Project, *, threads: int | None = None, on_progress: Callable[[Scan], None] | None = None,
-             cancel: threading.Event | None = None) -> Scan:
-    """Scan the project's target tree into the store; the project goes scanning -> scanned (or failed)."""
+             cancel: threading.Event | None = None, walker_mode: str = "process") -> Scan:
+    """Scan the project's target tree into the store; the project goes scanning -> scanned (or failed).
+
+    `walker_mode`: "process" walks in a child process (the default; see _make_walker), "threads" in this one."""
     _recover_interrupted(project)
     projects.require_step(project, "scan")
     threads = threads or DEFAULT_THREADS
@@ -440,8 +386,8 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
     events.record(project, f"scan started: {project.target_dir} with {threads} threads")
     started = time.monotonic()
     out: queue.Queue = queue.Queue(maxsize=64)  # bounds memory: at most 64 chunks of 4096 entries in flight
-    walker = _Walker(root, threads, out, cancel)
     fk_off = _foreign_keys_off()
+    walker = _make_walker(root, threads, out, cancel, walker_mode)
     try:
         prev = _load_previous(project)
         writer = _Writer(project, scan, prev)
@@ -462,7 +408,7 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
                 raise item
             if item is not False:
                 writer.add_chunk(item)
-                current = item.path
+                current = item[0]
             t = time.monotonic()
             if t - last_progress >= PROGRESS_EVERY:
                 last_progress = t
@@ -529,9 +475,9 @@ class _Cancelled(Exception):
     pass
 
 
-def _drain(out: queue.Queue, walker: _Walker) -> None:
+def _drain(out: queue.Queue, walker) -> None:
     deadline = time.monotonic() + 5
-    while any(t.is_alive() for t in walker.threads) and time.monotonic() < deadline:
+    while walker.alive() and time.monotonic() < deadline:
         try:
             out.get(timeout=0.05)
         except queue.Empty:

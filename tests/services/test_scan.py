@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ptolemy_tui.errors import UsageError
-from ptolemy_tui.services import containerize, events, projects, scan, status
+from ptolemy_tui.services import containerize, events, projects, scan, scan_walk, status
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan
 from tests.services.pipeline_helpers import ODD_NAMES, deny_listing, make_tree, new_project, regular_files, write
 
@@ -202,3 +202,93 @@ def test_interrupted_scan_is_recovered_live_one_refused(store, tmp_path):
     assert scan.run_scan(Project.get_by_id(project.id)).state == "done"
     assert Scan.get_by_id(live.id).state == "failed"
     assert Project.get_by_id(project.id).status == "scanned"
+
+
+def _rows(project) -> dict:
+    return {f.path: (f.name, f.kind, f.size, f.mtime_ns, f.inode, f.link_target, f.error)
+            for f in File.select().where(File.project == project)}
+
+
+def _dirs(project) -> dict:
+    return {d.path: (d.name, d.total_bytes, d.total_files, d.file_count, d.dir_count, d.error)
+            for d in Directory.select().where(Directory.project == project)}
+
+
+def test_walker_process_and_threads_record_the_same(store, tmp_path):
+    """The child-process walk (the default) and the in-process one give identical rows, with every entry kind,
+    non-UTF-8 names, directories bigger than one multi-row INSERT and than one walker chunk."""
+    src = tmp_path / "src"
+    make_tree(src)
+    (src / "wide").mkdir()
+    for n in range(scan_walk.CHUNK_ENTRIES + 7):  # two chunks; rows not a multiple of one INSERT
+        write(src / "wide" / f"w{n:05d}", n % 5)
+    (src / "mid").mkdir()
+    for n in range(scan.FILE_ROWS_PER_INSERT * 2 + 3):
+        write(src / "mid" / f"m{n:04d}", 1)
+    truth = regular_files(src)
+    got = {}
+    for mode in ("process", "threads"):
+        project = new_project(tmp_path, mode, target=src)
+        result = scan.run_scan(project, threads=3, walker_mode=mode)
+        assert result.state == "done" and result.files == len(truth) and result.bytes == sum(truth.values())
+        rows = _rows(project)
+        assert {p: r[2] for p, r in rows.items() if r[1] == "file"} == truth
+        assert all(p.rpartition(b"/")[2] == r[0] for p, r in rows.items()), "name is the path's last part"
+        got[mode] = (rows, _dirs(project), result.entries, result.symlinks, result.skipped, result.errors)
+    assert got["process"] == got["threads"]
+
+
+def test_walker_process_failure_fails_the_scan(store, tmp_path, monkeypatch):
+    make_tree(tmp_path / "src")
+    project = new_project(tmp_path)
+    monkeypatch.setattr(scan_walk, "__file__", str(tmp_path / "missing-walker.py"))  # the child cannot start
+    with pytest.raises(RuntimeError, match="walker process ended early"):
+        scan.run_scan(project)
+    assert Project.get_by_id(project.id).status == "failed"
+    assert Scan.get(Scan.project == project).state == "failed"
+
+
+def test_cancel_mid_scan_stops_the_walker_process(store, tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    for d in range(40):
+        (src / f"d{d:02d}").mkdir()
+        for n in range(50):
+            write(src / f"d{d:02d}" / f"f{n}", 1)
+    project = new_project(tmp_path)
+    cancel = threading.Event()
+    seen = []
+    orig = scan._Writer.add_chunk
+
+    def add_chunk(self, chunk):
+        orig(self, chunk)
+        seen.append(chunk[0])
+        if len(seen) == 3:
+            cancel.set()
+
+    monkeypatch.setattr(scan._Writer, "add_chunk", add_chunk)
+    result = scan.run_scan(project, cancel=cancel)
+    monkeypatch.undo()
+    assert result.state == "cancelled" and len(seen) < 41
+    assert scan.run_scan(Project.get_by_id(project.id)).state == "done", "a cancelled scan can be run again"
+
+
+def test_walker_widens_when_listings_wait(tmp_path, monkeypatch):
+    """Listings slower than SLOW_PER_ENTRY an entry (I/O waits) let more threads list at once."""
+    import queue
+
+    for d in range(6):
+        (tmp_path / f"d{d}").mkdir()
+        write(tmp_path / f"d{d}" / "f", 1)
+    monkeypatch.setattr(scan_walk, "SLOW_MIN", 0.0)
+    monkeypatch.setattr(scan_walk, "SLOW_PER_ENTRY", 0.0)
+    out: queue.Queue = queue.Queue()
+    walker = scan_walk.Walker(os.fsencode(tmp_path), 4, out, threading.Event())
+    walker.start()
+    chunks = []
+    while (item := out.get(timeout=10)) is not None:
+        chunks.append(item)
+    walker.stop()
+    assert walker.active == 4
+    assert sorted(c[0] for c in chunks) == [b""] + [f"d{d}".encode() for d in range(6)]
+    assert sum(c[2] for c in chunks) == 6
