@@ -19,7 +19,7 @@ from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.core.commp import CommP
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Container, ContainerItem, File, Project
-from ptolemy_tui.worker import claims, dbretry, staging
+from ptolemy_tui.worker import claims, dbretry, settings, staging
 from ptolemy_tui.worker.reporter import Reporter
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,17 @@ def build(project: Project, container: Container, *, staging_dir: str, source_ro
         if st.st_size != size or st.st_mtime_ns != mtime_ns:
             raise ContainerFailed(f"source changed since scan: {shown}")
 
+    read_rate = settings.read_rate_limit()
+    started = time.monotonic()
+
     def on_progress(done: int) -> None:
         reporter.progress(done)
         if reporter.claim_lost.is_set():
             raise Aborted()
+        if read_rate:
+            ahead = done / read_rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
 
     ours: list[int] = []  # the inode of the partial file we created, to never remove another worker's
 

@@ -9,6 +9,8 @@ import os
 import socket
 from dataclasses import dataclass
 
+from ptolemy_tui.core.sizes import SizeError, parse_size
+
 DEFAULT_LEASE_SECONDS = 40.0
 DEFAULT_REPORT_SECONDS = 1.0  # progress report + lease renewal ("heartbeat")
 DEFAULT_POLL_SECONDS = 2.0  # idle/waiting workers look for work (and expired leases) this often
@@ -51,6 +53,19 @@ def staging_reserve(disk_total: int) -> int:
         except ValueError:
             pass
     return min(RESERVE_CAP, int(disk_total * RESERVE_FRACTION))
+
+
+def read_rate_limit() -> float | None:
+    """PTOLEMY_READ_RATE: a cap on each worker's source reads in bytes per second (sizes like 200MiB too), so a
+    build can spare a shared NFS server; None (the default) reads as fast as the disks go."""
+    raw = os.environ.get("PTOLEMY_READ_RATE")
+    if not raw:
+        return None
+    try:
+        value = int(raw) if raw.isdigit() else parse_size(raw)
+    except SizeError:
+        return None
+    return float(value) if value > 0 else None
 
 
 def hostname() -> str:
