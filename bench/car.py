@@ -2,7 +2,7 @@
 """CAR writing throughput and `ptolemy car create`'s peak RSS, with baselines from the same run.
 
     .venv/bin/python bench/car.py [--size 1GiB] [--files 20000] [--repeat 2] [--with-commp] [--keep]
-                                  [--out-dir /dev/shm]
+                                  [--out-dir /dev/shm] [--sha256-engine python]
 
 Creates in /tmp (deleted afterwards unless --keep): one SIZE file of pseudo-random bytes and a tree of FILES small
 files (1–48 KiB in 100 directories). Reads both once into the page cache, then times, best of --repeat:
@@ -148,7 +148,14 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--out-dir", default=None,
                     help="where the CARs go (default: the work dir in /tmp; /dev/shm takes the disk out)")
+    ap.add_argument("--sha256-engine", default=None,
+                    help="leaf hashing engine (sets PTOLEMY_SHA256_ENGINE: c-avx512, c-sha-ni, c-portable, python)")
     args = ap.parse_args()
+    if args.sha256_engine:
+        os.environ["PTOLEMY_SHA256_ENGINE"] = args.sha256_engine
+    from ptolemy_tui.core import sha256_batch
+
+    print(f"leaf SHA-256 engine: {sha256_batch.resolve()[0]}", flush=True)
     size = parse_size(args.size)
     work = tempfile.mkdtemp(prefix="ptolemy-bench-car-", dir="/tmp")
     try:

@@ -7,6 +7,7 @@ final header is handed to it with `set_prefix`, so the piece CID needs no second
 """
 from __future__ import annotations
 
+import io
 import os
 import queue
 import stat
@@ -51,11 +52,13 @@ class CarResult:
 
 
 class _Output:
-    """Writes filled buffers to the CAR and the sink on a background thread.
+    """Writes lists of segments to the CAR and the sink on a background thread, then recycles their buffers.
 
     Hashing (main thread) and writing into the page cache (this thread; the syscall releases the GIL) overlap,
-    which is what gets a big file near the speed of SHA-256 alone. Buffers circulate through `free`, so memory
-    stays at BUFFERS x WRITE_BUFFER whatever the input size.
+    which is what gets a big file near the speed of SHA-256 alone. A segment is a range of a frame buffer
+    (section headers, small blocks) or a leaf straight from a read buffer (no copy). Items are written in order,
+    so a buffer queued for recycling after an item is free once that item is done: frame buffers circulate
+    through `free`, read buffers through their reader's queue, and memory stays flat whatever the input size.
     """
 
     BUFFERS = 3
@@ -68,41 +71,47 @@ class _Output:
             self.free.put(bytearray(WRITE_BUFFER))
         self.full: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
+        self.fd = _file_descriptor(out)  # a real file: one writev per item instead of a write per segment
+        if self.fd is not None:
+            out.flush()  # what out buffered goes first; from here on the writes bypass it
         self.thread = threading.Thread(target=self._run, name="car-writer", daemon=True)
         self.thread.start()
 
     def _run(self) -> None:
+        write = self.out.write
+        sink = self.sink
         while True:
             item = self.full.get()
             if item is None:
                 return
-            buf, n, recycle = item
+            segments, recycle = item
             try:
                 if self.error is None:
-                    view = memoryview(buf)[:n]
-                    self.out.write(view)
-                    if self.sink is not None:
-                        self.sink.update(view)
-                    view.release()
+                    if self.fd is not None:
+                        _writev(self.fd, segments)
+                    else:
+                        for seg in segments:
+                            write(seg)
+                    if sink is not None:
+                        for seg in segments:
+                            sink.update(seg)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 self.error = exc
             finally:
-                if recycle:
-                    self.free.put(buf)
+                for seg in segments:
+                    if type(seg) is memoryview:
+                        seg.release()
+                for q, buf in recycle:
+                    q.put(buf)
 
     def _check(self) -> None:
         if self.error is not None:
             raise self.error
 
-    def submit(self, buf: bytearray, n: int) -> bytearray:
-        """Queue buf[:n] for writing; return an empty buffer to fill next."""
+    def submit(self, segments: list, recycle: list) -> None:
+        """Queue segments for writing; afterwards put each (queue, buffer) of recycle back in its queue."""
         self._check()
-        self.full.put((buf, n, True))
-        return self.free.get()
-
-    def submit_bytes(self, data: bytes) -> None:
-        self._check()
-        self.full.put((data, len(data), False))
+        self.full.put((segments, recycle))
 
     def close(self) -> None:
         self.full.put(None)
@@ -110,14 +119,53 @@ class _Output:
         self._check()
 
 
+def _file_descriptor(out) -> int | None:
+    """out's file descriptor when writing to it directly is safe (a regular file), else None."""
+    if not isinstance(out, (io.FileIO, io.BufferedWriter, io.BufferedRandom)):
+        return None
+    try:
+        fd = out.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (OSError, ValueError):
+        return None
+
+
+def _writev(fd: int, segments: list) -> None:
+    """Write every segment, in order, at fd's offset (os.writev may write less than asked: go on from there)."""
+    segs = [memoryview(s) for s in segments]
+    i = 0
+    while i < len(segs):
+        batch = segs[i:i + 1024]  # IOV_MAX
+        want = sum(len(s) for s in batch)
+        n = os.writev(fd, batch)
+        if n == want:
+            i += len(batch)
+            continue
+        while n >= len(segs[i]):
+            n -= len(segs[i])
+            i += 1
+        segs[i] = segs[i][n:]
+
+
+ZERO_COPY_MIN = 64 * 1024  # leaves at least this big are written from the read buffer, smaller ones copied
+
+
 class _BlockWriter:
-    """Dedups blocks by CID and appends `varint ‖ CID ‖ data` sections to big buffers written in batches."""
+    """Dedups blocks by CID and writes `varint ‖ CID ‖ data` sections in batches.
+
+    Headers and small blocks are copied into a big frame buffer; big leaves (memoryviews of the reader's
+    buffer) are written where they are, between two ranges of the frame buffer. `release(q, buf)` (from the
+    reader, once a batch is stored) queues what is pending and hands buf back to q after it is written.
+    """
 
     def __init__(self, output: _Output, start: int):
         self.output = output
         self.buf = output.free.get()
         self.view = memoryview(self.buf)
         self.fill = 0
+        self.cut = 0              # frame bytes before this are already in `segments` (or written)
+        self.segments: list = []  # pending, in CAR order
+        self.borrowed = False     # a segment points into the current read buffer
         self.seen: set[bytes] = set()
         self.size = start
         self.blocks = 0
@@ -133,12 +181,23 @@ class _BlockWriter:
         n = len(data)
         head = encode_varint(len(cid) + n) + cid
         total = len(head) + n
-        if self.fill + total > WRITE_BUFFER:
-            self.flush()
         self.blocks += 1
         self.size += total
+        if n >= ZERO_COPY_MIN and type(data) is memoryview:
+            if self.fill + len(head) > WRITE_BUFFER:
+                self._next_frame()
+            fill = self.fill
+            self.view[fill:fill + len(head)] = head
+            self.fill = fill = fill + len(head)
+            self.segments.append(self.view[self.cut:fill])
+            self.segments.append(data)
+            self.cut = fill
+            self.borrowed = True
+            return
+        if self.fill + total > WRITE_BUFFER:
+            self._next_frame()
         if total > WRITE_BUFFER:  # only possible with a non-default chunk size: one copy, written alone
-            self.output.submit_bytes(head + bytes(data))
+            self.segments.append(head + bytes(data))
             return
         fill = self.fill
         self.view[fill:fill + len(head)] = head
@@ -146,28 +205,65 @@ class _BlockWriter:
         self.view[fill:fill + n] = data
         self.fill = fill + n
 
+    def _cut(self) -> None:
+        if self.fill > self.cut:
+            self.segments.append(self.view[self.cut:self.fill])
+            self.cut = self.fill
+
+    def _next_frame(self) -> None:
+        """Queue everything pending and recycle this frame buffer after it; continue in a fresh one."""
+        self._cut()
+        self.output.submit(self.segments, [(self.output.free, self.buf)])
+        self.segments = []
+        self.view.release()
+        self.buf = self.output.free.get()
+        self.view = memoryview(self.buf)
+        self.fill = self.cut = 0
+
+    def release(self, q: queue.Queue, buf: bytearray) -> None:
+        """The reader is done with buf: hand it back at once, or after the leaves that point into it are written."""
+        if not self.borrowed:
+            q.put(buf)
+            return
+        self._cut()
+        self.output.submit(self.segments, [(q, buf)])
+        self.segments = []
+        self.borrowed = False
+
     def flush(self) -> None:
-        if self.fill:
-            self.view.release()
-            self.buf = self.output.submit(self.buf, self.fill)
-            self.view = memoryview(self.buf)
-            self.fill = 0
+        self._cut()
+        if self.segments:
+            self.output.submit(self.segments, [])
+            self.segments = []
 
 
 class _SourceReader:
-    """Reads each entry's byte range with big reads and slices it into chunks.
+    """Reads each entry's byte range with big reads into batches of whole chunks.
 
-    Two buffers alternate: while the caller hashes and stores batch k, the next read (batch k+1) runs on the
-    helper thread, so reading overlaps hashing. The first batch of a file is read inline (small files are one
-    batch and gain nothing from a hand-off).
+    Buffers circulate through `free`: while the caller hashes and stores batch k, the next read (batch k+1) runs
+    on the helper thread, so reading overlaps hashing; a stored batch goes back through `release` (the block
+    writer returns it once its leaves are written). The first batch of a file is read inline (small files are
+    one batch and gain nothing from a hand-off).
     """
 
-    def __init__(self, before_read, on_progress, pool: ThreadPoolExecutor | None = None):
+    BUFFERS = 4
+
+    def __init__(self, before_read, on_progress, pool: ThreadPoolExecutor | None = None, release=None):
         self.before_read = before_read
         self.on_progress = on_progress
         self.pool = pool
-        self.bufs = [bytearray(READ_SIZE), bytearray(READ_SIZE)]
+        self.release = release if release is not None else (lambda q, buf: q.put(buf))
+        self.size = READ_SIZE
+        self.free: queue.Queue = queue.Queue()
+        for _ in range(self.BUFFERS):
+            self.free.put(bytearray(READ_SIZE))
         self.total = 0
+
+    def _get(self, size: int) -> bytearray:
+        buf = self.free.get()
+        if len(buf) < size:  # a chunk size above READ_SIZE (tests): this buffer grows for good
+            buf = bytearray(size)
+        return buf
 
     def __call__(self, entry: SourceEntry, chunk_size: int) -> Iterator[memoryview]:
         if self.before_read is not None:
@@ -177,35 +273,38 @@ class _SourceReader:
         if entry.source is None:
             raise ValueError(f"file entry {entry.dag_path!r} has bytes to read but no source")
         batch = max(chunk_size, READ_SIZE // chunk_size * chunk_size)
-        if batch > len(self.bufs[0]):
-            self.bufs = [bytearray(batch), bytearray(batch)]
-        views = [memoryview(b) for b in self.bufs]
         fd = os.open(entry.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         pending = None
+        buf = nbuf = None
         try:
             pos = entry.offset
             end = entry.offset + entry.length
-            k = 0
             want = min(batch, end - pos)
-            self._fill(fd, views[0], pos, want, entry)
+            buf = self._get(want)
+            self._fill(fd, memoryview(buf), pos, want, entry)
             while True:
-                view = views[k & 1]
                 nxt = pos + want
                 next_want = min(batch, end - nxt)
                 if next_want and self.pool is not None:
-                    pending = self.pool.submit(self._fill, fd, views[(k + 1) & 1], nxt, next_want, entry)
-                yield view[:want]
+                    nbuf = self._get(next_want)
+                    pending = self.pool.submit(self._fill, fd, memoryview(nbuf), nxt, next_want, entry)
+                view = memoryview(buf)[:want]
+                yield view
                 self.total += want
                 if self.on_progress is not None:
                     self.on_progress(self.total)
+                done, buf = buf, None
+                self.release(self.free, done)
                 if not next_want:
                     return
                 if pending is not None:
                     p, pending = pending, None
                     p.result()
                 else:
-                    self._fill(fd, views[(k + 1) & 1], nxt, next_want, entry)
-                pos, want, k = nxt, next_want, k + 1
+                    nbuf = self._get(next_want)
+                    self._fill(fd, memoryview(nbuf), nxt, next_want, entry)
+                buf, nbuf = nbuf, None
+                pos, want = nxt, next_want
         finally:
             if pending is not None:  # never close the fd under a read still in flight
                 try:
@@ -269,7 +368,7 @@ def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "
     writer = _BlockWriter(output, CARV1_HEADER_LENGTH)
     # one helper thread: it reads the next batch and hashes half of the current one while this thread works
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="car-helper")
-    reader = _SourceReader(before_read, on_progress, pool)
+    reader = _SourceReader(before_read, on_progress, pool, writer.release)
     dag = unixfs.DagWriter(writer.put, reader, params, _Hasher(pool))
     try:
         root, _ = dag.build(root_node)
