@@ -64,8 +64,9 @@ _SCANDIR = os.scandir
 def _make_walker(root: bytes, threads: int, out: queue.Queue, cancel: threading.Event, mode: str):
     """The walk runs in a child process (the second core; in one process the walk and the inserts share one
     GIL) unless `mode` is "threads", or os.scandir has been replaced in this process (a child would not see
-    the replacement), or the child cannot be started (no usable sys.executable)."""
-    if mode == "process" and os.scandir is _SCANDIR and sys.executable:
+    the replacement), or the child cannot be started (no usable sys.executable: a frozen app's executable is
+    the app itself)."""
+    if mode == "process" and os.scandir is _SCANDIR and sys.executable and not getattr(sys, "frozen", False):
         try:
             return scan_walk.ProcessWalker(root, threads, out, cancel)
         except OSError as exc:
@@ -375,6 +376,8 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
     threads = threads or DEFAULT_THREADS
     if not 1 <= threads <= 256:
         raise UsageError(f"--threads {threads} is out of range: give 1 to 256")
+    if walker_mode not in ("process", "threads"):
+        raise ValueError(f"walker_mode {walker_mode!r}: give 'process' or 'threads'")
     root = os.fsencode(project.target_dir)
     if not os.path.isdir(root):
         raise UsageError(f"target {project.target_dir} is not a directory any more: fix it with "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import marshal
 import os
 import queue
+import signal
 import stat
 import struct
 import subprocess
@@ -135,47 +136,44 @@ class Walker:
         add_file = files.extend
         S_ISREG = stat.S_ISREG
         with it:
-            while True:
-                try:
-                    entry = next(it)
-                except StopIteration:
-                    break
-                except OSError as exc:  # a listing that fails half-way (NFS): keep what we have
-                    self._emit((rel, files, nfiles, nbytes, others, subdirs, describe(exc), True))
-                    return
-                name = entry.name
-                try:
-                    if entry.is_dir(follow_symlinks=False):
-                        subdirs.append(name)
-                    else:
-                        st = entry.stat(follow_symlinks=False)
-                        mode = st.st_mode
-                        if S_ISREG(mode):
-                            size = st.st_size
-                            add_file((prefix + name, name, size, st.st_mtime_ns, st.st_ino))
-                            nfiles += 1
-                            nbytes += size
-                        elif stat.S_ISLNK(mode):
-                            try:
-                                target = os.readlink(entry.path)
-                                others.append((prefix + name, name, "symlink", st.st_size, st.st_mtime_ns, st.st_ino,
-                                               target, None))
-                            except OSError as exc:
-                                others.append((prefix + name, name, "error", 0, st.st_mtime_ns, st.st_ino, None,
-                                               f"readlink: {describe(exc)}"))
+            try:
+                for entry in it:  # every per-entry OSError is caught below: one out here is the listing's own
+                    name = entry.name
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            subdirs.append(name)
                         else:
-                            others.append((prefix + name, name, "special", 0, st.st_mtime_ns, st.st_ino, None,
-                                           f"skipped: {special_kind(mode)}"))
-                except OSError as exc:
-                    others.append((prefix + name, name, "error", 0, 0, 0, None, describe(exc)))
-                count += 1
-                if count >= CHUNK_ENTRIES:
-                    self._emit((rel, files, nfiles, nbytes, others, subdirs, None, False))
-                    files, others, subdirs = [], [], []
-                    add_file = files.extend
-                    nfiles = nbytes = count = 0
-                    if self.cancel.is_set():
-                        return
+                            st = entry.stat(follow_symlinks=False)
+                            mode = st.st_mode
+                            if S_ISREG(mode):
+                                size = st.st_size
+                                add_file((prefix + name, name, size, st.st_mtime_ns, st.st_ino))
+                                nfiles += 1
+                                nbytes += size
+                            elif stat.S_ISLNK(mode):
+                                try:
+                                    target = os.readlink(entry.path)
+                                    others.append((prefix + name, name, "symlink", st.st_size, st.st_mtime_ns,
+                                                   st.st_ino, target, None))
+                                except OSError as exc:
+                                    others.append((prefix + name, name, "error", 0, st.st_mtime_ns, st.st_ino, None,
+                                                   f"readlink: {describe(exc)}"))
+                            else:
+                                others.append((prefix + name, name, "special", 0, st.st_mtime_ns, st.st_ino, None,
+                                               f"skipped: {special_kind(mode)}"))
+                    except OSError as exc:
+                        others.append((prefix + name, name, "error", 0, 0, 0, None, describe(exc)))
+                    count += 1
+                    if count >= CHUNK_ENTRIES:
+                        self._emit((rel, files, nfiles, nbytes, others, subdirs, None, False))
+                        files, others, subdirs = [], [], []
+                        add_file = files.extend
+                        nfiles = nbytes = count = 0
+                        if self.cancel.is_set():
+                            return
+            except OSError as exc:  # a listing that fails half-way (NFS): keep what we have
+                self._emit((rel, files, nfiles, nbytes, others, subdirs, describe(exc), True))
+                return
         self._emit((rel, files, nfiles, nbytes, others, subdirs, None, True))
         took = time.perf_counter() - started
         if self.active < self.max_active and took > SLOW_MIN and took > SLOW_PER_ENTRY * (count + 1):
@@ -211,6 +209,8 @@ class _PipeOut:
 
 
 def child_main(argv: list) -> int:
+    # Ctrl-C reaches the whole process group: the parent decides (it cancels, or dies and the pipe breaks).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     root = os.fsencode(argv[1])
     threads = int(argv[2])
     out = _PipeOut(sys.stdout.buffer)
