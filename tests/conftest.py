@@ -71,14 +71,19 @@ def store_url(request, tmp_path):
     return url
 
 
+def _opened_store(url: str):
+    """Open and migrate the store at url, bound to the models, for one test."""
+    from ptolemy_tui.store import db
+
+    database = db.open_database(url)
+    yield database
+    db.close_database()
+
+
 @pytest.fixture
 def store(store_url):
     """An open, migrated store bound to the models."""
-    from ptolemy_tui.store import db
-
-    database = db.open_database(store_url)
-    yield database
-    db.close_database()
+    yield from _opened_store(store_url)
 
 
 @pytest.fixture
@@ -90,17 +95,9 @@ def pg_store_url(pg_database_url):
 
 @pytest.fixture
 def pg_store(pg_store_url):
-    from ptolemy_tui.store import db
-
-    database = db.open_database(pg_store_url)
-    yield database
-    db.close_database()
+    yield from _opened_store(pg_store_url)
 
 
 @pytest.fixture
 def sqlite_store(tmp_path):
-    from ptolemy_tui.store import db
-
-    database = db.open_database(f"sqlite:///{tmp_path / 'ptolemy.db'}")
-    yield database
-    db.close_database()
+    yield from _opened_store(f"sqlite:///{tmp_path / 'ptolemy.db'}")
