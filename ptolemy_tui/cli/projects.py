@@ -117,22 +117,25 @@ def cmd_create(args) -> int:
     return 0
 
 
+def _print_projects(args, docs: list[dict], headers: tuple[str, ...], row) -> int:
+    """A listing of every project: `{"projects": [...]}` with --json, else a table (or how to make a first one)."""
+    if args.json:
+        print_json({"projects": docs})
+    elif not docs:
+        print(NO_PROJECTS_YET)
+    else:
+        print_table([row(d) for d in docs], headers)
+    return 0
+
+
 def cmd_list(args) -> int:
     from ptolemy_tui.services import projects
 
     open_store(args)
     docs = [projects.summary(p) for p in projects.list_projects()]
-    if args.json:
-        print_json({"projects": docs})
-        return 0
-    if not docs:
-        print(NO_PROJECTS_YET)
-        return 0
-    print_table([(d["name"], d["status"], f"{d['files']:,}", naturalsize(d["bytes"], binary=True),
-                  f"{d['containers_built']}/{d['containers']}", format_size(d["car_size"]), d["load_type"])
-                 for d in docs],
-                ("NAME", "STATUS", "FILES", "BYTES", "BUILT", "CAR SIZE", "LOAD"))
-    return 0
+    return _print_projects(args, docs, ("NAME", "STATUS", "FILES", "BYTES", "BUILT", "CAR SIZE", "LOAD"), lambda d: (
+        d["name"], d["status"], f"{d['files']:,}", naturalsize(d["bytes"], binary=True),
+        f"{d['containers_built']}/{d['containers']}", format_size(d["car_size"]), d["load_type"]))
 
 
 def cmd_show(args) -> int:
@@ -198,12 +201,6 @@ def cmd_status(args) -> int:
                   + (f" - {w['message']}" if w.get("message") else ""))
         return 0
     docs = [status.project_report(p) for p in projects.list_projects()]
-    if args.json:
-        print_json({"projects": docs})
-        return 0
-    if not docs:
-        print(NO_PROJECTS_YET)
-        return 0
-    print_table([(d["name"], d["status"], f"{d['containers_built']}/{d['containers']}", len(d["live_workers"]),
-                  d["next_command"]) for d in docs], ("NAME", "STATUS", "BUILT", "WORKERS", "NEXT"))
-    return 0
+    return _print_projects(args, docs, ("NAME", "STATUS", "BUILT", "WORKERS", "NEXT"), lambda d: (
+        d["name"], d["status"], f"{d['containers_built']}/{d['containers']}", len(d["live_workers"]),
+        d["next_command"]))
