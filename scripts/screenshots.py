@@ -52,11 +52,7 @@ def main() -> int:
 
         base = Path("/tmp/ptolemy-demo")  # a short, stable path for the pictures
         shutil.rmtree(base, ignore_errors=True)
-        project = helpers.make_project(base, files=300)
-        helpers.scan(project)
-        helpers.containerize(project)
-        helpers.fake_build_rows(project, waiting=True)
-        helpers.make_project(base / "second", name="archive-2019", files=20)
+        helpers.showcase(base, files=300, second_files=20)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         for name, tab, keys in SCREENS:

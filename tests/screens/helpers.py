@@ -145,3 +145,14 @@ def fake_build_rows(project: Project, *, waiting: bool = False) -> None:
     Worker.create(host="stage1", pid=4243, project=project, state="waiting" if waiting else "idle",
                   staging_total=100 << 30, staging_used=62 << 30, staging_free=38 << 30, rss=60 << 20,
                   cpu_percent=0.5, heartbeat_at=now + 3600)
+
+
+def showcase(base: Path, *, files: int, second_files: int) -> Project:
+    """The scene the snapshots and the README screenshots show: a scanned, packed project mid-build (one worker
+    waiting for staging space) beside a second, fresh project."""
+    project = make_project(base, files=files)
+    scan(project)
+    containerize(project)
+    fake_build_rows(project, waiting=True)
+    make_project(base / "second", name="archive-2019", files=second_files)
+    return project

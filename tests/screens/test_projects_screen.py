@@ -195,11 +195,16 @@ def test_quit_without_builds_exits(project):
     run(scenario)
 
 
-def test_quit_with_running_builds_asks_and_leaves_them(packed_project):
+def _building_elsewhere(project) -> None:
+    """The project is building, with a live worker on another host."""
     from ptolemy_tui.services import projects
 
-    projects.set_status(packed_project, "building")
-    Worker.create(host="elsewhere", pid=99, project=packed_project, state="building", heartbeat_at=time.time() + 600)
+    projects.set_status(project, "building")
+    Worker.create(host="elsewhere", pid=99, project=project, state="building", heartbeat_at=time.time() + 600)
+
+
+def test_quit_with_running_builds_asks_and_leaves_them(packed_project):
+    _building_elsewhere(packed_project)
 
     async def scenario(app, pilot):
         await loaded(app, pilot, 1)
@@ -219,10 +224,7 @@ def test_quit_with_running_builds_asks_and_leaves_them(packed_project):
 
 
 def test_quit_can_stop_running_builds(packed_project):
-    from ptolemy_tui.services import projects
-
-    projects.set_status(packed_project, "building")
-    Worker.create(host="elsewhere", pid=99, project=packed_project, state="building", heartbeat_at=time.time() + 600)
+    _building_elsewhere(packed_project)
 
     async def scenario(app, pilot):
         await loaded(app, pilot, 1)

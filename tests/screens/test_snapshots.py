@@ -30,12 +30,7 @@ def building_project(sqlite_store):
     with open(str(FIXED_BASE) + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         shutil.rmtree(FIXED_BASE, ignore_errors=True)
-        project = helpers.make_project(FIXED_BASE, files=60)
-        helpers.scan(project)
-        helpers.containerize(project)
-        helpers.fake_build_rows(project, waiting=True)
-        helpers.make_project(FIXED_BASE / "second", name="archive-2019", files=5)
-        yield project
+        yield helpers.showcase(FIXED_BASE, files=60, second_files=5)
         shutil.rmtree(FIXED_BASE, ignore_errors=True)
 
 
