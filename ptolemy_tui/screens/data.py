@@ -15,7 +15,7 @@ import peewee
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import (Car, Container, ContainerItem, Directory, Event, File, Project, Scan, Worker,
                                       database)
-from ptolemy_tui.store.queries import live_workers
+from ptolemy_tui.store.queries import containers_by_state, live_workers
 
 PAGE = 200
 
@@ -55,8 +55,7 @@ def cheap_counts(p: Project) -> dict[str, int]:
     project of a million files is polled every second), containers and CARs from their indexed counts."""
     scan = (Scan.select(Scan.files, Scan.bytes).where((Scan.project == p.id) & (Scan.state == "done"))
             .order_by(Scan.id.desc()).first()) if p.status != "defined" else None
-    by_state = dict(Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
-        Container.project == p.id).group_by(Container.state).tuples())
+    by_state = containers_by_state(p.id)
     return {
         "files": scan.files if scan else 0,
         "bytes": scan.bytes if scan else 0,
@@ -286,8 +285,7 @@ def build(project_id: int) -> dict[str, Any]:
                         "bytes_total": w.bytes_total, "rate": w.rate, "rss": w.rss, "cpu": w.cpu_percent,
                         "staging_total": w.staging_total, "staging_used": w.staging_used,
                         "staging_free": w.staging_free, "heartbeat": w.heartbeat_at, "message": w.message})
-    by_state = dict(Container.select(Container.state, peewee.fn.COUNT(Container.id))
-                    .where(Container.project == p).group_by(Container.state).tuples())
+    by_state = containers_by_state(p)
     sums = (Container.select(peewee.fn.COALESCE(peewee.fn.SUM(Container.predicted_size), 0),
                              peewee.fn.COALESCE(peewee.fn.SUM(Container.data_bytes), 0))
             .where(Container.project == p).tuples().get())

@@ -22,7 +22,7 @@ from ptolemy_tui.core.sizes import format_size
 from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, projects
 from ptolemy_tui.store.models import Container, Project, Worker, now
-from ptolemy_tui.store.queries import live_workers
+from ptolemy_tui.store.queries import containers_by_state, live_workers
 from ptolemy_tui.worker import claims, launch, settings, staging
 from ptolemy_tui.worker.staging import human as _h
 
@@ -39,12 +39,6 @@ def running_workers(project: Project) -> list[Worker]:
     """Live workers of the project: a fresh heartbeat, and on this host a process that still exists."""
     host = settings.hostname()
     return [w for w in live_workers(project) if w.host != host or psutil.pid_exists(w.pid)]
-
-
-def _by_state(project: Project) -> dict[str, int]:
-    rows = Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
-        Container.project == project.id).group_by(Container.state).tuples()
-    return {state: int(n) for state, n in rows}
 
 
 def _todo_sizes(project: Project) -> list[int]:
@@ -99,7 +93,7 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
         # now rather than waiting for its lease to expire.
         orphans = Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0).where(
             (Container.project == project.id) & (Container.state == "building")).execute()
-    by_state = _by_state(project)
+    by_state = containers_by_state(project)
     todo = by_state.get("pending", 0)
     if not todo:
         if by_state.get("failed"):
@@ -167,7 +161,7 @@ def cancel(project: Project | str) -> dict[str, int]:
             (Container.project == project.id) & (Container.state == "building")))
         Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0, started_at=None).where(
             Container.id.in_([c.id for c in inflight])).execute()
-        by_state = _by_state(project)
+        by_state = containers_by_state(project)
         built, total = by_state.get("built", 0), sum(by_state.values())
         Project.update(message=f"build cancelled with {built} of {total} built: `ptolemy build {project.name}` "
                                f"continues").where(Project.id == project.id).execute()
@@ -217,7 +211,7 @@ def build_progress(project: Project | str) -> dict[str, Any]:
     """Everything a progress view needs, from one look at the store."""
     project = _project(project)
     launch.reap()
-    by_state = _by_state(project)
+    by_state = containers_by_state(project)
     sums = dict(Container.select(Container.state, peewee.fn.COALESCE(peewee.fn.SUM(Container.data_bytes), 0)).where(
         Container.project == project.id).group_by(Container.state).tuples())
     in_flight = Container.select(peewee.fn.COALESCE(peewee.fn.SUM(Container.bytes_done), 0)).where(

@@ -14,7 +14,7 @@ from ptolemy_tui.core.sizes import MAX_CAR_SIZE, MIN_SHARD_SIZE, SizeError, form
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events
 from ptolemy_tui.store.models import Car, Container, File, Project, database, now
-from ptolemy_tui.store.queries import live_workers
+from ptolemy_tui.store.queries import containers_by_state, live_workers
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 LOAD_TYPES = ("blitz", "serial")
@@ -253,8 +253,7 @@ def set_status(project: Project, status: str, message: str | None = None) -> Non
 def counts(project: Project) -> dict[str, int]:
     files = File.select(peewee.fn.COUNT(File.id), peewee.fn.COALESCE(peewee.fn.SUM(File.size), 0)).where(
         (File.project == project) & (File.kind == "file")).tuples().get()
-    by_state = dict(Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
-        Container.project == project).group_by(Container.state).tuples())
+    by_state = containers_by_state(project)
     return {
         "files": int(files[0]),
         "bytes": int(files[1]),

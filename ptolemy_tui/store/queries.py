@@ -1,7 +1,9 @@
 """Queries more than one service needs."""
 from __future__ import annotations
 
-from ptolemy_tui.store.models import Project, Worker, now
+import peewee
+
+from ptolemy_tui.store.models import Container, Project, Worker, now
 
 WORKER_STALE_AFTER = 30.0  # seconds without a heartbeat before a worker leaves the live view
 
@@ -12,3 +14,10 @@ def live_workers(project: Project | None = None, stale_after: float = WORKER_STA
     if project is not None:
         query = query.where(Worker.project == project)
     return list(query.order_by(Worker.host, Worker.pid))
+
+
+def containers_by_state(project: Project | int) -> dict[str, int]:
+    """How many of the project's containers are in each state (states with none are absent)."""
+    rows = Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
+        Container.project == project).group_by(Container.state).tuples()
+    return {state: int(n) for state, n in rows}

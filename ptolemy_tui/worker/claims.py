@@ -16,10 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import peewee
-
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.models import Car, CarEntry, Container, Event, Project, database, now
+from ptolemy_tui.store.queries import containers_by_state
 
 
 @dataclass
@@ -144,14 +143,9 @@ def mark_built(container: Container, owner: str, car_fields: dict, entries: list
     return True
 
 
-def counts_by_state(project_id: int) -> dict[str, int]:
-    return dict(Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
-        Container.project == project_id).group_by(Container.state).tuples())
-
-
 def finalize_if_done(project_id: int) -> str | None:
     """When no container is pending or building, end the build: built, or failed naming the count."""
-    by_state = counts_by_state(project_id)
+    by_state = containers_by_state(project_id)
     if by_state.get("pending", 0) or by_state.get("building", 0):
         return None
     failed = by_state.get("failed", 0)

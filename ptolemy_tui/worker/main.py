@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 
 from ptolemy_tui.store.models import Project, Worker, now
+from ptolemy_tui.store.queries import containers_by_state
 from ptolemy_tui.worker import claims, container as container_build, dbretry, launch, settings
 from ptolemy_tui.worker.reporter import Reporter
 from ptolemy_tui.worker.staging import check_serial
@@ -143,5 +144,5 @@ def _register(host: str, pid: int, project_id: int) -> Worker:
 
 
 def _anything_left(project_id: int) -> bool:
-    by_state = dbretry.retrying(lambda: claims.counts_by_state(project_id), "counting containers")
+    by_state = dbretry.retrying(lambda: containers_by_state(project_id), "counting containers")
     return bool(by_state.get("pending", 0) or by_state.get("building", 0))
