@@ -11,9 +11,10 @@ from ptolemy_tui.inifile import read_ini
 DEFAULT_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-# user:password@ in URLs and password=... in DSNs; a database password never reaches a log line.
+# The whole user-info of any URL, up to the last "@" of the URL: a password holding an unescaped "@", ":" or "/"
+# (S3 secret keys do) is masked whole; an "@" later in a path masks more than needed, never less and password=... in DSNs: a database password never reaches a log line.
 _SECRET_PATTERNS = (
-    (re.compile(r"(\w+://[^:/@\s]+:)[^@\s]+(@)"), r"\1***\2"),
+    (re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)(?:[^\s@]*@)+"), r"\1***@"),
     (re.compile(r"(password\s*=\s*)\S+", re.I), r"\1***"),
 )
 

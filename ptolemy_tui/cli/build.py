@@ -132,7 +132,7 @@ def cmd_worker(args) -> int:
     from ptolemy_tui.services import projects
     from ptolemy_tui.worker.main import WorkerOptions, run_worker
 
-    open_store(args)
+    open_store(args, operator=False)
     handler = logging.StreamHandler(sys.stderr)  # a foreground worker shows what it does
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -37,8 +37,9 @@ def add_command(sub, name: str, help: str, handler: Callable[[argparse.Namespace
     return parser
 
 
-def open_store(args: argparse.Namespace):
-    """Connect to the store named by --db / --db-ini / PTOLEMY_DB (default: the SQLite file) and migrate it."""
+def open_store(args: argparse.Namespace, *, operator: bool = True):
+    """Connect to the store named by --db / --db-ini / PTOLEMY_DB (default: the SQLite file) and migrate it.
+    operator=False for a worker: no lock timeout on its PostgreSQL session (it waits and retries on its own)."""
     from ptolemy_tui.store import db
 
-    return db.open_database(url=getattr(args, "db", None), ini_path=getattr(args, "db_ini", None))
+    return db.open_database(url=getattr(args, "db", None), ini_path=getattr(args, "db_ini", None), operator=operator)

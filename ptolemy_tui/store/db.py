@@ -14,6 +14,7 @@ from ptolemy_tui.errors import UsageError
 from ptolemy_tui.inifile import read_ini
 from ptolemy_tui.logsetup import mask_secrets
 from ptolemy_tui.store import schema
+from ptolemy_tui.store import models
 from ptolemy_tui.store.models import database
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,89 @@ def describe_url(url: str) -> str:
     return mask_secrets(url)
 
 
-def make_database(url: str) -> peewee.Database:
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# PostgreSQL session limits, so a worker that stalls, dies or is cut off inside a transaction cannot hold its
+# locks for hours (until the kernel's TCP timeout): the server ends a session idle inside a transaction, and
+# TCP keepalives (libpq's parameters) find a dead peer within about half a minute either way round.
+IDLE_IN_TRANSACTION_SECONDS = 15.0  # PTOLEMY_PG_IDLE_TX_SECONDS; worker transactions never idle this long
+OPERATOR_LOCK_SECONDS = 5.0  # PTOLEMY_PG_LOCK_SECONDS: an operator command waits this long for a row lock, then retries
+KEEPALIVES = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3, tcp_user_timeout=30000)
+
+
+def _seconds_env(name: str, default: float) -> float:
+    try:
+        value = float(os.environ.get(name, ""))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+def _pg_session_options(operator: bool) -> str:
+    idle_ms = int(_seconds_env("PTOLEMY_PG_IDLE_TX_SECONDS", IDLE_IN_TRANSACTION_SECONDS) * 1000)
+    options = f"-c idle_in_transaction_session_timeout={idle_ms}"
+    if operator:
+        lock_ms = int(_seconds_env("PTOLEMY_PG_LOCK_SECONDS", OPERATOR_LOCK_SECONDS) * 1000)
+        options += f" -c lock_timeout={lock_ms}"
+    return options
+
+
+def _check_sqlite_path(path: str, url: str, *, create_parent: bool) -> None:
+    """Refuse what would silently become a new empty store or be read as one: a typo'd directory, a file that is
+    not a SQLite database (/etc/passwd), a directory."""
+    full = Path(path).expanduser()
+    parent = full.parent
+    if create_parent:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot create the directory {parent} for the database: {exc.strerror}; "
+                             "pass --db sqlite:///PATH in a writable directory") from None
+    elif not parent.is_dir():
+        raise UsageError(f"the directory {parent} of the database {describe_url(url)} does not exist; "
+                         "create it first or correct the --db path")
+    if full.is_dir():
+        raise UsageError(f"--db {describe_url(url)} is a directory; give a database file path")
+    try:
+        with open(full, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise UsageError(f"cannot read the database {full}: {exc.strerror}; check --db and its permissions") from None
+    if head and head != SQLITE_MAGIC:
+        raise UsageError(f"{full} is not a SQLite database; point --db at a Ptolemy database or a new file")
+    if head:
+        _refuse_foreign_sqlite(full, url)
+
+
+def _refuse_foreign_sqlite(full: Path, url: str) -> None:
+    """Look read-only before peewee's pragmas touch the file (journal_mode=wal rewrites its header)."""
+    import sqlite3  # noqa: PLC0415
+
+    try:
+        conn = sqlite3.connect(f"{full.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = [name for (name,) in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"cannot open the database {describe_url(url)}: {_first_line(exc)}; it may be damaged: "
+                         "restore it from a backup or point --db elsewhere") from None
+    if tables and models.Meta._meta.table_name not in tables:
+        raise _foreign(url, tables)
+
+
+def _foreign(url: str, tables: list[str]) -> UsageError:
+    shown = ", ".join(tables[:3]) + (", …" if len(tables) > 3 else "")
+    return UsageError(f"the database {describe_url(url)} is not empty and not a Ptolemy store "
+                      f"({len(tables)} other table(s): {shown}); point --db at an empty or Ptolemy database")
+
+
+def make_database(url: str, *, create_parent: bool = False, operator: bool = True) -> peewee.Database:
+    """`create_parent`: the default store's directory may be created; a path the operator typed must exist.
+    `operator`: PostgreSQL sessions of operator commands get a lock timeout (workers retry on their own)."""
     parsed = urllib.parse.urlparse(url)
     scheme = parsed.scheme.lower()
     if scheme == "sqlite":
@@ -86,7 +169,7 @@ def make_database(url: str) -> peewee.Database:
         if not path:
             raise UsageError(f"no file in database URL {describe_url(url)}: use sqlite:///PATH")
         if path != ":memory:":
-            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_path(path, url, create_parent=create_parent)
         return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=30)
     if scheme in ("postgres", "postgresql"):
         if not parsed.path.strip("/"):
@@ -103,22 +186,53 @@ def make_database(url: str) -> peewee.Database:
             port=port,
             connect_timeout=10,
             autorollback=True,
+            options=_pg_session_options(operator),
+            **KEEPALIVES,
         )
     raise UsageError(f"unsupported database URL {describe_url(url)}: use sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB")
 
 
-def open_database(url: str | None = None, ini_path: str | None = None, *, migrate: bool = True) -> peewee.Database:
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return mask_secrets(text.splitlines()[0] if text else exc.__class__.__name__)
+
+
+def _refuse_foreign(db: peewee.Database, resolved: str) -> None:
+    """Never add our tables to (or stamp a version into) a database that already holds someone else's."""
+    if schema.current_version(db) > 0:
+        return
+    tables = db.get_tables()
+    if tables:
+        raise _foreign(resolved, tables)
+
+
+def open_database(url: str | None = None, ini_path: str | None = None, *, migrate: bool = True,
+                  operator: bool = True) -> peewee.Database:
     """Bind the models to the store named by the arguments, connect, and bring the schema up to date."""
     resolved = resolve_url(url, ini_path)
-    db = make_database(resolved)
+    default = not url and not ini_path and not os.environ.get("PTOLEMY_DB")
+    db = make_database(resolved, create_parent=default, operator=operator)
     try:
         db.connect(reuse_if_open=True)
-    except peewee.OperationalError as exc:
-        detail = mask_secrets(str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__)
-        raise UsageError(f"cannot open the database {describe_url(resolved)}: {detail}; check --db or PTOLEMY_DB") from None
+        if isinstance(db, peewee.SqliteDatabase):
+            db.execute_sql("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header and schema
+    except peewee.DatabaseError as exc:  # OperationalError, and "file is not a database" / "malformed" too
+        if not db.is_closed():
+            db.close()
+        raise UsageError(f"cannot open the database {describe_url(resolved)}: {_first_line(exc)}; "
+                         "check --db or PTOLEMY_DB") from None
     database.initialize(db)
-    if migrate:
-        schema.migrate(db)
+    try:
+        _refuse_foreign(db, resolved)
+        if migrate:
+            schema.migrate(db)
+    except peewee.DatabaseError as exc:
+        db.close()
+        raise UsageError(f"cannot use the database {describe_url(resolved)}: {_first_line(exc)}; "
+                         "it may be damaged: restore it from a backup or point --db elsewhere") from None
+    except UsageError:
+        db.close()
+        raise
     log.debug("store open: %s", describe_url(resolved))
     return db
 
