@@ -28,8 +28,23 @@ def register(sub) -> None:
 
     p = add_command(sub, "container", "list one container's items", cmd_container)
     p.add_argument("name")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=_container_id)
     p.add_argument("--json", action="store_true")
+
+
+def _container_id(text: str) -> int:
+    """A store row id: a positive 64-bit integer (a bigger one would overflow the database's integer)."""
+    import argparse  # noqa: PLC0415
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a container ID: give the ID column of "
+                                         "`ptolemy containers NAME`") from None
+    if not 1 <= value < 1 << 63:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: a container ID is from 1 to 2^63-1 "
+                                         "(see `ptolemy containers NAME`)")
+    return value
 
 
 def _human(n: int) -> str:

@@ -229,8 +229,9 @@ def list_containers(project: Project) -> list[dict]:
 
 
 def container_items(project: Project, container_id: int) -> list[dict]:
-    container = Container.get_or_none((Container.id == container_id) & (Container.project == project))
-    if container is None:
+    in_range = 1 <= container_id < 1 << 63  # a bigger number would overflow the store's integer, not just miss
+    container = in_range and Container.get_or_none((Container.id == container_id) & (Container.project == project))
+    if not container:
         raise UsageError(f"project {project.name} has no container {container_id}: see `ptolemy containers {project.name}`")
     root = project.target_dir
     q = (ContainerItem.select(ContainerItem.car_path, ContainerItem.offset, ContainerItem.length,

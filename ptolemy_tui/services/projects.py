@@ -95,6 +95,9 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
     """Every field checked, nothing written. Raises FieldError naming the field, the problem and the fix."""
     if check_name and not NAME_RE.match(spec.name or ""):
         raise FieldError("name", f"project name {spec.name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-'")
+    if check_name and spec.name in (".", ".."):  # the CARs go to <staging>/<name>: never the staging dir or above
+        raise FieldError("name", f"project name {spec.name!r} is invalid: it names a directory itself; "
+                                 "use letters or digits too")
     target = os.path.abspath(os.path.expanduser(spec.target_dir or ""))
     if not spec.target_dir:
         raise FieldError("target_dir", "--target is required: the directory tree to prepare")
