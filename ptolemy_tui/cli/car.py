@@ -142,10 +142,18 @@ def _open_error(exc) -> OperationFailed:
 
 
 def _check_file(path: str) -> None:
-    if not os.path.exists(path):
-        raise UsageError(f"no such file: {path}")
-    if os.path.isdir(path):
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise UsageError(f"no such file: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
         raise UsageError(f"{path} is a directory, not a CAR file")
+    if not stat.S_ISREG(mode):  # a FIFO would block the read for ever, a device would read for ever
+        raise UsageError(f"{path} is not a regular file (a FIFO, socket or device); give a CAR file")
 
 
 def cmd_root(args: argparse.Namespace) -> int:
@@ -167,29 +175,39 @@ def cmd_root(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ptolemy_tui.cli.output import print_json
-    from ptolemy_tui.core.carread import CarFormatError, display_path, ls
+    """Streams: each entry is printed as the walk reaches it, so a huge or hostile CAR starts printing at once
+    and never holds its listing in memory."""
+    import json
+
+    from ptolemy_tui.core.carread import CarFormatError, display_path, iter_ls
 
     _check_file(args.file)
+    problems: list[str] = []
+    out = sys.stdout
+    first = True
     try:
-        entries, problems = ls(args.file)
+        if args.json:
+            out.write('{\n  "entries": [')
+        for e in iter_ls(args.file, problems):
+            if args.json:
+                row = {"path": display_path(e.path), "cid": str(e.cid), "kind": e.kind}
+                try:
+                    e.path.decode("utf-8")
+                except UnicodeDecodeError:
+                    row["path_hex"] = e.path.hex()
+                out.write(("\n    " if first else ",\n    ") + json.dumps(row))
+                first = False
+            else:
+                out.write(f"{e.cid}\t{display_path(e.path)}\n" if e.path else f"{e.cid}\n")
     except CarFormatError as exc:
+        if args.json:
+            out.write("\n  ],\n  \"problems\": " + json.dumps(problems + [str(exc)]) + "\n}\n")
         raise _open_error(exc) from None
     if args.json:
-        rows = []
-        for e in entries:
-            row = {"path": display_path(e.path), "cid": str(e.cid), "kind": e.kind}
-            try:
-                e.path.decode("utf-8")
-            except UnicodeDecodeError:
-                row["path_hex"] = e.path.hex()
-            rows.append(row)
-        print_json({"entries": rows, "problems": problems})
-    else:
-        for e in entries:
-            print(f"{e.cid}\t{display_path(e.path)}" if e.path else str(e.cid))
+        out.write(("\n  " if not first else "") + "],\n  \"problems\": " + json.dumps(problems, indent=4)
+                  .replace("\n", "\n  ") + "\n}\n")
     if problems:
-        raise OperationFailed(f"incomplete DAG: {problems[0]}"
+        raise OperationFailed(f"incomplete or unlistable DAG: {problems[0]}"
                               + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     return 0
 

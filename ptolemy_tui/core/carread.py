@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
@@ -224,10 +225,17 @@ class CarFile:
 
     def __init__(self, path: str | bytes | os.PathLike):
         try:
-            self.f = open(path, "rb", buffering=1024 * 1024)
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; anything but a regular file is refused.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except OSError as exc:
             raise CarFormatError(f"cannot open {os.fsdecode(path)}: {exc.strerror}") from None
-        self.size = os.fstat(self.f.fileno()).st_size
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise CarFormatError(f"{os.fsdecode(path)} is not a regular file (a FIFO, device or directory)")
+        os.set_blocking(fd, True)
+        self.f = open(fd, "rb", buffering=1024 * 1024)
+        self.size = st.st_size
         self.header = read_header(self.f, self.size)
         self._index: dict[bytes, tuple[int, int, CID]] | None = None
 
@@ -333,6 +341,8 @@ def verify(path) -> VerifyReport:
             report.blocks += 1
         if len(car.roots) == 0:
             raise CarFormatError("the header has no root", 0)
+        for root in car.roots:
+            _check_raw_root(car, root)
         # completeness: everything reachable from the roots must be present
         seen: set[bytes] = set()
         todo = [(r, None) for r in car.roots]
@@ -356,40 +366,76 @@ def verify(path) -> VerifyReport:
         return report
 
 
+def _check_raw_root(car: CarFile, root: CID) -> None:
+    """A raw CID names bytes without links, so a dag-pb node stored under one hides its whole DAG from any
+    completeness check (its missing children pass unseen). A root whose bytes decode as a dag-pb node with links
+    is that mistake, not a one-block file: refuse it rather than call the DAG complete."""
+    if root.codec != CODEC_RAW:
+        return
+    data = car.get(root)
+    if data is None:
+        return  # reported as a missing root by the walk
+    try:
+        node = dagpb.decode_node(data)
+    except FormatError:
+        return
+    if node.links:
+        raise CarFormatError(f"the root {root} is a raw CID but its block is a dag-pb node with "
+                             f"{len(node.links)} link(s): its DAG cannot be checked (it should be a dag-pb CID)")
+
+
 # ---------------------------------------------------------------- ls
+
+MAX_LS_PATH = 4096  # PATH_MAX: a deeper path could not be extracted anyway, and its line would be quadratic output
+
 
 @dataclass
 class LsEntry:
     path: bytes
     cid: CID
-    kind: str          # "directory", "file", "symlink", "raw", "block"
+    kind: str          # "directory", "file", "symlink", "raw", "block", "missing", "repeat" (listed above)
 
 
 def ls(path) -> tuple[list[LsEntry], list[str]]:
-    """UnixFS paths under the root (depth first, link order) and the problems met (missing blocks).
-
-    A root that is not dag-pb lists every block of the CAR instead.
-    """
+    """UnixFS paths under the root (depth first, link order) and the problems met (missing blocks)."""
     problems: list[str] = []
-    out: list[LsEntry] = []
+    return list(iter_ls(path, problems)), problems
+
+
+def iter_ls(path, problems: list[str]) -> Iterator[LsEntry]:
+    """Stream the UnixFS paths under the root, depth first in link order; problems are appended as met.
+
+    A root that is not dag-pb lists every block of the CAR instead. Each block is expanded once: a directory
+    reached again through another link (a diamond of links, which would otherwise list 2^depth paths) is
+    listed as "repeat" and not descended. Iterative, with memory bounded by the CAR's blocks and links, not by
+    its depth; paths longer than MAX_LS_PATH bytes are reported, not descended.
+    """
     with CarFile(path) as car:
         if not car.roots:
             raise CarFormatError("the header has no root", 0)
         root = car.roots[0]
         if root.codec not in (CODEC_DAG_PB, CODEC_RAW):
             for s in car.sections(with_data=False):
-                out.append(LsEntry(b"", s.cid, "block"))
-            return out, problems
+                yield LsEntry(b"", s.cid, "block")
+            return
+        try:
+            _check_raw_root(car, root)
+        except CarFormatError as exc:
+            problems.append(str(exc))
+        expanded: set[bytes] = set()
         stack: list[tuple[bytes, CID]] = [(b".", root)]
         while stack:
             name, cid = stack.pop()
             if cid.codec == CODEC_RAW:
-                out.append(LsEntry(name, cid, "file"))
+                yield LsEntry(name, cid, "file")
+                continue
+            if cid.multihash in expanded:
+                yield LsEntry(name, cid, "repeat")
                 continue
             data = car.get(cid)
             if data is None:
-                problems.append(f"missing block {cid} for {name.decode('utf-8', 'backslashreplace')}")
-                out.append(LsEntry(name, cid, "missing"))
+                problems.append(f"missing block {cid} for {display_path(name)}")
+                yield LsEntry(name, cid, "missing")
                 continue
             try:
                 node = dagpb.decode_node(data)
@@ -398,18 +444,22 @@ def ls(path) -> tuple[list[LsEntry], list[str]]:
                 raise CarFormatError(f"block {cid} is not UnixFS: {exc}") from None
             kind = {dagpb.UNIXFS_DIRECTORY: "directory", dagpb.UNIXFS_HAMT_SHARD: "directory",
                     dagpb.UNIXFS_SYMLINK: "symlink"}.get(fs.kind, "file")
-            out.append(LsEntry(name, cid, kind))
+            yield LsEntry(name, cid, kind)
             if kind != "directory":
                 continue
-            children = _directory_children(car, node, fs, problems, name)
+            expanded.add(cid.multihash)
+            if len(name) > MAX_LS_PATH:
+                problems.append(f"path longer than {MAX_LS_PATH} bytes, not listed further: "
+                                f"{display_path(name[:64])}…")
+                continue
+            children = _directory_children(car, node, fs, problems, name, expanded)
             prefix = b"" if name == b"." else name + b"/"
             for child_name, child_cid in reversed(children):
                 stack.append((prefix + child_name, child_cid))
-    return out, problems
 
 
 def _directory_children(car: CarFile, node: dagpb.PBNode, fs: dagpb.UnixFSData, problems: list[str],
-                        where: bytes) -> list[tuple[bytes, CID]]:
+                        where: bytes, expanded: set[bytes]) -> list[tuple[bytes, CID]]:
     if fs.kind == dagpb.UNIXFS_DIRECTORY:
         return [(link.name or b"", link.cid) for link in node.links]
     # HAMT: links named by a 2-hex-digit bucket label alone are sub-shards; longer ones are entries
@@ -423,9 +473,12 @@ def _directory_children(car: CarFile, node: dagpb.PBNode, fs: dagpb.UnixFSData, 
         if len(name) > pad:
             out.append((name[pad:], link.cid))
             continue
+        if link.cid.multihash in expanded:  # a sub-shard linked twice: its entries are listed once
+            continue
+        expanded.add(link.cid.multihash)
         data = car.get(link.cid)
         if data is None:
-            problems.append(f"missing HAMT shard {link.cid} under {where.decode('utf-8', 'backslashreplace')}")
+            problems.append(f"missing HAMT shard {link.cid} under {display_path(where)}")
             continue
         try:
             sub = dagpb.decode_node(data)
