@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Iterator
 
 from ptolemy_tui.core import dagpb
+from ptolemy_tui.core.display import display_text
 from ptolemy_tui.core.multiformats import (CID, CODEC_DAG_CBOR, CODEC_DAG_PB, CODEC_RAW, HASH_BLAKE2B_256,
                                            HASH_IDENTITY, HASH_SHA2_256, FormatError)
 
@@ -489,9 +490,6 @@ def _directory_children(car: CarFile, node: dagpb.PBNode, fs: dagpb.UnixFSData, 
 
 
 def display_path(path: bytes) -> str:
-    """A path for one line of text: UTF-8 where valid, \\xNN escapes and escaped control characters else."""
-    text = path.decode("utf-8", "backslashreplace")
-    if any(ord(c) < 32 or c == "\x7f" for c in text):
-        text = "".join(c if ord(c) >= 32 and c != "\x7f" else repr(c)[1:-1] for c in text)
-    return text
+    """A path for one line of text, by the one escaping rule of core.display."""
+    return display_text(path)
 

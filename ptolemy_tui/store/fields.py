@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import peewee
 
+from ptolemy_tui.core.display import display_text
+
 
 class PathField(peewee.BlobField):
     """A file path as exact bytes: non-UTF-8 names round-trip (bytea in PostgreSQL, BLOB in SQLite)."""
@@ -21,7 +23,5 @@ class PathField(peewee.BlobField):
 
 
 def path_text(raw: bytes | None) -> str:
-    """A stored path for display and JSON: undecodable bytes become \\xNN escapes, never an exception."""
-    if raw is None:
-        return ""
-    return raw.decode("utf-8", "backslashreplace")
+    """A stored path for display and JSON, by the one escaping rule of core.display; never an exception."""
+    return display_text(raw)

@@ -57,7 +57,7 @@ def test_odd_names_are_shown_escaped(scanned):
     project, _ = scanned
     docs = next(r for r in tree.children(project, None) if r["name"] == "docs")
     names = {r["name"] for r in tree.children(project, docs["id"], limit=100)}
-    assert "\\xff\\xfe-not-utf8" in names and "café space.txt" in names and "new\nline" in names
+    assert "\\xff\\xfe-not-utf8" in names and "café space.txt" in names and "new\\nline" in names  # one rule: core.display escapes a newline
 
 
 def test_scan_errors_and_skipped(scanned):
