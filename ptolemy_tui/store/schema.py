@@ -1,20 +1,40 @@
-"""Schema version and forward migrations. A store written by a newer Ptolemy is refused, never guessed at."""
+"""Schema version and forward migrations. A store written by a newer Ptolemy is refused, never guessed at.
+
+Version 1 is frozen in schema_v1 (the tables as the first release made them). Every later change is one
+step appended to MIGRATIONS, written with playhouse.migrate, and a fresh store is built by the very same
+steps as an old store is upgraded by, so the two cannot drift. tests/store/test_migrations.py checks that the
+result equals what the current models describe, and that stores written by the first release upgrade in place.
+
+Adding a column: add the field to the model in models.py, then append a step such as
+
+    def _v2_container_generation(db, migrator):
+        pm.migrate(migrator.add_column("container", "generation", peewee.BigIntegerField(default=0)))
+
+Never edit or reorder a released step.
+"""
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, Iterator
 
 import peewee
+from playhouse import migrate as pm
+from playhouse.migrate import SchemaMigrator
 
 from ptolemy_tui.errors import UsageError
-from ptolemy_tui.store import models
+from ptolemy_tui.store import models, schema_v1
+
+Step = Callable[[peewee.Database, SchemaMigrator], None]
 
 
-def _create_v1(db: peewee.Database) -> None:
-    db.create_tables(models.ALL_MODELS, safe=True)
+def _v1_create(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    schema_v1.create(db)
 
 
-# MIGRATIONS[n] brings a store from version n to n + 1. Append only; never edit a released step.
-MIGRATIONS: list[Callable[[peewee.Database], None]] = [_create_v1]
+# MIGRATIONS[n] brings a store from version n to n + 1. Append only.
+MIGRATIONS: list[Step] = [
+    _v1_create,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -26,17 +46,41 @@ def current_version(db: peewee.Database) -> int:
 
 
 def migrate(db: peewee.Database) -> int:
+    """Bring the store up to SCHEMA_VERSION, one step per transaction; return the version reached."""
     version = current_version(db)
     if version > SCHEMA_VERSION:
         raise UsageError(
             f"this database has schema version {version}, newer than this ptolemy understands ({SCHEMA_VERSION}); "
             "upgrade ptolemy or point --db at another database"
         )
-    while version < SCHEMA_VERSION:
-        with db.atomic():
-            MIGRATIONS[version](db)
-            version += 1
-            models.Meta.insert(key="schema_version", value=str(version)).on_conflict(
-                conflict_target=[models.Meta.key], update={models.Meta.value: str(version)}
-            ).execute()
+    if version == SCHEMA_VERSION:
+        return version
+    migrator = SchemaMigrator.from_database(db)
+    with _foreign_keys_off_on_sqlite(db):
+        while version < SCHEMA_VERSION:
+            with db.atomic():
+                MIGRATIONS[version](db, migrator)
+                version += 1
+                models.Meta.insert(key="schema_version", value=str(version)).on_conflict(
+                    conflict_target=[models.Meta.key], update={models.Meta.value: str(version)}
+                ).execute()
     return version
+
+
+@contextlib.contextmanager
+def _foreign_keys_off_on_sqlite(db: peewee.Database) -> Iterator[None]:
+    """SQLite alters a column by copying the table and dropping the old one; with foreign keys on, that drop
+    cascades and deletes every row that points at the table (a CAR's entries, a container's items). So steps
+    run with foreign keys off (a pragma that only works outside a transaction), and the references are
+    checked before they are turned back on."""
+    if not isinstance(db, peewee.SqliteDatabase):
+        yield
+        return
+    db.execute_sql("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+        broken = db.execute_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"a migration left {len(broken)} broken references, first {broken[0]}")
+    finally:
+        db.execute_sql("PRAGMA foreign_keys = ON")

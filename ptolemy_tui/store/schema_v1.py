@@ -1,0 +1,207 @@
+"""Schema version 1, frozen: the tables exactly as the first release created them.
+
+Never edit this file. Every later change is a playhouse.migrate step in schema.MIGRATIONS, so a store
+written by any release upgrades in place, and a fresh store is built by the same steps (v1, then each
+migration) as an old one is upgraded by.
+"""
+from __future__ import annotations
+
+import time
+
+import peewee
+
+from ptolemy_tui.store.fields import PathField
+
+
+def now() -> float:
+    return time.time()
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = peewee.DatabaseProxy()  # never bound: create() binds these classes to the store it migrates
+        legacy_table_names = False
+
+
+class Meta(BaseModel):
+    """Key/value facts about the store itself (the schema version)."""
+
+    key = peewee.CharField(max_length=64, primary_key=True)
+    value = peewee.TextField()
+
+
+class Project(BaseModel):
+    name = peewee.CharField(max_length=64, unique=True)
+    target_dir = peewee.TextField()
+    staging_dir = peewee.TextField()
+    car_size = peewee.BigIntegerField()
+    shard_size = peewee.BigIntegerField()
+    load_type = peewee.CharField(max_length=16, default="blitz")
+    encryption = peewee.CharField(max_length=16, default="none")
+    workers = peewee.IntegerField()
+    staging_budget = peewee.BigIntegerField(null=True)  # None: the staging filesystem's free space
+    status = peewee.CharField(max_length=32, default="defined")
+    message = peewee.TextField(null=True)
+    paused = peewee.BooleanField(default=False)
+    created_at = peewee.DoubleField(default=now)
+    updated_at = peewee.DoubleField(default=now)
+
+
+class Scan(BaseModel):
+    """One scan run of a project, with live progress (written about twice a second) and its summary."""
+
+    project = peewee.ForeignKeyField(Project, backref="scans", on_delete="CASCADE")
+    state = peewee.CharField(max_length=16, default="running")  # running, done, failed, cancelled
+    started_at = peewee.DoubleField(default=now)
+    finished_at = peewee.DoubleField(null=True)
+    updated_at = peewee.DoubleField(default=now)  # progress heartbeat: a running scan older than a minute is dead
+    entries = peewee.BigIntegerField(default=0)
+    files = peewee.BigIntegerField(default=0)
+    directories = peewee.BigIntegerField(default=0)
+    symlinks = peewee.BigIntegerField(default=0)
+    skipped = peewee.BigIntegerField(default=0)  # sockets, FIFOs, devices
+    errors = peewee.BigIntegerField(default=0)  # permission and other OS errors
+    bytes = peewee.BigIntegerField(default=0)
+    rate = peewee.DoubleField(default=0.0)  # entries per second
+    current_dir = PathField(null=True)
+    added = peewee.BigIntegerField(default=0)
+    changed = peewee.BigIntegerField(default=0)
+    removed = peewee.BigIntegerField(default=0)
+    message = peewee.TextField(null=True)
+
+
+class Directory(BaseModel):
+    """Per-directory aggregates, so opening any directory of the tree view is one indexed query."""
+
+    project = peewee.ForeignKeyField(Project, backref="directories", on_delete="CASCADE")
+    parent = peewee.ForeignKeyField("self", null=True, backref="children", on_delete="CASCADE")
+    path = PathField()  # relative to target_dir; b"" for the root
+    name = PathField()
+    total_bytes = peewee.BigIntegerField(default=0)  # regular-file bytes below, recursively
+    total_files = peewee.BigIntegerField(default=0)  # regular files below, recursively
+    file_count = peewee.BigIntegerField(default=0)  # entries directly inside that are not directories
+    dir_count = peewee.BigIntegerField(default=0)  # subdirectories directly inside
+    error = peewee.TextField(null=True)
+
+    class Meta:
+        indexes = ((("project", "path"), True), (("project", "parent"), False))
+
+
+class File(BaseModel):
+    # No separate index on project: (project, path) below serves it. Every index costs scan inserts (millions
+    # of rows), so File keeps two: (project, path) and directory (the tree view's and the cascade's lookup).
+    project = peewee.ForeignKeyField(Project, backref="files", on_delete="CASCADE", index=False)
+    directory = peewee.ForeignKeyField(Directory, null=True, backref="files", on_delete="CASCADE")
+    path = PathField()  # relative to target_dir, exact bytes
+    name = PathField()
+    size = peewee.BigIntegerField(default=0)
+    mtime_ns = peewee.BigIntegerField(default=0)
+    inode = peewee.BigIntegerField(default=0)
+    kind = peewee.CharField(max_length=16, default="file")
+    link_target = PathField(null=True)
+    error = peewee.TextField(null=True)
+
+    class Meta:
+        indexes = ((("project", "path"), True),)
+
+
+class Container(BaseModel):
+    project = peewee.ForeignKeyField(Project, backref="containers", on_delete="CASCADE")
+    seq = peewee.IntegerField()
+    state = peewee.CharField(max_length=16, default="pending")
+    predicted_size = peewee.BigIntegerField(default=0)  # exact CAR length without dedup
+    data_bytes = peewee.BigIntegerField(default=0)  # source bytes packed into it
+    item_count = peewee.IntegerField(default=0)
+    shard_count = peewee.IntegerField(default=0)
+    claimed_by = peewee.CharField(max_length=128, null=True)  # "host:pid"
+    lease_expires_at = peewee.DoubleField(null=True)
+    attempts = peewee.IntegerField(default=0)
+    error = peewee.TextField(null=True)
+    bytes_done = peewee.BigIntegerField(default=0)
+    started_at = peewee.DoubleField(null=True)
+    finished_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        indexes = ((("project", "seq"), True), (("project", "state"), False))
+
+
+class ContainerItem(BaseModel):
+    # container is served by the (container, seq) index, file by its own FK index: no duplicates (inserts of
+    # a million items pay for every index).
+    container = peewee.ForeignKeyField(Container, backref="items", on_delete="CASCADE", index=False)
+    file = peewee.ForeignKeyField(File, backref="items", on_delete="CASCADE")
+    seq = peewee.IntegerField()  # order inside the container
+    offset = peewee.BigIntegerField(default=0)
+    length = peewee.BigIntegerField(default=0)
+    shard_index = peewee.IntegerField(null=True)  # N of `<name>.ptolemy<N>`; None for a whole file
+    car_path = PathField()  # the entry's path inside the CAR
+
+    class Meta:
+        indexes = ((("container", "seq"), True),)
+
+
+class Car(BaseModel):
+    project = peewee.ForeignKeyField(Project, backref="cars", on_delete="CASCADE")
+    container = peewee.ForeignKeyField(Container, backref="cars", unique=True, on_delete="CASCADE")
+    path = peewee.TextField()
+    payload_cid = peewee.CharField(max_length=128)
+    piece_cid = peewee.CharField(max_length=128)
+    piece_cid_v2 = peewee.CharField(max_length=128, null=True)
+    car_size = peewee.BigIntegerField()
+    padded_piece_size = peewee.BigIntegerField()
+    built_at = peewee.DoubleField(default=now)
+    seconds = peewee.DoubleField(default=0.0)
+    host = peewee.CharField(max_length=128, default="")
+    stale_reason = peewee.TextField(null=True)  # set when a source file changed after the build
+
+
+class CarEntry(BaseModel):
+    """The file name ↔ CID map: one row per file or shard in a CAR."""
+
+    car = peewee.ForeignKeyField(Car, backref="entries", on_delete="CASCADE")
+    path = PathField()  # path inside the CAR
+    cid = peewee.CharField(max_length=128)
+    file = peewee.ForeignKeyField(File, null=True, backref="car_entries", on_delete="SET NULL")
+    offset = peewee.BigIntegerField(default=0)
+    length = peewee.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = ((("car",), False), (("cid",), False))
+
+
+class Worker(BaseModel):
+    host = peewee.CharField(max_length=128)
+    pid = peewee.IntegerField()
+    project = peewee.ForeignKeyField(Project, null=True, backref="project_workers", on_delete="SET NULL")
+    state = peewee.CharField(max_length=16, default="idle")  # waiting = waiting for staging space
+    container = peewee.ForeignKeyField(Container, null=True, backref="workers", on_delete="SET NULL")
+    bytes_done = peewee.BigIntegerField(default=0)
+    bytes_total = peewee.BigIntegerField(default=0)
+    rate = peewee.DoubleField(default=0.0)  # bytes per second
+    staging_total = peewee.BigIntegerField(default=0)
+    staging_used = peewee.BigIntegerField(default=0)
+    staging_free = peewee.BigIntegerField(default=0)
+    space_needed = peewee.BigIntegerField(default=0)  # waiting: the next CAR's predicted size + reserve
+    rss = peewee.BigIntegerField(default=0)
+    cpu_percent = peewee.DoubleField(default=0.0)
+    message = peewee.TextField(null=True)
+    started_at = peewee.DoubleField(default=now)
+    heartbeat_at = peewee.DoubleField(default=now)
+
+
+class Event(BaseModel):
+    project = peewee.ForeignKeyField(Project, null=True, backref="events", on_delete="CASCADE")
+    time = peewee.DoubleField(default=now)
+    level = peewee.CharField(max_length=16, default="info")
+    text = peewee.TextField()
+
+    class Meta:
+        indexes = ((("project", "time"), False),)
+
+
+V1_MODELS = (Meta, Project, Scan, Directory, File, Container, ContainerItem, Car, CarEntry, Worker, Event)
+
+
+def create(db: peewee.Database) -> None:
+    with db.bind_ctx(V1_MODELS, bind_refs=False, bind_backrefs=False):
+        db.create_tables(V1_MODELS, safe=True)  # as the first release did (CarEntry names one index twice)
