@@ -19,7 +19,7 @@ from typing import Any
 
 import peewee
 
-from ptolemy_tui.core.packing import PackingError, Piece, pack, pieces_of
+from ptolemy_tui.core.packing import PackingError, Piece, pack, pieces_of, shard_name
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events, projects
 from ptolemy_tui.store.db import is_postgres
@@ -133,6 +133,32 @@ def _reset(project: Project, discard_built: bool) -> int:
     return len(ids)
 
 
+def _shard_name_collision(project: Project) -> tuple[bytes, bytes] | None:
+    """(shard name, the split file) when a shard's name `<path>.ptolemy<N>` is also a scanned path (a file or a
+    directory) or another shard's: the CAR would hold one path twice and could never be built."""
+    shard_size = project.shard_size
+    names: dict[bytes, bytes] = {}
+    big = (File.select(File.path, File.size).where(
+        (File.project == project) & (File.kind == "file") & (File.size > shard_size)).tuples())
+    for path, size in big.iterator():
+        path = bytes(path)
+        for n in range(-(-size // shard_size)):
+            name = shard_name(path, n)
+            if name in names:
+                return name, path
+            names[name] = path
+    if not names:
+        return None
+    listed = list(names)
+    for model in (File, Directory):
+        for start in range(0, len(listed), 500):
+            hit = (model.select(model.path).where((model.project == project) & model.path.in_(listed[start:start + 500]))
+                   .tuples().first())
+            if hit:
+                return bytes(hit[0]), names[bytes(hit[0])]
+    return None
+
+
 REPORT_KEYS = ("project", "new_containers", "containers", "items", "shards", "files", "symlinks", "data_bytes",
                "predicted_bytes", "car_size", "shard_size", "mean_fill", "min_fill", "last_fill",
                "bytes_per_container", "discarded_containers", "seconds")
@@ -153,6 +179,12 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
         if project.status == "containerized":
             raise UsageError(f"project {project.name} is already containerized: "
                              f"`ptolemy containerize {project.name} --reset` packs it again from scratch")
+    collision = _shard_name_collision(project)
+    if collision:
+        clash, split = collision
+        raise UsageError(f"cannot pack {project.name}: {path_text(clash)} is both a shard name of the split file "
+                         f"{path_text(split)} and another path in the tree; rename one of them, then "
+                         f"`ptolemy scan {project.name}` again")
     started = time.monotonic()
     discarded = _reset(project, discard_built) if reset else 0
     projects.set_status(project, "containerizing", None)
