@@ -18,6 +18,8 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 from ptolemy_tui.core import sha256_batch, unixfs
 from ptolemy_tui.core.carsize import predict_car_size, CarSizeModel  # noqa: F401  (public API lives here too)
+from ptolemy_tui.core.source import Reader
+from ptolemy_tui.core.source_local import LocalReader
 from ptolemy_tui.core.multiformats import CID, CODEC_DAG_PB, HASH_SHA2_256, encode_varint, varint_length
 from ptolemy_tui.core.unixfs import SourceEntry  # noqa: F401  (public API)
 
@@ -248,8 +250,11 @@ class _SourceReader:
 
     BUFFERS = 4
 
-    def __init__(self, before_read, on_progress, pool: ThreadPoolExecutor | None = None, release=None):
+    def __init__(self, before_read, on_progress, pool: ThreadPoolExecutor | None = None, release=None,
+                 open_reader=None, after_read=None):
         self.before_read = before_read
+        self.after_read = after_read
+        self.open_reader = open_reader or _open_local
         self.on_progress = on_progress
         self.pool = pool
         self.release = release if release is not None else (lambda q, buf: q.put(buf))
@@ -269,11 +274,13 @@ class _SourceReader:
         if self.before_read is not None:
             self.before_read(entry)
         if entry.length == 0:
+            if self.after_read is not None:
+                self.after_read(entry)
             return
         if entry.source is None:
             raise ValueError(f"file entry {entry.dag_path!r} has bytes to read but no source")
         batch = max(chunk_size, READ_SIZE // chunk_size * chunk_size)
-        fd = os.open(entry.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        src = self.open_reader(entry)
         pending = None
         buf = nbuf = None
         try:
@@ -281,13 +288,13 @@ class _SourceReader:
             end = entry.offset + entry.length
             want = min(batch, end - pos)
             buf = self._get(want)
-            self._fill(fd, memoryview(buf), pos, want, entry)
+            self._fill(src, memoryview(buf), pos, want, entry)
             while True:
                 nxt = pos + want
                 next_want = min(batch, end - nxt)
                 if next_want and self.pool is not None:
                     nbuf = self._get(next_want)
-                    pending = self.pool.submit(self._fill, fd, memoryview(nbuf), nxt, next_want, entry)
+                    pending = self.pool.submit(self._fill, src, memoryview(nbuf), nxt, next_want, entry)
                 view = memoryview(buf)[:want]
                 yield view
                 self.total += want
@@ -296,28 +303,30 @@ class _SourceReader:
                 done, buf = buf, None
                 self.release(self.free, done)
                 if not next_want:
+                    if self.after_read is not None:
+                        self.after_read(entry)
                     return
                 if pending is not None:
                     p, pending = pending, None
                     p.result()
                 else:
                     nbuf = self._get(next_want)
-                    self._fill(fd, memoryview(nbuf), nxt, next_want, entry)
+                    self._fill(src, memoryview(nbuf), nxt, next_want, entry)
                 buf, nbuf = nbuf, None
                 pos, want = nxt, next_want
         finally:
-            if pending is not None:  # never close the fd under a read still in flight
+            if pending is not None:  # never close the reader under a read still in flight
                 try:
                     pending.result()
                 except BaseException:  # noqa: BLE001 - the caller's exception is the one that matters
                     pass
-            os.close(fd)
+            src.close()
 
     @staticmethod
-    def _fill(fd: int, view: memoryview, pos: int, want: int, entry: SourceEntry) -> None:
+    def _fill(src, view: memoryview, pos: int, want: int, entry: SourceEntry) -> None:
         got = 0
         while got < want:
-            n = os.preadv(fd, [view[got:want]], pos + got)
+            n = src.readinto_at(view[got:want], pos + got)
             if n == 0:
                 raise SourceChanged(
                     f"source file is shorter than expected: {os.fsdecode(entry.source)} "
@@ -346,9 +355,16 @@ class _Hasher:
         return mine + other.result()
 
 
+def _open_local(entry: SourceEntry) -> LocalReader:
+    return LocalReader(entry.source)
+
+
 def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "kubo", wrap: bool = False,
               sink=None, before_read: Callable[[SourceEntry], None] | None = None,
-              on_progress: Callable[[int], None] | None = None, _params: unixfs.Params | None = None) -> CarResult:
+              on_progress: Callable[[int], None] | None = None,
+              open_reader: Callable[[SourceEntry], Reader] | None = None,
+              after_read: Callable[[SourceEntry], None] | None = None,
+              _params: unixfs.Params | None = None) -> CarResult:
     """Write the CARv1 of `entries` to `out` (seekable) and return the root, sizes and every entry's CID.
 
     Entries may come in any order; intermediate directories are implied by their paths. Without `wrap`, a
@@ -356,7 +372,10 @@ def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "
     `sink.update(buf)` receives every CAR byte after the first CARV1_HEADER_LENGTH, in order (buf is reused
     once update returns; it runs on the writer thread), then `sink.set_prefix(header)` the final header.
     `before_read(entry)` runs right before a file entry is opened (raise to refuse a changed file);
-    `on_progress(n)` gets the source bytes read so far. `_params` (tests only) overrides the profile's shape.
+    `on_progress(n)` gets the source bytes read so far. `open_reader(entry)` gives the Reader of a file entry's
+    bytes (core.source; default: the local file at entry.source), read in order from entry.offset;
+    `after_read(entry)` runs once its last byte is read (a source re-check). `_params` (tests only) overrides
+    the profile's shape.
     """
     params = _params or unixfs.get_params(profile)
     root_node = unixfs.dag_root(unixfs.build_tree(entries), wrap)
@@ -368,7 +387,7 @@ def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "
     writer = _BlockWriter(output, CARV1_HEADER_LENGTH)
     # one helper thread: it reads the next batch and hashes half of the current one while this thread works
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="car-helper")
-    reader = _SourceReader(before_read, on_progress, pool, writer.release)
+    reader = _SourceReader(before_read, on_progress, pool, writer.release, open_reader, after_read)
     dag = unixfs.DagWriter(writer.put, reader, params, _Hasher(pool))
     try:
         root, _ = dag.build(root_node)

@@ -13,13 +13,13 @@ devices and unreadable entries (recorded by the scan with the reason).
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from typing import Any
 
 import peewee
 
 from ptolemy_tui.core.packing import PackingError, Piece, pack, pieces_of, shard_name
+from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events, projects
 from ptolemy_tui.store.db import is_postgres
@@ -265,10 +265,10 @@ def container_items(project: Project, container_id: int) -> list[dict]:
     container = in_range and Container.get_or_none((Container.id == container_id) & (Container.project == project))
     if not container:
         raise UsageError(f"project {project.name} has no container {container_id}: see `ptolemy containers {project.name}`")
-    root = project.target_dir
+    source = source_for(project)
     q = (ContainerItem.select(ContainerItem.car_path, ContainerItem.offset, ContainerItem.length,
                               ContainerItem.shard_index, ContainerItem.file, File.path, File.kind)
          .join(File).where(ContainerItem.container == container).order_by(ContainerItem.seq).tuples())
-    return [{"car_path": path_text(bytes(car_path)), "source": os.path.join(root, path_text(bytes(path))),
+    return [{"car_path": path_text(bytes(car_path)), "source": source.describe(bytes(path)),
              "offset": offset, "length": length, "shard_index": shard, "file_id": fid, "kind": kind}
             for car_path, offset, length, shard, fid, path, kind in q]

@@ -1,8 +1,9 @@
 """Scan: walk the target tree in parallel and record every entry, fast, on trees of millions of files.
 
-The walk (scan_walk.py: a pool of threads over directories, so NFS round trips overlap) runs in a child
-process by default, so it uses the second core while this process inserts; each directory's entries come
-back in chunks, regular files as a flat list ready to bind. ONE writer — the calling thread, which owns the
+The listing comes from the project's Source (core.source). A local tree is walked by core/local_walk.py (a
+pool of threads over directories, so NFS round trips overlap) in a child process by default, so it uses the
+second core while this process inserts; each directory's entries come back in chunks, regular files as a flat
+list ready to bind. ONE writer — the calling thread, which owns the
 store connection (peewee connections are per thread, and SQLite has a single writer anyway) — inserts in
 large transactions with parameterised multi-row INSERTs (project and directory bound once a statement),
 keeps the per-directory aggregates in memory (it sees every size), and writes progress to the Scan row about
@@ -16,9 +17,7 @@ holding a changed or removed file is marked stale with the reason.
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,8 +25,11 @@ from typing import Callable
 
 import peewee
 
+from ptolemy_tui.core import local_walk
+from ptolemy_tui.core.source import SourceError
+from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.errors import UsageError
-from ptolemy_tui.services import events, projects, scan_walk
+from ptolemy_tui.services import events, projects
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database, now
@@ -56,22 +58,6 @@ class _DirAgg:
     file_count: int = 0  # non-directory entries directly inside
     dir_count: int = 0
     error: str | None = None
-
-
-_SCANDIR = os.scandir
-
-
-def _make_walker(root: bytes, threads: int, out: queue.Queue, cancel: threading.Event, mode: str):
-    """The walk runs in a child process (the second core; in one process the walk and the inserts share one
-    GIL) unless `mode` is "threads", or os.scandir has been replaced in this process (a child would not see
-    the replacement), or the child cannot be started (no usable sys.executable: a frozen app's executable is
-    the app itself)."""
-    if mode == "process" and os.scandir is _SCANDIR and sys.executable and not getattr(sys, "frozen", False):
-        try:
-            return scan_walk.ProcessWalker(root, threads, out, cancel)
-        except OSError as exc:
-            log.warning("scan: cannot start the walker process (%s); walking in threads", exc)
-    return scan_walk.Walker(root, threads, out, cancel)
 
 
 @dataclass
@@ -220,14 +206,14 @@ class _Writer:
             execute_values(cursor, self.file_insert_head + " VALUES %s", rows, page_size=2000,
                            template="(%s, %s, %s, %s, %s, %s, %s, 'file', NULL, NULL)")
             return
-        step = FILE_ROWS_PER_INSERT * scan_walk.FILE_FIELDS
+        step = FILE_ROWS_PER_INSERT * local_walk.FILE_FIELDS
         full = []
         for did, flat in self.file_runs:
             head = [pid, did]
             end = len(flat) - len(flat) % step
             full.extend(head + flat[i:i + step] for i in range(0, end, step))
             if end < len(flat):
-                cursor.execute(self._file_sql((len(flat) - end) // scan_walk.FILE_FIELDS), head + flat[end:])
+                cursor.execute(self._file_sql((len(flat) - end) // local_walk.FILE_FIELDS), head + flat[end:])
         if full:
             cursor.executemany(self._file_sql(FILE_ROWS_PER_INSERT), full)
 
@@ -370,7 +356,7 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
              cancel: threading.Event | None = None, walker_mode: str = "process") -> Scan:
     """Scan the project's target tree into the store; the project goes scanning -> scanned (or failed).
 
-    `walker_mode`: "process" walks in a child process (the default; see _make_walker), "threads" in this one."""
+    `walker_mode`: "process" walks in a child process (the default; see LocalSource.walker), "threads" in this one."""
     _recover_interrupted(project)
     projects.require_step(project, "scan")
     threads = threads or DEFAULT_THREADS
@@ -378,10 +364,11 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
         raise UsageError(f"--threads {threads} is out of range: give 1 to 256")
     if walker_mode not in ("process", "threads"):
         raise ValueError(f"walker_mode {walker_mode!r}: give 'process' or 'threads'")
-    root = os.fsencode(project.target_dir)
-    if not os.path.isdir(root):
-        raise UsageError(f"target {project.target_dir} is not a directory any more: fix it with "
-                         f"`ptolemy project edit {project.name} --target DIR`")
+    source = source_for(project)
+    try:
+        source.check()
+    except SourceError as exc:
+        raise UsageError(f"target {exc}: fix it with `ptolemy project edit {project.name} --target DIR`") from None
     cancel = cancel or threading.Event()
     previous_status = project.status
     projects.set_status(project, "scanning", None)
@@ -390,7 +377,7 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
     started = time.monotonic()
     out: queue.Queue = queue.Queue(maxsize=64)  # bounds memory: at most 64 chunks of 4096 entries in flight
     fk_off = _foreign_keys_off()
-    walker = _make_walker(root, threads, out, cancel, walker_mode)
+    walker = source.walker(threads, out, cancel, walker_mode)
     try:
         prev = _load_previous(project)
         writer = _Writer(project, scan, prev)

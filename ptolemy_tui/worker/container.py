@@ -3,8 +3,10 @@ goes to `<staging>/<project>/container-NNNNNN.car.part` and, byte for byte as it
 (the 59-byte header, known last, is handed over at the end). fsync, then rename to `<pieceCID>.car`: a file with
 that name is always complete. Any failure removes the partial file.
 
-Before a source file is read its size and mtime are compared with the scan: a change fails the container
-("source changed since scan: PATH") rather than putting bytes nobody scanned into a CAR.
+Items are read through the project's Source (core.source: a local tree or a bucket). Before an item is read
+its state is compared with the scan (size and mtime; ETag too for an object): a change fails the container
+("source changed since scan: PATH") rather than putting bytes nobody scanned into a CAR. `Checks` keeps the state
+seen before each item so it can be compared again after the read (`Checks.after`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from ptolemy_tui.core.car import CARV1_HEADER_LENGTH, SourceChanged, SourceEntry, write_car
 from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.core.commp import CommP
-from ptolemy_tui.store.fields import path_text
+from ptolemy_tui.core.source import EntryState, ScanFacts, Source, SourceMissing, changed_since_scan
 from ptolemy_tui.store.models import Container, ContainerItem, File, Project
 from ptolemy_tui.worker import claims, dbretry, settings, staging
 from ptolemy_tui.worker.reporter import Reporter
@@ -43,21 +45,51 @@ class Outcome:
     car_path: str | None = None
 
 
-def _entries(container: Container, source_root: str) -> tuple[list[SourceEntry], dict[bytes, tuple], list[dict]]:
-    """SourceEntries in item order, the scan facts to check per CAR path, and CarEntry rows to fill in."""
-    root = os.fsencode(source_root)
+def _entries(container: Container) -> tuple[list[SourceEntry], dict[bytes, ScanFacts], list[dict]]:
+    """SourceEntries in item order (`source`: the path relative to the source's root), the scan facts to check
+    per CAR path, and CarEntry rows to fill in."""
     entries, expected, rows = [], {}, []
     query = (ContainerItem.select(ContainerItem, File).join(File)
              .where(ContainerItem.container == container.id).order_by(ContainerItem.seq))
     for item in query:
         f = item.file
-        source = os.path.join(root, f.path)
         kind = "symlink" if f.kind == "symlink" else "file"
-        entries.append(SourceEntry(dag_path=item.car_path, source=source, offset=item.offset, length=item.length,
-                                   kind=kind, link_target=f.link_target or b""))
-        expected[item.car_path] = (f.path, f.size, f.mtime_ns, kind, f.link_target or b"")
+        entries.append(SourceEntry(dag_path=item.car_path, source=bytes(f.path), offset=item.offset,
+                                   length=item.length, kind=kind, link_target=f.link_target or b""))
+        expected[item.car_path] = ScanFacts(kind, f.size, f.mtime_ns, None, f.link_target or b"")
         rows.append(dict(path=item.car_path, file=f.id, offset=item.offset, length=item.length))
     return entries, expected, rows
+
+
+class Checks:
+    """The source re-checks around each item: `before` (against the scan) keeps what it saw, so `after` can
+    tell whether the item changed while it was read. `current` names the item being read, for errors that do
+    not (EIO, a short read)."""
+
+    def __init__(self, source: Source, expected: dict[bytes, ScanFacts]):
+        self.source = source
+        self.expected = expected
+        self.seen: dict[bytes, EntryState] = {}
+        self.current: str | None = None
+
+    def before(self, entry: SourceEntry) -> EntryState:
+        shown = self.current = self.source.label(entry.source)
+        try:
+            state = self.source.stat(entry.source)
+        except SourceMissing:
+            raise ContainerFailed(f"source file vanished since scan: {shown}") from None
+        if changed_since_scan(state, self.expected[entry.dag_path]):
+            raise ContainerFailed(f"source changed since scan: {shown}")
+        self.seen[entry.dag_path] = state
+        return state
+
+    def after(self, entry: SourceEntry) -> tuple[EntryState, EntryState]:
+        """(state before the read, state now); the caller decides what a difference means."""
+        try:
+            now_state = self.source.stat(entry.source)
+        except SourceMissing:
+            raise ContainerFailed(f"source file vanished while reading: {self.current}") from None
+        return self.seen.pop(entry.dag_path), now_state
 
 
 def _describe_oserror(exc: OSError, part: str) -> tuple[str, bool]:
@@ -86,31 +118,20 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def build(project: Project, container: Container, *, staging_dir: str, source_root: str, owner: str, host: str,
+def build(project: Project, container: Container, *, staging_dir: str, source: Source, owner: str, host: str,
           reporter: Reporter, profile: str = "kubo") -> Outcome:
     """Build one claimed container into staging and record it. Never raises for a per-container problem."""
     part = staging.part_path(staging_dir, project.name, container.seq)
-    entries, expected, rows = dbretry.retrying(lambda: _entries(container, source_root), "reading items")
-    started = time.monotonic()
-
-    current: list[str] = []  # the source file being read, for errors that do not name it (EIO, short read)
+    entries, expected, rows = dbretry.retrying(lambda: _entries(container), "reading items")
+    checks = Checks(source, expected)
 
     def before_read(entry: SourceEntry) -> None:
         if reporter.claim_lost.is_set():
             raise Aborted()
-        rel, size, mtime_ns, kind, target = expected[entry.dag_path]
-        shown = path_text(rel)
-        current[:] = [shown]
-        try:
-            st = os.lstat(entry.source)
-        except FileNotFoundError:
-            raise ContainerFailed(f"source file vanished since scan: {shown}") from None
-        if kind == "symlink":
-            if os.readlink(os.fsencode(entry.source)) != target:
-                raise ContainerFailed(f"source changed since scan: {shown}")
-            return
-        if st.st_size != size or st.st_mtime_ns != mtime_ns:
-            raise ContainerFailed(f"source changed since scan: {shown}")
+        checks.before(entry)
+
+    def open_reader(entry: SourceEntry):
+        return source.open(entry.source, entry.offset, entry.length)
 
     read_rate = settings.read_rate_limit()
     started = time.monotonic()
@@ -134,7 +155,7 @@ def build(project: Project, container: Container, *, staging_dir: str, source_ro
             with open(part, "xb") as out:
                 ours.append(os.fstat(out.fileno()).st_ino)
                 result = write_car(entries, out, profile=profile, wrap=CONTAINER_WRAP, sink=hasher,
-                                   before_read=before_read, on_progress=on_progress)
+                                   before_read=before_read, on_progress=on_progress, open_reader=open_reader)
                 out.flush()
                 os.fsync(out.fileno())
             piece = hasher.digest()
@@ -160,13 +181,13 @@ def build(project: Project, container: Container, *, staging_dir: str, source_ro
         return _fail(container, owner, str(exc))
     except SourceChanged as exc:  # shorter than scanned although size and mtime matched (a rewrite in place)
         _remove_if_ours(part, ours)
-        shown = current[0] if current else str(exc)
+        shown = checks.current or str(exc)
         return _fail(container, owner, f"source changed since scan: {shown}")
     except OSError as exc:
         _remove_if_ours(part, ours)
         message, enospc = _describe_oserror(exc, part)
-        if not exc.filename and not enospc and current:
-            message += f" (last source file read: {current[0]})"
+        if not exc.filename and not enospc and checks.current:
+            message += f" (last source file read: {checks.current})"
         return _fail(container, owner, message, enospc=enospc)
     except Exception as exc:  # noqa: BLE001 - a bug must fail one container, not kill the worker mid-build
         log.exception("container %s: unexpected error", container.seq)

@@ -18,6 +18,7 @@ import signal
 import threading
 from dataclasses import dataclass
 
+from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.store.models import Project, Worker, now
 from ptolemy_tui.store.queries import containers_by_state
 from ptolemy_tui.worker import claims, container as container_build, dbretry, launch, settings
@@ -58,7 +59,7 @@ def run_worker(options: WorkerOptions) -> int:
             Worker.update(state="stopped", message=None).where(Worker.id == int(preset)).execute()
         return 0
     staging_dir = options.staging or project.staging_dir
-    source_root = options.source_root or project.target_dir
+    source = source_for(project, options.source_root)
     worker = dbretry.retrying(lambda: _register(host, pid, project.id), "registering")
     owner = f"{host}:{pid}:{worker.id}"
     reporter = Reporter(worker.id, owner, staging_dir, timing.lease, timing.report)
@@ -75,7 +76,7 @@ def run_worker(options: WorkerOptions) -> int:
         signal.signal(signal.SIGINT, on_signal)
     reporter.report_now()
     reporter.start()
-    log.info("worker %s started on project %s (staging %s, source %s)", owner, project.name, staging_dir, source_root)
+    log.info("worker %s started on project %s (staging %s, source %s)", owner, project.name, staging_dir, source.location)
     failed_any = False
     try:
         while not stopping.is_set():
@@ -111,7 +112,7 @@ def run_worker(options: WorkerOptions) -> int:
                     dbretry.retrying(lambda: claims.release(box.id, owner, undo_attempt=True), "releasing")
                     continue
             reporter.set("building", f"container {box.seq}", container_id=box.id, bytes_total=box.data_bytes)
-            outcome = container_build.build(project, box, staging_dir=staging_dir, source_root=source_root,
+            outcome = container_build.build(project, box, staging_dir=staging_dir, source=source,
                                             owner=owner, host=host, reporter=reporter)
             reporter.set("idle")
             if outcome.status == "failed":

@@ -80,4 +80,4 @@ def deny_listing(request, monkeypatch, scan_module, directory: Path) -> None:
             raise PermissionError(13, "Permission denied", path)
         return real(path)
 
-    monkeypatch.setattr(scan_module.os, "scandir", fake)
+    monkeypatch.setattr(os, "scandir", fake)  # the local walker lists with os.scandir

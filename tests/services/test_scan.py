@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ptolemy_tui.errors import UsageError
-from ptolemy_tui.services import containerize, events, projects, scan, scan_walk, status
+from ptolemy_tui.core import local_walk as scan_walk
+from ptolemy_tui.services import containerize, events, projects, scan, status
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan
 from tests.services.pipeline_helpers import ODD_NAMES, deny_listing, make_tree, new_project, regular_files, write
 

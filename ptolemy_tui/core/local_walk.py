@@ -1,6 +1,6 @@
-"""The scan's directory walk: scandir + lstat, in threads, here or in a child process.
+"""The local source's directory walk: scandir + lstat, in threads, here or in a child process.
 
-Stdlib only: the child process runs this file as a script (`python -I scan_walk.py ROOT THREADS`) so it starts
+Stdlib only: the child process runs this file as a script (`python -I local_walk.py ROOT THREADS`) so it starts
 in milliseconds and walks on the second core while the parent only inserts — in one process the walk and the
 inserts share one GIL. The child sends each chunk as a length-prefixed `marshal` frame on stdout.
 
