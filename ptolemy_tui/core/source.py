@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ptolemy_tui.core.display import display_text
+
 KINDS = ("file", "dir", "symlink", "special")
 
 
@@ -98,5 +100,5 @@ class Source(Protocol):
 
 
 def text(raw: bytes) -> str:
-    """Bytes for display: undecodable bytes become \\xNN escapes (as the store's path_text)."""
-    return raw.decode("utf-8", "backslashreplace")
+    """A name for display, by the one escaping rule of core.display (as the store's path_text)."""
+    return display_text(raw)
