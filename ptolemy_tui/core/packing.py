@@ -17,7 +17,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, NamedTuple, Sequence
+import itertools
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from ptolemy_tui.core.carmodel import ContainerSizer
 from ptolemy_tui.core.carsize import predict_car_size
@@ -60,6 +61,7 @@ class PackedContainer:
     predicted_size: int = 0
     data_bytes: int = 0
     shard_count: int = 0
+    item_count: int = 0
     exact: bool = True  # False: predicted_size is the sizer's upper bound (a HAMT and no exact predictor)
 
 
@@ -92,74 +94,147 @@ def exact_car_size(pieces: Sequence, profile: str = "kubo") -> tuple[int, bool]:
     return predict_car_size(source_entries(pieces), profile=profile, wrap=CONTAINER_WRAP), True
 
 
-def pack(pieces: Sequence, car_size: int, *, profile: str = "kubo", lookahead: int = LOOKAHEAD,
-         exact: Callable[[list, str], tuple[int, bool]] = exact_car_size) -> Iterator[PackedContainer]:
+def pack(pieces: Iterable, car_size: int, *, profile: str = "kubo", lookahead: int = LOOKAHEAD,
+         exact: Callable[[list, str], tuple[int, bool]] = exact_car_size,
+         on_piece: Callable[[Sequence], None] | None = None) -> Iterator[PackedContainer]:
     """Yield containers, in order, holding every piece exactly once. Raises PackingError for a piece that fits
-    no container. `pieces` is a sequence in path order (a list: the look-ahead indexes into it)."""
-    pieces = pieces if isinstance(pieces, (list, tuple)) else list(pieces)
-    total = len(pieces)
-    taken = bytearray(total)  # 1: placed early by a look-ahead
-    i = 0  # the first piece not placed yet (in order)
-    while i < total:
+    no container. `pieces` is any iterable in path order; it is read as the packing goes, through a window
+    of the look-ahead's length, so memory does not grow with the number of pieces.
+
+    With `on_piece`, each piece is handed over as it is placed (in item order) instead of being kept in the
+    container: memory then stays flat even for a container of millions of items. Such a container's
+    `pieces` stays empty; when it holds a HAMT directory its `exact` is False and `predicted_size` the
+    sizer's upper bound, for the caller to make exact from the items it kept."""
+    window = _Window(iter(pieces))
+    while window.has(0):
         sizer = car_size_model(profile)
         try_add = sizer.try_add
         box = PackedContainer()
         placed = box.pieces
+        keep = placed.append if on_piece is None else None
+        give = on_piece
+        count = data = shards = 0
         # In order while pieces fit.
-        while i < total:
-            if taken[i]:
-                i += 1
+        while window.has(0):
+            if window.taken_first():
+                window.advance()
                 continue
-            p = pieces[i]
+            p = window.first()
             if not try_add(p[1], p[3], car_size, p[5], p[6]):
                 break
-            placed.append(p)
-            i += 1
-        if not placed:
-            p = pieces[i]
+            if keep is not None:
+                keep(p)
+            else:
+                give(p)
+            count += 1
+            data += p[3]
+            shards += p[4] is not None
+            window.advance()
+        if not count:
+            p = window.first()
             raise PackingError(
                 f"{p[CAR_PATH].decode('utf-8', 'backslashreplace')} ({p[LENGTH]} bytes) does not fit a "
                 f"{car_size}-byte CAR with its UnixFS overhead: lower the shard size below the CAR size")
-        if i < total:
-            _fill_gap(pieces, taken, i, min(total, i + lookahead), sizer, car_size, placed)
-        box.data_bytes = sum(p[LENGTH] for p in placed)
-        box.shard_count = sum(1 for p in placed if p[SHARD_INDEX] is not None)
-        if sizer.has_hamt:
+        if window.has(0):
+            for p in _fill_gap(window, lookahead, sizer, car_size):
+                if keep is not None:
+                    keep(p)
+                else:
+                    give(p)
+                count += 1
+                data += p[LENGTH]
+                shards += p[SHARD_INDEX] is not None
+        box.item_count, box.data_bytes, box.shard_count = count, data, shards
+        if not sizer.has_hamt:
+            box.predicted_size, box.exact = sizer.car_size, True
+        elif on_piece is None:
             box.predicted_size, box.exact = exact(placed, profile)
         else:
-            box.predicted_size, box.exact = sizer.car_size, True
+            box.predicted_size, box.exact = sizer.car_size, False
         if box.predicted_size > car_size:  # the sizer is an upper bound: this cannot happen
             raise AssertionError(f"container over its CAR size: {box.predicted_size} > {car_size}")
         yield box
 
 
-def _fill_gap(pieces: Sequence, taken: bytearray, start: int, end: int, sizer: ContainerSizer, car_size: int,
-              placed: list) -> None:
-    """Best-fit look-ahead over pieces[start:end]: place the largest pieces that still fit, until none does.
-    A file whose earlier piece stays behind keeps all its later pieces behind too, so shards stay in order."""
+class _Window:
+    """The pieces not yet placed, read from the iterator as far ahead as the packer looks.
+
+    `buf[pos]` is the first piece not yet placed in order; pieces behind it are placed and dropped in
+    bulk now and then; `taken[j]` marks a piece ahead of `pos` that a look-ahead already placed."""
+
+    COMPACT_AT = 1 << 14
+
+    def __init__(self, source: Iterator):
+        self.source = source
+        self.buf: list = []
+        self.taken = bytearray()
+        self.pos = 0
+        self.done = False
+
+    def has(self, offset: int) -> bool:
+        """True when the piece `offset` places after the first unplaced one exists (reading it if need be)."""
+        want = self.pos + offset + 1
+        if len(self.buf) < want and not self.done:
+            self._read(want - len(self.buf))
+        return len(self.buf) >= want
+
+    def _read(self, at_least: int) -> None:
+        if self.pos >= self.COMPACT_AT:
+            del self.buf[:self.pos]
+            del self.taken[:self.pos]
+            self.pos = 0
+        chunk = max(at_least, 1024)
+        got = list(itertools.islice(self.source, chunk))
+        if len(got) < chunk:
+            self.done = True
+        self.buf.extend(got)
+        self.taken.extend(bytes(len(got)))
+
+    def first(self):
+        return self.buf[self.pos]
+
+    def taken_first(self) -> bool:
+        return self.taken[self.pos] == 1
+
+    def advance(self) -> None:
+        self.pos += 1
+
+    def ahead(self, count: int) -> range:
+        """Indexes into `buf` of up to `count` pieces from the first unplaced one on."""
+        self.has(count - 1)
+        return range(self.pos, min(len(self.buf), self.pos + count))
+
+
+def _fill_gap(window: _Window, lookahead: int, sizer: ContainerSizer, car_size: int) -> list:
+    """Best-fit look-ahead over the next `lookahead` unplaced pieces: place the largest pieces that still fit,
+    until none does; return them in the order placed. A file whose earlier piece stays behind keeps all its
+    later pieces behind too, so shards stay in order."""
+    buf, taken = window.buf, window.taken
+    span = window.ahead(lookahead)
+    placed = []
     while True:
         gap = car_size - sizer.size
         blocked: set[int] = set()
         candidates = []
-        for j in range(start, end):
+        for j in span:
             if taken[j]:
                 continue
-            p = pieces[j]
+            p = buf[j]
             if p[FILE_ID] in blocked:
                 continue
             blocked.add(p[FILE_ID])
             if p[LENGTH] + MIN_ENTRY_COST <= gap:
                 candidates.append(j)
-        candidates.sort(key=lambda j: pieces[j][LENGTH], reverse=True)
+        candidates.sort(key=lambda j: buf[j][LENGTH], reverse=True)
         # One pass, largest first, placing every candidate that still fits; another pass only if a shard was
         # placed (it unblocks its file's next shard; anything else that did not fit will not fit a smaller gap).
         progress = False
         for j in candidates:
-            p = pieces[j]
+            p = buf[j]
             if p[LENGTH] + MIN_ENTRY_COST <= car_size - sizer.size and sizer.try_add(p[CAR_PATH], p[LENGTH], car_size, p[KIND],
                                                                    p[TARGET_LEN]):
                 taken[j] = 1
                 placed.append(p)
                 progress = progress or p[SHARD_INDEX] is not None
         if not progress:
-            return
+            return placed

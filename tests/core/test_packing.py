@@ -189,3 +189,35 @@ def test_hamt_directory_is_bounded_then_exact(monkeypatch):
         assert box.predicted_size == predict_car_size(source_entries(box.pieces), wrap=CONTAINER_WRAP)
     assert sum(len(b.pieces) for b in boxes) == 6000
     assert exact_car_size(pieces)[0] == exact
+
+
+def test_streaming_pack_reads_as_it_goes_and_places_the_same_pieces():
+    """pack() over an iterator with on_piece: every piece once, the same containers as the list form, and the
+    source never read further ahead than the look-ahead window plus one read chunk."""
+    rng = random.Random(11)
+    files = [(n + 1, f"d{n // 700:03d}/f{n:06d}".encode(), rng.choice([0, 1, 100, 4000, 300_000, 2 * MiB]), "file", 0)
+             for n in range(30_000)]
+    pieces = _pieces(files, 1 * MiB)
+    car_size = 8 * MiB
+    listed = list(pack(pieces, car_size, lookahead=64))
+
+    state = {"read": 0, "placed": 0, "worst": 0}
+    streamed_items: list = []
+
+    def source():
+        for p in pieces:
+            state["read"] += 1
+            state["worst"] = max(state["worst"], state["read"] - state["placed"])
+            yield p
+
+    def on_piece(p):
+        state["placed"] += 1
+        streamed_items.append(p)
+
+    boxes = list(pack(source(), car_size, lookahead=64, on_piece=on_piece))
+    assert [b.item_count for b in boxes] == [len(b.pieces) for b in listed]
+    assert [b.predicted_size for b in boxes] == [b.predicted_size for b in listed]
+    assert [b.data_bytes for b in boxes] == [b.data_bytes for b in listed]
+    assert streamed_items == [p for b in listed for p in b.pieces]
+    assert all(not b.pieces for b in boxes)
+    assert state["worst"] <= 64 + 1024 + 1
