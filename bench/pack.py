@@ -34,7 +34,8 @@ def fill_store(project, files: int, per_dir: int, rng: random.Random) -> int:
         if d % 100 == 0:
             top_id = Directory.create(project=project, parent=root, path=top, name=top).id
         name = b"batch%05d" % d
-        did = Directory.create(project=project, parent=top_id, path=top + b"/" + name, name=name).id
+        did = Directory.create(project=project, parent=top_id, path=top + b"/" + name, name=name,
+                               file_count=min(per_dir, files - d * per_dir)).id
         for n in range(min(per_dir, files - d * per_dir)):
             size = int(2 ** rng.uniform(0, 26)) if rng.random() > 0.0005 else rng.randint(1 << 30, 5 << 30)
             leaf = b"file-%06d.dat" % n

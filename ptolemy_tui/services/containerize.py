@@ -14,92 +14,175 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import peewee
 
-from ptolemy_tui.core.packing import PackingError, Piece, pack, pieces_of, shard_name
+from ptolemy_tui.core.packing import PackingError, Piece, exact_car_size, pack, pieces_of, shard_name
 from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events, projects
+from ptolemy_tui.store import bulk
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database
 
 PACKED_KINDS = ("file", "symlink")
 RESET_FROM = ("scanned", "containerizing", "containerized", "building", "built", "failed")  # containerizing: a crashed run (its transaction rolled back)
-ITEM_BATCH = 20000
+ITEM_BATCH = 20000  # items written per batch
+FILE_BATCH = 20000  # files read per query when packing
+DIRS_PER_QUERY = 500  # directories per query (bound parameters stay well inside SQLite's limit)
 _ITEM_COLUMNS = ("container_id", "file_id", "seq", "offset", "length", "shard_index", "car_path")
 
 
-def _tree_order(project: Project) -> dict[int, int]:
-    """Directory id -> rank in depth-first order (a directory's own files first, then its subdirectories)."""
-    dirs = Directory.select(Directory.id, Directory.path).where(Directory.project == project).tuples()
-    ranked = sorted(((bytes(path).split(b"/") if path else [], did) for did, path in dirs))
-    return {did: rank for rank, (_, did) in enumerate(ranked)}
+def _directories_in_tree_order(project: Project) -> list[tuple[int, int]]:
+    """(directory id, entries directly inside) in depth-first order: a directory's own files first, then its
+    subdirectories. One small tuple per directory: this is the only part of packing that grows with the tree."""
+    dirs = (Directory.select(Directory.id, Directory.path, Directory.file_count)
+            .where(Directory.project == project).tuples())
+    ranked = sorted((bytes(path).split(b"/") if path else [], did, count) for did, path, count in dirs.iterator())
+    return [(did, count) for _parts, did, count in ranked]
 
 
-def _covered(project: Project) -> set[tuple[int, int, int]]:
-    """(file id, offset, length) of every item already in a container of the project."""
-    q = (ContainerItem.select(ContainerItem.file, ContainerItem.offset, ContainerItem.length)
-         .join(Container).where(Container.project == project).tuples())
-    return set(q.iterator())
+def _packable(project: Project):
+    return (File.select(File.id, File.directory, File.path, File.size, File.kind, File.link_target)
+            .where((File.project == project) & (File.kind.in_(PACKED_KINDS))))
 
 
-def _pieces(project: Project, covered: set | None) -> tuple[list[Piece], dict[str, int]]:
-    rank = _tree_order(project)
-    query = (File.select(File.id, File.directory, File.path, File.size, File.kind, File.link_target)
-             .where((File.project == project) & (File.kind.in_(PACKED_KINDS))))
+def _rows(query) -> list[tuple]:
     # The raw cursor (same parameterised SQL) skips peewee's per-value conversion: a million rows load in ~1 s.
     sql, params = query.sql()
-    cursor = database.execute_sql(sql, params)
-    files = []
-    get_rank = rank.get
+    return database.execute_sql(sql, params).fetchall()
+
+
+def _files_in_tree_order(project: Project) -> Iterator[list[tuple]]:
+    """Batches of (file id, directory id, path, size, kind, link target) in tree order, at most about
+    FILE_BATCH rows each (a directory wider than that is paged by path): memory stays flat in the number of
+    files. Within one directory, path order is name order."""
+    base = _packable(project)
+    orphans = _rows(base.where(File.directory.is_null()))
+    if orphans:
+        yield sorted(orphans, key=lambda r: bytes(r[2]))
+    batch: list[int] = []
+    pending = 0
+    for did, count in _directories_in_tree_order(project):
+        if count > FILE_BATCH:
+            if batch:
+                yield _directory_batch(base, batch)
+                batch, pending = [], 0
+            yield from _wide_directory(base, did)
+            continue
+        batch.append(did)
+        pending += count
+        if pending >= FILE_BATCH or len(batch) >= DIRS_PER_QUERY:
+            yield _directory_batch(base, batch)
+            batch, pending = [], 0
+    if batch:
+        yield _directory_batch(base, batch)
+
+
+def _directory_batch(base, dir_ids: list[int]) -> list[tuple]:
+    rank = {did: n for n, did in enumerate(dir_ids)}
+    rows = _rows(base.where(File.directory.in_(dir_ids)))
+    rows.sort(key=lambda r: (rank[r[1]], bytes(r[2])))
+    return rows
+
+
+def _wide_directory(base, did: int) -> Iterator[list[tuple]]:
+    after = None
     while True:
-        batch = cursor.fetchmany(10000)
-        if not batch:
-            break
-        # Within one directory, path order is name order: (directory rank, path) is the tree order.
-        files.extend([(get_rank(did, -1), bytes(path), fid, size, kind, target)
-                      for fid, did, path, size, kind, target in batch])
-    files.sort()
-    pieces: list[Piece] = []
-    add = pieces.append
-    stats = {"files": 0, "symlinks": 0}
+        query = base.where(File.directory == did)
+        if after is not None:
+            query = query.where(File.path > after)
+        rows = _rows(query.order_by(File.path).limit(FILE_BATCH))
+        if not rows:
+            return
+        yield rows
+        after = bytes(rows[-1][2])
+
+
+def _covered(project: Project, file_ids: list[int]) -> set[tuple[int, int, int]]:
+    """(file id, offset, length) of the items of these files already in a container of the project."""
+    covered: set[tuple[int, int, int]] = set()
+    for start in range(0, len(file_ids), 500):
+        q = (ContainerItem.select(ContainerItem.file, ContainerItem.offset, ContainerItem.length)
+             .join(Container).where((Container.project == project)
+                                    & (ContainerItem.file.in_(file_ids[start:start + 500]))).tuples())
+        covered.update(q.iterator())
+    return covered
+
+
+def _pieces(project: Project, repack: bool, stats: dict[str, int]) -> Iterator[tuple]:
+    """The pieces to pack, in tree order, as the packer asks for them; `stats` counts files and symlinks.
+    With `repack`, pieces already in a container (kept from an earlier packing) are left out."""
     shard_size = project.shard_size
-    nfiles = 0
-    for _r, path, fid, size, kind, target in files:
-        if kind == "symlink":
-            if covered is not None and (fid, 0, 0) in covered:
+    for rows in _files_in_tree_order(project):
+        covered = _covered(project, [r[0] for r in rows]) if repack else None
+        for fid, _did, path, size, kind, target in rows:
+            path = bytes(path)
+            if kind == "symlink":
+                if covered is not None and (fid, 0, 0) in covered:
+                    continue
+                stats["symlinks"] += 1
+                yield Piece(fid, path, 0, 0, None, "symlink", len(bytes(target or b"")))
                 continue
-            add(Piece(fid, path, 0, 0, None, "symlink", len(bytes(target or b""))))
-            stats["symlinks"] += 1
-            continue
-        if size <= shard_size and covered is None:  # the common case: a plain tuple in Piece's field order
-            add((fid, path, 0, size, None, "file", 0))
-            nfiles += 1
-            continue
-        mine = pieces_of(fid, path, size, shard_size)
-        if covered is not None:
-            mine = [p for p in mine if (fid, p.offset, p.length) not in covered]
-        if mine:
-            nfiles += 1
-            pieces.extend(mine)
-    stats["files"] = nfiles
-    return pieces, stats
+            if size <= shard_size and covered is None:  # the common case: a plain tuple in Piece's field order
+                stats["files"] += 1
+                yield (fid, path, 0, size, None, "file", 0)
+                continue
+            mine = pieces_of(fid, path, size, shard_size)
+            if covered is not None:
+                mine = [p for p in mine if (fid, p.offset, p.length) not in covered]
+            if mine:
+                stats["files"] += 1
+                yield from mine
 
 
-def _insert_items(rows: list[tuple]) -> None:
-    db = database.obj
-    cols = ", ".join(f'"{c}"' for c in _ITEM_COLUMNS)
-    table = ContainerItem._meta.table_name
-    cursor = db.cursor()
-    if is_postgres(db):
-        from psycopg2.extras import execute_values
+class _ContainerWriter:
+    """Writes each container's items as the packer places them, ITEM_BATCH rows at a time, so a container
+    of millions of items never sits in memory; the container's row is written at its first item and
+    completed when the packer closes it."""
 
-        execute_values(cursor, f'INSERT INTO "{table}" ({cols}) VALUES %s', rows, page_size=2000)
-    else:
-        cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(_ITEM_COLUMNS))})', rows)
+    def __init__(self, project: Project, first_seq: int):
+        self.project = project
+        self.seq = first_seq
+        self.container_id: int | None = None
+        self.item_seq = 0
+        self.rows: list[tuple] = []
+        self.db = database.obj
+
+    def add(self, p) -> None:
+        if self.container_id is None:
+            self.container_id = Container.insert(project=self.project, seq=self.seq, state="pending").execute()
+            self.item_seq = 0
+        self.rows.append((self.container_id, p[0], self.item_seq, p[2], p[3], p[4], p[1]))
+        self.item_seq += 1
+        if len(self.rows) >= ITEM_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        bulk.insert_rows(self.db, ContainerItem._meta.table_name, _ITEM_COLUMNS, self.rows)
+        self.rows = []
+
+    def close(self, box) -> tuple[int, int, int, int]:
+        """Complete the container the packer closed; (predicted size, data bytes, items, shards)."""
+        self.flush()
+        predicted = box.predicted_size if box.exact else self._exact_size()
+        Container.update(predicted_size=predicted, data_bytes=box.data_bytes, item_count=box.item_count,
+                         shard_count=box.shard_count).where(Container.id == self.container_id).execute()
+        self.container_id = None
+        self.seq += 1
+        return predicted, box.data_bytes, box.item_count, box.shard_count
+
+    def _exact_size(self) -> int:
+        """A container with a HAMT directory: the exact length from its items (the sizer gave an upper bound)."""
+        q = (ContainerItem.select(ContainerItem.file, ContainerItem.car_path, ContainerItem.offset,
+                                  ContainerItem.length, ContainerItem.shard_index, File.kind, File.link_target)
+             .join(File).where(ContainerItem.container == self.container_id).order_by(ContainerItem.seq).tuples())
+        pieces = [Piece(fid, bytes(car_path), offset, length, shard, kind,
+                        len(bytes(target)) if kind == "symlink" and target is not None else 0)
+                  for fid, car_path, offset, length, shard, kind, target in q.iterator()]
+        return exact_car_size(pieces)[0]
 
 
 @contextlib.contextmanager
@@ -189,24 +272,14 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
     discarded = _reset(project, discard_built) if reset else 0
     projects.set_status(project, "containerizing", None)
     try:
-        existing = Container.select().where(Container.project == project).exists()
-        covered = _covered(project) if existing else None
-        pieces, stats = _pieces(project, covered)
+        repack = Container.select().where(Container.project == project).exists()
+        stats = {"files": 0, "symlinks": 0}
         next_seq = (Container.select(peewee.fn.MAX(Container.seq)).where(Container.project == project).scalar() or 0) + 1
         boxes = []
         with _bulk_writes(), database.atomic():
-            items: list[tuple] = []
-            for box in pack(pieces, project.car_size):
-                cid = Container.insert(project=project, seq=next_seq + len(boxes), state="pending",
-                                       predicted_size=box.predicted_size, data_bytes=box.data_bytes,
-                                       item_count=len(box.pieces), shard_count=box.shard_count).execute()
-                items.extend([(cid, p[0], n, p[2], p[3], p[4], p[1]) for n, p in enumerate(box.pieces)])
-                if len(items) >= ITEM_BATCH:
-                    _insert_items(items)
-                    items = []
-                boxes.append((box.predicted_size, box.data_bytes, len(box.pieces), box.shard_count))
-            if items:
-                _insert_items(items)
+            writer = _ContainerWriter(project, next_seq)
+            for box in pack(_pieces(project, repack, stats), project.car_size, on_piece=writer.add):
+                boxes.append(writer.close(box))
     except PackingError as exc:
         projects.set_status(project, "failed", f"containerize failed: {exc}")
         events.record(project, f"containerize failed: {exc}", "error")

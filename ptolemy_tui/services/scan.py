@@ -30,6 +30,7 @@ from ptolemy_tui.core.source import SourceError
 from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events, projects
+from ptolemy_tui.store import bulk
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database, now
@@ -87,10 +88,6 @@ class _Writer:
         table = File._meta.table_name
         cols = ", ".join(f'"{c}"' for c in _FILE_COLUMNS)
         self.file_insert_head = f'INSERT INTO "{table}" ({cols})'
-        if self.pg:
-            self.insert_sql = f'INSERT INTO "{table}" ({cols}) VALUES %s'
-        else:
-            self.insert_sql = f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(_FILE_COLUMNS))})'
         p = "%s" if self.pg else "?"
         self.update_sql = (f'UPDATE "{table}" SET "directory_id" = {p}, "size" = {p}, "mtime_ns" = {p}, "inode" = {p}, '
                            f'"kind" = {p}, "link_target" = {p}, "error" = {p} WHERE "id" = {p}')
@@ -196,15 +193,12 @@ class _Writer:
 
     def _insert_files(self, cursor) -> None:
         pid = self.project.id
-        if self.pg:
-            from psycopg2.extras import execute_values
-
+        if self.pg:  # COPY: one round trip a batch, no statement to parse per row
             rows = []
             for did, flat in self.file_runs:
                 it = iter(flat)
-                rows.extend((pid, did, *row) for row in zip(it, it, it, it, it))
-            execute_values(cursor, self.file_insert_head + " VALUES %s", rows, page_size=2000,
-                           template="(%s, %s, %s, %s, %s, %s, %s, 'file', NULL, NULL)")
+                rows.extend((pid, did, *row, "file", None, None) for row in zip(it, it, it, it, it))
+            bulk.insert_rows(self.db, File._meta.table_name, _FILE_COLUMNS, rows)
             return
         step = FILE_ROWS_PER_INSERT * local_walk.FILE_FIELDS
         full = []
@@ -225,12 +219,7 @@ class _Writer:
             if self.file_runs:
                 self._insert_files(cursor)
             if self.inserts:
-                if self.pg:
-                    from psycopg2.extras import execute_values
-
-                    execute_values(cursor, self.insert_sql, self.inserts, page_size=2000)
-                else:
-                    cursor.executemany(self.insert_sql, self.inserts)
+                bulk.insert_rows(self.db, File._meta.table_name, _FILE_COLUMNS, self.inserts)
             if self.updates:
                 cursor.executemany(self.update_sql, self.updates)
         self.file_runs = []

@@ -1,0 +1,182 @@
+"""Scale benchmark: scan and containerize of N small files on SQLite and PostgreSQL, in the same run.
+
+    .venv/bin/python bench/scale.py [--files 100000,1000000] [--ten-million] [--tree-dir /dev/shm]
+                                    [--pg URL] [--no-tui]
+
+For each N it writes a real tree of N small files (1000 a directory, 1–2000 bytes each; on tmpfs where there
+is room, so the walk times the store and not the disk), then for each store runs `ptolemy scan` and `ptolemy
+containerize` as their own processes and reports wall seconds and the peak RSS of each (wait4's rusage), the
+PostgreSQL/SQLite ratio, and the growth of containerize's peak RSS from the smallest N to the largest.
+Then, on the largest SQLite project, it drives the TUI with the pilot and reports key latency (median, p90,
+max) and the event loop's longest stall while browsing, and again while a rescan of the project runs.
+
+PostgreSQL: --pg URL (an empty database it may fill), else a throwaway cluster from tests/pgserver.py
+(initdb/pg_ctl, as the tests do).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, HERE)
+
+PER_DIR = 1000
+
+
+def make_tree(root: str, files: int) -> None:
+    rng = random.Random(files)
+    payload = rng.randbytes(2000)
+    for d in range(-(-files // PER_DIR)):
+        top = os.path.join(root, f"set{d // 100:03d}", f"batch{d:05d}")
+        os.makedirs(top, exist_ok=True)
+        for n in range(min(PER_DIR, files - d * PER_DIR)):
+            fd = os.open(os.path.join(top, f"file-{n:04d}.dat"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, payload[:rng.randint(1, 2000)])
+            os.close(fd)
+
+
+def run(argv: list[str], env: dict) -> tuple[float, int]:
+    """Run a ptolemy command; (wall seconds, peak RSS bytes) of that process alone."""
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "ptolemy_tui", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"ptolemy {' '.join(argv)} failed: {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss * 1024
+
+
+def measure(url: str, name: str, tree: str, staging: str, env: dict) -> dict:
+    run(["--db", url, "project", "create", name, "--target", tree, "--staging", staging, "--car-size", "31.5GiB"], env)
+    scan_s, scan_rss = run(["--db", url, "scan", name], env)
+    pack_s, pack_rss = run(["--db", url, "containerize", name], env)
+    rescan_s, rescan_rss = run(["--db", url, "scan", name], env)
+    return {"scan": scan_s, "scan_rss": scan_rss, "pack": pack_s, "pack_rss": pack_rss, "rescan": rescan_s,
+            "rescan_rss": rescan_rss}
+
+
+class StallMeter:
+    def __init__(self, app):
+        self.last = time.monotonic()
+        self.worst = 0.0
+        app.set_interval(0.02, self.tick)
+
+    def tick(self):
+        now = time.monotonic()
+        self.worst = max(self.worst, now - self.last)
+        self.last = now
+
+
+async def _browse(url: str, name: str, keys: list[str]) -> tuple[list[float], float]:
+    from ptolemy_tui.screens.app import PtolemyApp
+    from ptolemy_tui.store import db
+
+    db.open_database(url)
+    app = PtolemyApp(project=name, tab="tree", watch_tty=False)
+    latencies = []
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(2.0)
+        meter = StallMeter(app)
+        for key in keys:
+            started = time.perf_counter()
+            await pilot.press(key)
+            await pilot.pause()
+            latencies.append(time.perf_counter() - started)
+        await pilot.pause(0.5)
+        worst = meter.worst
+    db.close_database()
+    return latencies, worst
+
+
+BROWSE_KEYS = (["enter", "down", "down", "enter", "j", "j", "k", "o", "o", "3", "G", "g", "down", "down", "4",
+                "1", "2", "end", "home", "6", "2"] * 3)
+
+
+def tui_latency(url: str, name: str, env: dict) -> dict:
+    os.environ.update({k: v for k, v in env.items() if k.startswith(("XDG_", "PTOLEMY_"))})
+    idle, idle_stall = asyncio.run(_browse(url, name, BROWSE_KEYS))
+    scan = subprocess.Popen([sys.executable, "-m", "ptolemy_tui", "--db", url, "scan", name], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        busy, busy_stall = asyncio.run(_browse(url, name, BROWSE_KEYS))
+    finally:
+        scan.wait()
+    return {"idle": idle, "idle_stall": idle_stall, "busy": busy, "busy_stall": busy_stall}
+
+
+def _lat(values: list[float]) -> str:
+    ordered = sorted(values)
+    p90 = ordered[int(0.9 * (len(ordered) - 1))]
+    return (f"median {statistics.median(ordered) * 1000:.0f} ms, p90 {p90 * 1000:.0f} ms, "
+            f"max {ordered[-1] * 1000:.0f} ms")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--files", default="100000,1000000")
+    ap.add_argument("--ten-million", action="store_true", help="add N = 10M (needs ~45 GB of tmpfs or disk)")
+    ap.add_argument("--tree-dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    ap.add_argument("--pg", help="PostgreSQL URL of an empty database (default: a throwaway cluster)")
+    ap.add_argument("--no-tui", action="store_true")
+    args = ap.parse_args()
+    sizes = [int(n) for n in args.files.split(",")] + ([10_000_000] if args.ten_million else [])
+    work = tempfile.mkdtemp(prefix="ptolemy-bench-scale-", dir=args.tree_dir)
+    env = dict(os.environ, PYTHONPATH=HERE, XDG_DATA_HOME=os.path.join(work, "xdg-data"),
+               XDG_STATE_HOME=os.path.join(work, "xdg-state"))
+    cluster = None
+    try:
+        pg_url = args.pg
+        if not pg_url:
+            from tests import pgserver
+
+            cluster = pgserver.ThrowawayCluster()
+            pg_url = pgserver.create_database(cluster.start())
+        print(f"load average {os.getloadavg()[0]:.2f}; tree under {work}")
+        results: dict[int, dict[str, dict]] = {}
+        for n in sizes:
+            tree = os.path.join(work, f"tree{n}")
+            t = time.perf_counter()
+            make_tree(tree, n)
+            print(f"N = {n:,}: tree written in {time.perf_counter() - t:.1f}s")
+            results[n] = {}
+            for store, url in (("sqlite", f"sqlite:///{os.path.join(work, f'scale{n}.db')}"), ("postgres", pg_url)):
+                r = results[n][store] = measure(url, f"scale{n}", tree, os.path.join(work, "staging"), env)
+                print(f"  {store:8s}  scan {r['scan']:6.1f}s ({n / r['scan']:,.0f} files/s, RSS {r['scan_rss'] >> 20} MiB)"
+                      f"  containerize {r['pack']:6.1f}s (RSS {r['pack_rss'] >> 20} MiB)"
+                      f"  unchanged rescan {r['rescan']:6.1f}s (RSS {r['rescan_rss'] >> 20} MiB)")
+            s, p = results[n]["sqlite"], results[n]["postgres"]
+            print(f"  PostgreSQL speed / SQLite speed: scan {s['scan'] / p['scan']:.2f}x, "
+                  f"containerize {s['pack'] / p['pack']:.2f}x (target >= 0.5x)")
+            shutil.rmtree(tree, ignore_errors=True) if n != sizes[-1] else None
+        lo, hi = sizes[0], sizes[-1]
+        for store in ("sqlite", "postgres"):
+            grow = (results[hi][store]["pack_rss"] - results[lo][store]["pack_rss"]) >> 20
+            print(f"containerize peak RSS growth {lo:,} -> {hi:,} files on {store}: {grow} MiB (target < 60 MiB)")
+        print(f"load average {os.getloadavg()[0]:.2f}")
+        if not args.no_tui:
+            url = f"sqlite:///{os.path.join(work, f'scale{hi}.db')}"
+            lat = tui_latency(url, f"scale{hi}", env)
+            print(f"TUI on the {hi:,}-file project, {len(BROWSE_KEYS)} keys:")
+            print(f"  browsing:           {_lat(lat['idle'])}; longest loop stall {lat['idle_stall'] * 1000:.0f} ms")
+            print(f"  while a scan runs:  {_lat(lat['busy'])}; longest loop stall {lat['busy_stall'] * 1000:.0f} ms")
+            print(f"  (target: max < 200 ms)")
+            print(f"load average {os.getloadavg()[0]:.2f}")
+    finally:
+        if cluster:
+            cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
