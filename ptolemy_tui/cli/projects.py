@@ -92,7 +92,9 @@ def _print_project(doc: dict) -> None:
         rows += [
             ("files", f"{doc['files']:,} ({naturalsize(doc['bytes'], binary=True)})"),
             ("containers", f"{doc['containers']:,} ({doc['containers_built']:,} built, {doc['containers_failed']:,} failed)"),
-            ("cars", f"{doc['cars']:,}"),
+            ("cars", f"{doc['cars']:,}" + (f" ({doc['cars_stale']:,} stale: sources changed since the build; "
+                                           f"`ptolemy containerize {doc['name']}` packs what changed)"
+                                           if doc.get("cars_stale") else "")),
         ]
     if doc.get("next_command"):
         rows.append(("next", f"{doc['next_step']}: {doc['next_command']}"))

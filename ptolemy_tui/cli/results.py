@@ -7,6 +7,7 @@ from humanize import naturalsize
 
 from ptolemy_tui.cli.common import add_command, open_store
 from ptolemy_tui.cli.output import print_csv, print_json, print_table
+from ptolemy_tui.core.display import display_text
 from ptolemy_tui.errors import OperationFailed
 
 
@@ -20,6 +21,8 @@ def register(sub) -> None:
     p = add_command(sub, "manifest", "one row per CAR with what a deal tool needs", cmd_manifest)
     p.add_argument("name")
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
+    p.add_argument("--exclude-stale", action="store_true",
+                   help="leave out CARs whose sources changed after the build (the stale column says which)")
 
     p = add_command(sub, "files", "every file (or shard) → its CID → its CAR", cmd_files)
     p.add_argument("name")
@@ -47,8 +50,14 @@ def cmd_cars(args) -> int:
         print(f"no CARs built yet in {project.name}: `ptolemy build {project.name}`")
     else:
         print_table([(c["container"], c["payload_cid"], c["piece_cid"], naturalsize(c["car_size"], binary=True),
-                      naturalsize(c["padded_piece_size"], binary=True), c["path"]) for c in cars],
-                    ("CONTAINER", "PAYLOAD CID", "PIECE CID", "CAR SIZE", "PIECE", "PATH"))
+                      naturalsize(c["padded_piece_size"], binary=True), display_text(c["path"]),
+                      "STALE" if c["stale"] else "") for c in cars],
+                    ("CONTAINER", "PAYLOAD CID", "PIECE CID", "CAR SIZE", "PIECE", "PATH", "STALE"))
+        stale = [c for c in cars if c["stale"]]
+        if stale:
+            sys.stderr.write(f"{len(stale)} CAR(s) stale (a source changed after the build; container "
+                             f"{stale[0]['container']}: {stale[0]['stale_reason']}): `ptolemy containerize "
+                             f"{project.name}` packs what changed, then `ptolemy build {project.name}`\n")
     return 0
 
 
@@ -56,7 +65,7 @@ def cmd_manifest(args) -> int:
     from ptolemy_tui.services import projects, results
 
     open_store(args)
-    sys.stdout.write(results.manifest(projects.get(args.name), args.format))
+    sys.stdout.write(results.manifest(projects.get(args.name), args.format, exclude_stale=args.exclude_stale))
     return 0
 
 
@@ -70,8 +79,8 @@ def cmd_files(args) -> int:
     elif args.csv:
         print_csv(results.iter_files(project), results.FILE_KEYS)
     else:
-        for row in results.iter_files(project):
-            sys.stdout.write(f"{row['path']}\t{row['cid']}\t{row['car']}\n")
+        for row in results.iter_files(project):  # path is already escaped text: no tab or newline breaks a row
+            sys.stdout.write(f"{row['path']}\t{row['cid']}\t{display_text(row['car'])}\n")
     return 0
 
 
@@ -87,9 +96,13 @@ def cmd_verify(args) -> int:
     else:
         for r in report:
             status = "ok" if r["ok"] else "BAD: " + "; ".join(r["problems"])
+            if r["stale"]:
+                status += f" (STALE: {r['stale_reason']})"
             print(f"container {r['container']}  {r['piece_cid']}  {status}")
-        print(f"{len(report) - len(bad)} of {len(report)} CARs verified" if report else
-              f"no CARs built yet in {project.name}")
+        stale = sum(1 for r in report if r["stale"])
+        print((f"{len(report) - len(bad)} of {len(report)} CARs verified" if report else
+               f"no CARs built yet in {project.name}")
+              + (f"; {stale} intact but stale (sources changed since the build)" if stale else ""))
     if bad:
         raise OperationFailed(f"{len(bad)} of {len(report)} CARs of {project.name} failed verification")
     return 0

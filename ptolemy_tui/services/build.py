@@ -21,7 +21,7 @@ import psutil
 from ptolemy_tui.core.sizes import format_size
 from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, projects
-from ptolemy_tui.store.models import Container, Project, Worker, now
+from ptolemy_tui.store.models import Car, Container, Project, Worker, now
 from ptolemy_tui.store.queries import containers_by_state, live_workers
 from ptolemy_tui.worker import claims, launch, settings, staging
 from ptolemy_tui.worker.staging import human as _h
@@ -101,6 +101,11 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
                              f"`ptolemy retry {project.name}` requeues them")
         if not sum(by_state.values()):
             raise UsageError(f"project {project.name} has no containers: `ptolemy containerize {project.name}` first")
+        stale = Car.select().where((Car.project == project.id) & Car.stale_reason.is_null(False)).count()
+        if stale:
+            raise UsageError(f"nothing to build in {project.name}, but {stale} built CAR(s) are stale (sources changed "
+                             f"since the build): `ptolemy scan {project.name}`, then `ptolemy containerize "
+                             f"{project.name}` packs what changed, and `ptolemy build {project.name}` builds it")
         raise UsageError(f"nothing to build in {project.name}: all {by_state.get('built', 0)} containers are built; "
                          f"next: `ptolemy manifest {project.name}`")
     problem = check_space(project, mode)

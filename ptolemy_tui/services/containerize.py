@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import peewee
 
+from ptolemy_tui.core.display import is_plain, json_name_fields
 from ptolemy_tui.core.packing import PackingError, Piece, exact_car_size, pack, pieces_of, shard_name
 from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.errors import UsageError
@@ -216,6 +217,25 @@ def _reset(project: Project, discard_built: bool) -> int:
     return len(ids)
 
 
+def _retire_stale(project: Project) -> int:
+    """A built container whose CAR went stale (a rescan found a source changed or removed) gives its files back
+    for packing: its items go, so the files count as not covered and are packed into new containers with what
+    changed. The container, its CAR record (still marked stale, still in `cars`, `manifest` and `files`) and
+    the CAR file stay: a deal may already have been made with it."""
+    ids = [c for (c,) in Car.select(Car.container).where(
+        (Car.project == project) & Car.stale_reason.is_null(False)).tuples()]
+    retired = 0
+    with database.atomic():
+        for start in range(0, len(ids), 500):
+            part = ids[start:start + 500]
+            retired += ContainerItem.select(ContainerItem.container).where(
+                ContainerItem.container.in_(part)).distinct().count()
+            ContainerItem.delete().where(ContainerItem.container.in_(part)).execute()
+    if retired:
+        events.record(project, f"{retired} stale CAR(s): their files are packed again with what changed")
+    return retired
+
+
 def _shard_name_collision(project: Project) -> tuple[bytes, bytes] | None:
     """(shard name, the split file) when a shard's name `<path>.ptolemy<N>` is also a scanned path (a file or a
     directory) or another shard's: the CAR would hold one path twice and could never be built."""
@@ -272,6 +292,8 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
     discarded = _reset(project, discard_built) if reset else 0
     projects.set_status(project, "containerizing", None)
     try:
+        if not reset:
+            _retire_stale(project)
         repack = Container.select().where(Container.project == project).exists()
         stats = {"files": 0, "symlinks": 0}
         next_seq = (Container.select(peewee.fn.MAX(Container.seq)).where(Container.project == project).scalar() or 0) + 1
@@ -333,6 +355,14 @@ def list_containers(project: Project) -> list[dict]:
              "shard_count": c.shard_count, "attempts": c.attempts, "error": c.error} for c in rows]
 
 
+def _source_fields(source, rel: bytes) -> dict:
+    fields = {"source": source.describe(rel)}
+    raw = source.path(rel) if hasattr(source, "path") else None  # a local file's exact path bytes
+    if raw is not None and not is_plain(raw):
+        fields["source_hex"] = bytes(raw).hex()
+    return fields
+
+
 def container_items(project: Project, container_id: int) -> list[dict]:
     in_range = 1 <= container_id < 1 << 63  # a bigger number would overflow the store's integer, not just miss
     container = in_range and Container.get_or_none((Container.id == container_id) & (Container.project == project))
@@ -342,6 +372,7 @@ def container_items(project: Project, container_id: int) -> list[dict]:
     q = (ContainerItem.select(ContainerItem.car_path, ContainerItem.offset, ContainerItem.length,
                               ContainerItem.shard_index, ContainerItem.file, File.path, File.kind)
          .join(File).where(ContainerItem.container == container).order_by(ContainerItem.seq).tuples())
-    return [{"car_path": path_text(bytes(car_path)), "source": source.describe(bytes(path)),
-             "offset": offset, "length": length, "shard_index": shard, "file_id": fid, "kind": kind}
+    # Escaped text for people (core.display), plus car_path_hex / source_hex with the exact bytes when needed.
+    return [json_name_fields(bytes(car_path), "car_path") | _source_fields(source, bytes(path))
+            | {"offset": offset, "length": length, "shard_index": shard, "file_id": fid, "kind": kind}
             for car_path, offset, length, shard, fid, path, kind in q]

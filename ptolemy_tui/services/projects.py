@@ -266,6 +266,7 @@ def counts(project: Project) -> dict[str, int]:
         "containers_built": by_state.get("built", 0),
         "containers_failed": by_state.get("failed", 0),
         "cars": Car.select().where(Car.project == project).count(),
+        "cars_stale": Car.select().where((Car.project == project) & Car.stale_reason.is_null(False)).count(),
     }
 
 

@@ -11,13 +11,18 @@ import peewee
 
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import projects
-from ptolemy_tui.store.fields import path_text
+from ptolemy_tui.core.display import json_name_fields
 from ptolemy_tui.store.models import Car, CarEntry, Container, ContainerItem, File, Project
 
-CAR_KEYS = ("container", "payload_cid", "piece_cid", "piece_cid_v2", "car_size", "padded_piece_size", "path")
+CAR_KEYS = ("container", "payload_cid", "piece_cid", "piece_cid_v2", "car_size", "padded_piece_size", "path",
+            "stale", "stale_reason")
 # One row per CAR with what a deal tool needs. payload_cid, commp, size and padded_size are the seed's
 # carfile_meta keys, kept under those names so existing deal scripts read the manifest unchanged.
-MANIFEST_KEYS = ("file_name", "payload_cid", "commp", "piece_cid_v2", "size", "padded_size", "path", "container")
+# `stale`: a source file of the CAR changed or went away after the build (a rescan found it), so the CAR no
+# longer matches the tree; `containerize` repacks those files and `build` makes fresh CARs of them.
+MANIFEST_KEYS = ("file_name", "payload_cid", "commp", "piece_cid_v2", "size", "padded_size", "path", "container",
+                 "stale")
+# path_hex / source_hex: the exact bytes, present (JSON) only when the name is not plain printable UTF-8.
 FILE_KEYS = ("path", "cid", "car", "payload_cid", "container", "source", "offset", "length", "shard_index")
 
 
@@ -34,20 +39,33 @@ def list_cars(project: Project | str) -> list[dict[str, Any]]:
     project = _project(project)
     return [{"container": car.container.seq, "payload_cid": car.payload_cid, "piece_cid": car.piece_cid,
              "piece_cid_v2": car.piece_cid_v2, "car_size": car.car_size, "padded_piece_size": car.padded_piece_size,
-             "path": car.path, "host": car.host, "built_at": car.built_at, "seconds": car.seconds}
+             "path": car.path, "host": car.host, "built_at": car.built_at, "seconds": car.seconds,
+             "stale": car.stale_reason is not None, "stale_reason": car.stale_reason}
             for car in _cars(project)]
 
 
-def manifest_rows(project: Project | str) -> list[dict[str, Any]]:
+def stale_counts(project: Project | str) -> dict[str, int]:
+    """stale: built CARs whose sources changed; unrepacked: those whose files containerize has not packed
+    again yet (their container still holds its items)."""
+    project = _project(project)
+    ids = [c for (c,) in Car.select(Car.container).where(
+        (Car.project == project.id) & Car.stale_reason.is_null(False)).tuples()]
+    unrepacked = sum(ContainerItem.select(ContainerItem.container).where(ContainerItem.container.in_(part))
+                     .distinct().count() for part in (ids[i:i + 500] for i in range(0, len(ids), 500)))
+    return {"stale": len(ids), "unrepacked": unrepacked}
+
+
+def manifest_rows(project: Project | str, *, exclude_stale: bool = False) -> list[dict[str, Any]]:
     return [{"file_name": os.path.basename(c["path"]), "payload_cid": c["payload_cid"], "commp": c["piece_cid"],
              "piece_cid_v2": c["piece_cid_v2"], "size": c["car_size"], "padded_size": c["padded_piece_size"],
-             "path": c["path"], "container": c["container"]} for c in list_cars(project)]
+             "path": c["path"], "container": c["container"], "stale": c["stale"]}
+            for c in list_cars(project) if not (exclude_stale and c["stale"])]
 
 
-def manifest(project: Project | str, fmt: str = "csv") -> str:
+def manifest(project: Project | str, fmt: str = "csv", *, exclude_stale: bool = False) -> str:
     """The manifest as CSV (header row, one line per CAR) or one JSON document."""
     project = _project(project)
-    rows = manifest_rows(project)
+    rows = manifest_rows(project, exclude_stale=exclude_stale)
     if fmt == "json":
         return json.dumps({"project": project.name, "cars": rows}, indent=2) + "\n"
     if fmt == "csv":
@@ -71,9 +89,11 @@ def iter_files(project: Project | str) -> Iterator[dict[str, Any]]:
              .where(Car.project == project.id)
              .order_by(Container.seq, CarEntry.id))
     for path, cid, car_path, payload, seq, source, offset, length, shard in query.tuples().iterator():
-        yield {"path": path_text(path), "cid": cid, "car": os.path.basename(car_path), "payload_cid": payload,
-               "container": seq, "source": path_text(source) if source is not None else None,
-               "offset": offset, "length": length, "shard_index": shard}
+        row = json_name_fields(path, "path")
+        row.update(cid=cid, car=os.path.basename(car_path), payload_cid=payload, container=seq)
+        row.update(json_name_fields(source, "source"))
+        row.update(offset=offset, length=length, shard_index=shard)
+        yield row
 
 
 def list_files(project: Project | str) -> list[dict[str, Any]]:
@@ -93,7 +113,7 @@ def verify(project: Project | str) -> list[dict[str, Any]]:
     for car in _cars(project):
         problems: list[str] = []
         doc = {"container": car.container.seq, "path": car.path, "payload_cid": car.payload_cid,
-               "piece_cid": car.piece_cid}
+               "piece_cid": car.piece_cid, "stale": car.stale_reason is not None, "stale_reason": car.stale_reason}
         try:
             size = os.path.getsize(car.path)
         except OSError as exc:
