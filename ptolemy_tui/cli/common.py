@@ -37,9 +37,11 @@ def add_command(sub, name: str, help: str, handler: Callable[[argparse.Namespace
     return parser
 
 
-def open_store(args: argparse.Namespace, *, operator: bool = True):
+def open_store(args: argparse.Namespace, *, operator: bool = True, pooled: bool = False):
     """Connect to the store named by --db / --db-ini / PTOLEMY_DB (default: the SQLite file) and migrate it.
-    operator=False for a worker: no lock timeout on its PostgreSQL session (it waits and retries on its own)."""
+    operator=False for a worker: no lock timeout on its PostgreSQL session (it waits and retries on its own).
+    pooled=True for the TUI, whose polling threads borrow connections from a pool instead of opening their own."""
     from ptolemy_tui.store import db
 
-    return db.open_database(url=getattr(args, "db", None), ini_path=getattr(args, "db_ini", None), operator=operator)
+    return db.open_database(url=getattr(args, "db", None), ini_path=getattr(args, "db_ini", None), operator=operator,
+                            pooled=pooled)

@@ -26,7 +26,7 @@ def _label(args: argparse.Namespace) -> str:
 
 
 def run_tui(args: argparse.Namespace, *, project: str | None = None, autorun: bool = False) -> int:
-    open_store(args)
+    open_store(args, pooled=True)
     from ptolemy_tui.screens.app import PtolemyApp
 
     app = PtolemyApp(project=project or getattr(args, "project", None), tab=getattr(args, "tab", None) or "overview",

@@ -13,10 +13,13 @@ from typing import Any, Iterable
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.content import Content
 from textual.screen import Screen
+from textual.widgets import Header
+from textual.widgets._header import HeaderTitle
 
 import ptolemy_tui
-from ptolemy_tui.screens import data
+from ptolemy_tui.services import session, views
 from ptolemy_tui.screens.base import MIN_SIZE, HelpScreen, QuitScreen, TooSmallScreen, binding_rows
 
 
@@ -38,6 +41,45 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 10, 10)
+
+
+NOTICE_MODES = ("off", "bell", "osc9", "osc777")
+
+
+def notice_mode_from_env() -> str:
+    """PTOLEMY_NOTIFY: off (default), bell, osc9 or osc777; anything else is off."""
+    mode = os.environ.get("PTOLEMY_NOTIFY", "off").strip().lower()
+    return mode if mode in NOTICE_MODES else "off"
+
+
+def notice_sequence(mode: str, text: str) -> str:
+    clean = "".join(ch for ch in text if ch.isprintable() and ch not in ";\x1b\x07")[:200]
+    if mode == "bell":
+        return "\a"
+    if mode == "osc9":
+        return f"\x1b]9;{clean}\x07"
+    if mode == "osc777":
+        return f"\x1b]777;notify;Ptolemy;{clean}\x07"
+    return ""
+
+
+def short_store(label: str) -> str:
+    """sqlite:////home/me/x.db -> sqlite ~/x.db; postgresql://u:****@h:5432/db -> pg u@h:5432/db (the password
+    is masked before it gets here and dropped here)."""
+    if label.startswith("sqlite:///"):
+        path = label[len("sqlite:///"):]
+        home = os.path.expanduser("~")
+        if path.startswith(home + "/"):
+            path = "~" + path[len(home):]
+        return f"sqlite {path}"
+    for scheme in ("postgresql://", "postgres://"):
+        if label.startswith(scheme):
+            rest = label[len(scheme):]
+            if "@" in rest:
+                auth, host = rest.rsplit("@", 1)
+                rest = f"{auth.split(':', 1)[0]}@{host}"
+            return f"pg {rest}"
+    return label
 
 
 # Longer titles for the command palette than the footer has room for (by action).
@@ -78,13 +120,15 @@ class PtolemyApp(App):
     ]
 
     def __init__(self, *, project: str | None = None, tab: str = "overview", autorun: bool = False,
-                 store_label: str = "", watch_tty: bool | None = None):
+                 store_label: str = "", watch_tty: bool | None = None, notify_mode: str | None = None):
         super().__init__()
+        self.notify_mode = notify_mode if notify_mode is not None else notice_mode_from_env()
         self.open_project = project
         self.open_tab = tab
         self.autorun = autorun
         self.store_label = store_label
         self.paused_refresh = False
+        self.notices: list[str] = []  # the terminal notices sent (tests read them in headless runs)
         self.running_steps: set[threading.Event] = set()
         self.project_names: list[str] = []
         self.quit_choice: str | None = None
@@ -121,11 +165,8 @@ class PtolemyApp(App):
 
     @work(thread=True, exit_on_error=False, group="open")
     def _open_named(self, name: str) -> None:
-        from ptolemy_tui.services import projects
-
         try:
-            p = data.db_call(projects.get, name)
-            info = (p.id, p.name, os.path.basename(p.target_dir.rstrip("/")) or p.target_dir)
+            info = session.call(views.project_ref, name)
         except Exception as exc:  # noqa: BLE001
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
@@ -172,6 +213,49 @@ class PtolemyApp(App):
     def action_toggle_refresh(self) -> None:
         self.paused_refresh = not self.paused_refresh
         self.notify("refresh paused (z resumes)" if self.paused_refresh else "refresh resumed")
+        self.refresh_headers()
+
+    # The header: which store is open, and whether refreshing is paused ---------------------------------------
+
+    def format_title(self, title: str, sub_title: str) -> Content:
+        parts: list[Any] = [title]
+        if sub_title:
+            parts += [(" — ", "dim"), sub_title]
+        if self.store_label:
+            parts += [("  ·  ", "dim"), (short_store(self.store_label), "dim")]
+        if self.paused_refresh:
+            parts += ["  ", ("⏸ REFRESH PAUSED (z)", "bold reverse")]
+        return Content.assemble(*parts)
+
+    def refresh_headers(self) -> None:
+        for screen in self.screen_stack:
+            for header in screen.query(Header):
+                for title in header.query(HeaderTitle):
+                    title.update(header.format_title())
+
+    # Build finished or failed: a notification, and the bell or a desktop notice when configured -------------
+
+    def build_transition(self, before: Any, after: Any) -> None:
+        if before.status != "building" or after.status == "building":
+            return
+        failed = after.states.get("failed", 0)
+        built = after.states.get("built", 0)
+        if after.status == "failed" or failed:
+            text = f"build of {after.name} failed: {failed} container(s) failed, {built} built"
+        elif after.status == "built":
+            text = f"build of {after.name} finished: {built} CARs"
+        else:
+            text = f"build of {after.name} stopped ({after.status}): {built} of {after.containers} built"
+        self.notify(text, severity="error" if failed else "information", timeout=15)
+        self.terminal_notice(text)
+
+    def terminal_notice(self, text: str) -> None:
+        """The configured signal: `bell` (BEL), `osc9` (iTerm2, WezTerm, Windows Terminal), `osc777` (VTE,
+        foot, kitty); `off` (the default) does nothing."""
+        sequence = notice_sequence(self.notify_mode, text)
+        if sequence and self._driver is not None and not self.is_headless:
+            self._driver.write(sequence)
+        self.notices.append(sequence)
 
     # Quitting -----------------------------------------------------------------------------------------------
 
@@ -181,7 +265,7 @@ class PtolemyApp(App):
     @work(thread=True, exclusive=True, exit_on_error=False, group="quit")
     def _quit_check(self) -> None:
         try:
-            running = data.db_call(data.any_live_workers)
+            running = session.call(views.busy_workers)
         except Exception:  # noqa: BLE001 - a broken store must not stop the operator leaving
             running = {}
         self.call_from_thread(self._quit_answer, running)
@@ -204,16 +288,12 @@ class PtolemyApp(App):
 
     @work(thread=True, exit_on_error=False, group="quit-stop")
     def _stop_builds(self, names: list[str]) -> None:
-        from ptolemy_tui.services import projects
+        from ptolemy_tui.services import build
 
-        cancel = data.service_function("build", "cancel")
         failures = []
         for name in names:
-            if cancel is None:
-                failures.append(f"{name}: build.cancel is not available yet")
-                continue
             try:
-                data.db_call(lambda: cancel(projects.get(name)))
+                session.call(build.cancel, name)
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"{name}: {exc}")
         self.call_from_thread(self._stopped, failures)

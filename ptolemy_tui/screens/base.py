@@ -2,6 +2,7 @@
 thread workers, and the small modals (confirm, help, quit)."""
 from __future__ import annotations
 
+import importlib
 import logging
 from typing import Any, Callable, Iterable
 
@@ -15,7 +16,7 @@ from textual.widgets import Button, DataTable, Input, Label, Static, Tree
 from textual.worker import get_current_worker
 
 from ptolemy_tui.errors import PtolemyError
-from ptolemy_tui.screens import data
+from ptolemy_tui.services import session, views
 
 log = logging.getLogger("ptolemy.tui")
 
@@ -60,7 +61,7 @@ class Polling:
     @work(thread=True, exclusive=True, group="poll", exit_on_error=False)
     def _poll_worker(self) -> None:
         try:
-            result: Any = data.db_call(self.fetch)
+            result: Any = session.call(self.fetch)
         except Exception as exc:  # noqa: BLE001 - shown in the view, never fatal
             result = exc
         worker = get_current_worker()
@@ -213,7 +214,7 @@ class ProjectRef:
 
 
 def _resolve(value: Any) -> Any:
-    return data.project(value.project_id) if isinstance(value, ProjectRef) else value
+    return views.project(value.project_id) if isinstance(value, ProjectRef) else value
 
 
 def call_service(node, module: str, function: str | Callable, *args, done: Callable[[Any], None] | None = None,
@@ -221,8 +222,7 @@ def call_service(node, module: str, function: str | Callable, *args, done: Calla
                  **kwargs) -> None:
     """Run services.<module>.<function>(*args) in a thread worker; report the outcome as a notification.
 
-    The service module is imported inside the worker, so the app runs before a service has landed (the operator
-    then reads "not available yet"). `function` may also be a callable, run the same way (module is its label).
+    `function` may also be a callable, run the same way (module is then only its label).
     """
     label = function if isinstance(function, str) else module
 
@@ -238,18 +238,13 @@ def call_service(node, module: str, function: str | Callable, *args, done: Calla
 
     def attempt() -> None:
         app = node.app
-        fn = data.service_function(module, function) if isinstance(function, str) else function
-        if fn is None:
-            app.call_from_thread(app.notify, f"{module}.{function} is not available yet", severity="warning")
-            return
         try:
-            result = data.db_call(lambda: fn(*[_resolve(a) for a in args],
+            fn = (getattr(importlib.import_module(f"ptolemy_tui.services.{module}"), function)
+                  if isinstance(function, str) else function)
+            result = session.call(lambda: fn(*[_resolve(a) for a in args],
                                              **{k: _resolve(v) for k, v in kwargs.items()}))
         except PtolemyError as exc:
             app.call_from_thread(app.notify, str(exc), severity="error", timeout=8)
-            return
-        except ModuleNotFoundError as exc:
-            app.call_from_thread(app.notify, f"{exc.name or label} is not available yet", severity="warning")
             return
         except Exception as exc:  # noqa: BLE001 - never take the app down
             log.exception("%s.%s failed", module, label)

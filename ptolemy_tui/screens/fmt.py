@@ -21,10 +21,11 @@ def rate(bytes_per_second: float | None) -> str:
     return f"{naturalsize(bytes_per_second, binary=True, format='%.1f')}/s"
 
 
-def mbps(bytes_per_second: float | None) -> str:
+def mibps(bytes_per_second: float | None) -> str:
+    """A rate column's number: MiB/s, the binary unit every size and rate on screen uses."""
     if not bytes_per_second:
         return "-"
-    return f"{bytes_per_second / 1e6:.1f}"
+    return f"{bytes_per_second / 2**20:.1f}"
 
 
 def count(n: int | None) -> str:

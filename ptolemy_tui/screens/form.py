@@ -15,7 +15,8 @@ from textual.worker import get_current_worker
 
 from ptolemy_tui.core.sizes import SizeError, format_size, parse_size, piece_fit
 from ptolemy_tui.errors import PtolemyError
-from ptolemy_tui.screens import data, fmt
+from ptolemy_tui.screens import fmt
+from ptolemy_tui.services import session, views
 
 FIELDS = [
     # key, label, placeholder
@@ -156,17 +157,8 @@ class ProjectForm(ModalScreen[str | None]):
 
     @work(thread=True, exit_on_error=False)
     def _load(self) -> None:
-        from ptolemy_tui.services import projects
-
-        def read() -> dict[str, Any]:
-            p = data.project(self.project_id)
-            return {"name": p.name, "target_dir": p.target_dir, "staging_dir": p.staging_dir,
-                    "car_size": format_size(p.car_size), "shard_size": format_size(p.shard_size),
-                    "load_type": p.load_type, "encryption": p.encryption, "workers": str(p.workers),
-                    "staging_budget": format_size(p.staging_budget) if p.staging_budget else ""}
-
         try:
-            values = data.db_call(read)
+            values = session.call(views.project_fields, self.project_id)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.notify, f"cannot load the project: {exc}", severity="error")
             return
@@ -230,12 +222,12 @@ class ProjectForm(ModalScreen[str | None]):
             error = (exc.field, str(exc))
         except PtolemyError as exc:
             error = ("name", str(exc))
-        usage = data.staging_free(values["staging_dir"])
+        usage = views.disk_usage(values["staging_dir"])
         if get_current_worker().is_cancelled:
             return
         self.app.call_from_thread(self._show_validation, error, warnings, usage, values["staging_dir"])
 
-    def _show_validation(self, error: tuple[str, str] | None, warnings: list[str], usage: dict | None,
+    def _show_validation(self, error: tuple[str, str] | None, warnings: list[str], usage: views.StagingView | None,
                          staging: str) -> None:
         self.errors = {error[0]: error[1]} if error else {}
         if not self.tried_save:
@@ -248,8 +240,7 @@ class ProjectForm(ModalScreen[str | None]):
             self.query_one(f"#{key}").set_class(bool(message), "invalid")
         info = self.query_one("#staging-info", Static)
         if usage and staging:
-            info.update(f"staging: {fmt.size(usage['free'])} free of {fmt.size(usage['total'])} "
-                        f"({usage['path']})")
+            info.update(f"staging: {fmt.size(usage.free)} free of {fmt.size(usage.total)} ({usage.path})")
         else:
             info.update("staging: -")
         warning = self.query_one("#warnings", Static)
@@ -300,13 +291,13 @@ class ProjectForm(ModalScreen[str | None]):
         try:
             if self.project_id is None:
                 spec = projects.ProjectSpec(**values)
-                project, warnings = data.db_call(projects.create, spec)
+                project, warnings = session.call(projects.create, spec)
             else:
                 changes = {k: v for k, v in values.items() if k != "name"}
                 changes["staging_budget"] = changes["staging_budget"] or "none"
                 if not changes.get("workers"):
                     changes.pop("workers")
-                project, warnings = data.db_call(projects.edit, values["name"], changes)
+                project, warnings = session.call(projects.edit, values["name"], changes)
         except projects.FieldError as exc:
             self.app.call_from_thread(self._save_failed, exc.field, str(exc))
             return

@@ -9,7 +9,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from ptolemy_tui.screens import data, fmt
+from ptolemy_tui.screens import fmt
+from ptolemy_tui.services import views
 from ptolemy_tui.screens.base import NavTable, Polling
 
 PAGE = 1000
@@ -31,30 +32,28 @@ class ItemsTable(Polling, NavTable):
             self.add_column(label, key=key)
         self.start_polling()
 
-    def fetch(self) -> dict[str, Any]:
-        return data.container_items(self.container_id, self.page_offset, PAGE)
+    def fetch(self) -> views.ItemsView:
+        return views.container_items(self.container_id, self.page_offset, PAGE)
 
-    def show(self, doc: dict[str, Any]) -> None:
-        self.total = doc["total"]
-        c = doc["container"]
+    def show(self, doc: views.ItemsView) -> None:
+        self.total = doc.total
+        c = doc.container
         head = Text()
-        head.append(f"container {c['seq']}", style="bold")
-        head.append(f"  {fmt.state(c['state'])}  {fmt.size(c['predicted_size'])}  {fmt.count(c['items'])} items, "
-                    f"{fmt.count(c['shards'])} shards")
+        head.append(f"container {c.seq}", style="bold")
+        head.append(f"  {fmt.state(c.state)}  {fmt.size(c.predicted_size)}  {fmt.count(c.items)} items, "
+                    f"{fmt.count(c.shards)} shards")
         last = min(self.page_offset + PAGE, self.total)
         head.append(f"   rows {self.page_offset + 1 if self.total else 0}-{last} of {fmt.count(self.total)}", style="dim")
         if self.total > PAGE:
             head.append("  (n/p page)", style="dim")
-        if c.get("error"):
-            head.append(f"\n✗ {c['error']}", style="red")
+        if c.error:
+            head.append(f"\n✗ {c.error}", style="red")
         self.screen.query_one("#items-head", Static).update(head)
         self.clear()
-        for r in doc["rows"]:
-            shard = "" if r["shard_index"] is None else str(r["shard_index"])
-            rng = f"{fmt.count(r['offset'])}-{fmt.count(r['offset'] + r['length'])}" if r["shard_index"] is not None \
-                else "whole"
-            self.add_row(str(r["seq"]), r["car_path"], r["source"], rng, fmt.size(r["length"]), shard,
-                         key=str(r["seq"]))
+        for r in doc.rows:
+            shard = "" if r.shard_index is None else str(r.shard_index)
+            rng = f"{fmt.count(r.offset)}-{fmt.count(r.offset + r.length)}" if r.shard_index is not None else "whole"
+            self.add_row(str(r.seq), r.car_path, r.source, rng, fmt.size(r.length), shard, key=str(r.seq))
 
 
 class ContainerItemsScreen(Screen):

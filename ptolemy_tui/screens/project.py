@@ -116,8 +116,8 @@ class ProjectScreen(Screen):
         if self.active_tab not in tabs:
             return False
         if action in ("pause", "resume"):  # offer the one that applies
-            last = getattr(self.pane("build"), "last", None) or {}
-            return bool(last.get("paused")) == (action == "resume")
+            last = self.pane("build").last
+            return bool(last and last.paused) == (action == "resume")
         return True
 
     @on(TabbedContent.TabActivated)
@@ -229,7 +229,7 @@ class ProjectScreen(Screen):
             else:
                 run(False)
 
-        call_service(self, "status", lambda p: p.status, ProjectRef(self.project_id), done=decide)
+        call_service(self, "views", "project_status", self.project_id, done=decide)
 
     def action_build(self) -> None:
         self._start_build(None)
@@ -283,7 +283,7 @@ class ProjectScreen(Screen):
         if row is None:
             self.notify("no CAR selected")
             return
-        value = row[field]
+        value = getattr(row, field)
         self.app.copy_to_clipboard(value)
         self.notify(f"copied {field.replace('_', ' ')}: {value}", timeout=6)
 
@@ -291,12 +291,9 @@ class ProjectScreen(Screen):
         name = self.project_name
 
         def write(project) -> str:
-            from ptolemy_tui.screens import data
+            from ptolemy_tui.services import results
 
-            fn = data.service_function("results", "manifest")
-            if fn is None:
-                raise ModuleNotFoundError("results.manifest")
-            content = fn(project, "csv")
+            content = results.manifest(project, "csv")
             if isinstance(content, (list, tuple)):
                 content = "\n".join(str(line) for line in content)
             if isinstance(content, str) and os.path.exists(content) and "\n" not in content:

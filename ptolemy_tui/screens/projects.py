@@ -10,7 +10,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static
 
-from ptolemy_tui.screens import data, fmt
+from ptolemy_tui.screens import fmt
+from ptolemy_tui.services import views
 from ptolemy_tui.screens.base import (ConfirmScreen, FilterInput, NavTable, Polling, call_service, reset_table,
                                       sync_table)
 
@@ -22,40 +23,42 @@ COLUMN_KEYS = [key for key, _ in COLUMNS]
 class ProjectsTable(Polling, NavTable):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.rows_by_name: dict[str, dict[str, Any]] = {}
+        self.rows_by_name: dict[str, views.ProjectRow] = {}
         self.filter_text = ""
         self.loaded = False
-        self.last_rows: list[dict[str, Any]] = []
+        self.last_rows: list[views.ProjectRow] = []
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
         self.start_polling()
 
-    def fetch(self) -> list[dict[str, Any]]:
-        return data.projects_table()
+    def fetch(self) -> list[views.ProjectRow]:
+        return views.project_rows()
 
-    def show(self, rows: list[dict[str, Any]]) -> None:
+    def show(self, rows: list[views.ProjectRow]) -> None:
         self.last_rows = rows
-        self.rows_by_name = {r["name"]: r for r in rows}
+        self.rows_by_name = {r.name: r for r in rows}
         self.app.project_names = sorted(self.rows_by_name)
         needle = self.filter_text.lower()
-        shown = [r for r in rows if not needle or needle in r["name"].lower() or needle in r["status"]]
-        sync_table(self, [(r["name"], tuple(r.items())) for r in shown], COLUMN_KEYS,
-                   lambda raw: self.cells(dict(raw)))
+        shown = [r for r in rows if not needle or needle in r.name.lower() or needle in r.status]
+        sync_table(self, [(r.name, r) for r in shown], COLUMN_KEYS, self.cells)
         self.loaded = True
         empty = self.screen.query_one("#empty", Static)
         empty.display = not rows
 
     @staticmethod
-    def cells(r: dict[str, Any]) -> list[Any]:
-        status = fmt.state(r["status"])
-        if r["paused"]:
+    def cells(r: views.ProjectRow) -> list[Any]:
+        status = fmt.state(r.status)
+        if r.paused:
             status.append(" paused", style="yellow")
-        fraction = (r["built"] / r["containers"]) if r["containers"] else None
-        cars = f"{r['built']}/{r['containers']}" + (f" ✗{r['failed']}" if r["failed"] else "")
-        return [Text(r["name"], style="bold"), status, fmt.count(r["files"]), fmt.size(r["bytes"]),
-                fmt.count(r["containers"]), cars, fmt.bar_pct(fraction, 10), str(r["workers"] or "")]
+        fraction = (r.built / r.containers) if r.containers else None
+        cars = f"{r.built}/{r.containers}" + (f" ✗{r.failed}" if r.failed else "")
+        workers = Text(str(r.workers or ""))
+        if r.lost_workers:
+            workers.append(f" ✗{r.lost_workers} lost", style="bold red")
+        return [Text(r.name, style="bold"), status, fmt.count(r.files), fmt.size(r.bytes),
+                fmt.count(r.containers), cars, fmt.bar_pct(fraction, 10), workers]
 
 
 class ProjectsScreen(Screen):
@@ -94,7 +97,7 @@ class ProjectsScreen(Screen):
     def table(self) -> ProjectsTable:
         return self.query_one(ProjectsTable)
 
-    def selected(self) -> dict[str, Any] | None:
+    def selected(self) -> views.ProjectRow | None:
         name = self.table.selected_key()
         return self.table.rows_by_name.get(name) if name else None
 
@@ -109,7 +112,7 @@ class ProjectsScreen(Screen):
             return
         from ptolemy_tui.screens.project import ProjectScreen
 
-        self.app.push_screen(ProjectScreen(row["id"], row["name"], row.get("target_name", "")))
+        self.app.push_screen(ProjectScreen(row.id, row.name, row.target_name))
 
     def action_new(self) -> None:
         from ptolemy_tui.screens.form import ProjectForm
@@ -123,7 +126,7 @@ class ProjectsScreen(Screen):
             return
         from ptolemy_tui.screens.form import ProjectForm
 
-        self.app.push_screen(ProjectForm(row["id"]), self._after_form)
+        self.app.push_screen(ProjectForm(row.id), self._after_form)
 
     def _after_form(self, name: str | None) -> None:
         if name:
@@ -134,7 +137,7 @@ class ProjectsScreen(Screen):
         if row is None:
             self.notify("no project selected")
             return
-        name = row["name"]
+        name = row.name
 
         def answered(yes: bool | None) -> None:
             if yes:

@@ -5,6 +5,7 @@ Each pane polls the store only while it is the visible tab of the current screen
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from typing import Any
 
@@ -17,7 +18,8 @@ from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
 from ptolemy_tui.core.sizes import format_size, piece_fit
-from ptolemy_tui.screens import data, fmt
+from ptolemy_tui.screens import fmt
+from ptolemy_tui.services import session, views
 from ptolemy_tui.screens.base import FilterInput, NavTable, NavTree, Polling, reset_table, sync_table
 
 NEXT_KEYS = {
@@ -55,11 +57,12 @@ class OverviewPane(Pane, VerticalScroll):
         self._pid = self.screen.project_id
         self.start_polling()
 
-    def fetch(self) -> dict[str, Any]:
-        return data.overview(self._pid)
+    def fetch(self) -> views.OverviewView:
+        return views.overview(self._pid)
 
-    def show(self, doc: dict[str, Any]) -> None:
-        self.doc = doc
+    def show(self, view: views.OverviewView) -> None:
+        self.doc = doc = view.project
+        counts = view.counts
         self.screen.status = doc["status"]
         t = Text()
 
@@ -72,7 +75,7 @@ class OverviewPane(Pane, VerticalScroll):
             t.append("\n")
 
         status = fmt.state(doc["status"])
-        if doc.get("paused"):
+        if view.paused:
             status.append("  (paused)", style="yellow")
         if doc.get("message"):
             status.append(f"  {doc['message']}", style="italic")
@@ -85,20 +88,24 @@ class OverviewPane(Pane, VerticalScroll):
         row("load type", f"{doc['load_type']}, {doc['workers']} workers, encryption {doc['encryption']}")
         row("staging budget", fmt.size(doc["staging_budget"]) if doc["staging_budget"] else "free space of the disk")
         t.append("\n")
-        row("files", f"{fmt.count(doc['files'])} ({fmt.size(doc['bytes'])})")
-        n = doc["containers"]
-        row("containers", f"{fmt.count(n)}: {doc['containers_built']} built, {doc['containers_building']} building, "
-                          f"{doc['containers_pending']} pending, {doc['containers_failed']} failed")
-        progress = fmt.bar_pct(doc["containers_built"] / n if n else None, 20)
+        row("files", f"{fmt.count(counts.files)} ({fmt.size(counts.bytes)})")
+        n = counts.containers
+        row("containers", f"{fmt.count(n)}: {counts.built} built, {counts.building} building, "
+                          f"{counts.pending} pending, {counts.failed} failed")
+        progress = fmt.bar_pct(counts.built / n if n else None, 20)
         row("built", progress)
-        row("CARs", fmt.count(doc["cars"]))
-        scan = doc.get("scan")
+        row("CARs", fmt.count(counts.cars))
+        scan = view.scan
         if scan:
             row("last scan", f"{scan['state']}: {fmt.count(scan['entries'])} entries, {fmt.size(scan['bytes'])}, "
                              f"{scan['errors']} errors, {scan['skipped']} skipped")
-        workers = doc.get("live_workers") or []
-        if workers:
-            row("workers", f"{len(workers)} live")
+        lost = sum(1 for w in view.workers if w.lost)
+        live = len(view.workers) - lost
+        if view.workers:
+            line = Text(f"{live} live")
+            if lost:
+                line.append(f", {lost} lost (no heartbeat)", style="bold red")
+            row("workers", line)
         t.append("\n")
         step = doc.get("next_step")
         if step:
@@ -113,26 +120,26 @@ class OverviewPane(Pane, VerticalScroll):
 
 # Scan tree --------------------------------------------------------------------------------------------------
 
-def node_label(child: dict[str, Any], parent_bytes: int) -> Text:
-    fraction = child["bytes"] / parent_bytes if parent_bytes else 0.0
+def node_label(child: views.TreeNode, parent_bytes: int) -> Text:
+    fraction = child.bytes / parent_bytes if parent_bytes else 0.0
     t = Text()
     t.append_text(fmt.bar(fraction, 8))
-    t.append(f" {fmt.size(child['bytes']):>10}", style="bold" if child["kind"] == "dir" else "")
-    t.append(f" {fmt.count(child['files']) if child['kind'] == 'dir' else '':>8}  ", style="dim")
-    file_kind = child.get("file_kind")
-    if child["kind"] == "dir":
-        t.append(child["name"] + "/", style="bold")
+    t.append(f" {fmt.size(child.bytes):>10}", style="bold" if child.kind == "dir" else "")
+    t.append(f" {fmt.count(child.files) if child.kind == 'dir' else '':>8}  ", style="dim")
+    file_kind = child.file_kind
+    if child.kind == "dir":
+        t.append(child.name + "/", style="bold")
     elif file_kind == "removed":
-        t.append(child["name"], style="strike dim")
+        t.append(child.name, style="strike dim")
         t.append("  (removed since the last scan)", style="dim")
     else:
-        t.append(child["name"], style="italic" if file_kind == "symlink" else "")
+        t.append(child.name, style="italic" if file_kind == "symlink" else "")
     if file_kind == "symlink":
-        t.append(f" → {child.get('link_target') or '?'}", style="dim")
+        t.append(f" → {child.link_target or '?'}", style="dim")
     elif file_kind == "special":
         t.append("  (special file, skipped)", style="yellow")
-    if child.get("error"):
-        t.append(f"  ✗ {child['error']}", style="red")
+    if child.error:
+        t.append(f"  ✗ {child.error}", style="red")
     return t
 
 
@@ -142,7 +149,7 @@ class TreePane(Pane, Vertical):
 
     tab_id = "tree"
     poll_interval = 1.0
-    CHUNK = data.PAGE
+    CHUNK = views.PAGE
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -151,6 +158,7 @@ class TreePane(Pane, Vertical):
         self.scan_state: str | None = None
         self.scan_id: int | None = None
         self.nodes_by_key: dict[tuple[str, int], TreeNode] = {}
+        self.reopen: set[int] = set()
         self.loads = 0  # chunks loaded, for tests
 
     def compose(self) -> ComposeResult:
@@ -170,45 +178,43 @@ class TreePane(Pane, Vertical):
     def tree(self) -> NavTree:
         return self.query_one("#scan-tree", NavTree)
 
-    def fetch(self) -> dict[str, Any]:
-        doc = data.tree_root(self._pid)
-        doc["errors"] = data.scan_errors(self._pid, 50) if doc.get("scan") and doc["scan"]["errors"] + doc["scan"]["skipped"] else []
-        return doc
+    def fetch(self) -> views.TreeView:
+        return views.tree_view(self._pid, 50)
 
-    def show(self, doc: dict[str, Any]) -> None:
-        scan = doc.get("scan")
+    def show(self, doc: views.TreeView) -> None:
+        scan = doc.scan
         line = Text()
         if scan:
-            line.append(f"scan {scan['state']}", style="bold cyan" if scan["state"] == "running" else "bold")
-            line.append(f"  {fmt.count(scan['files'])} files  {fmt.size(scan['bytes'])}  "
-                        f"{scan['errors']} errors  {scan['skipped']} skipped")
-            if scan["state"] == "running":
-                line.append(f"  {scan['rate']:,.0f}/s  {scan['current_dir'][-40:]}", style="dim")
+            line.append(f"scan {scan.state}", style="bold cyan" if scan.state == "running" else "bold")
+            line.append(f"  {fmt.count(scan.files)} files  {fmt.size(scan.bytes)}  "
+                        f"{scan.errors} errors  {scan.skipped} skipped")
+            if scan.state == "running":
+                line.append(f"  {scan.rate:,.0f}/s  {scan.current_dir[-40:]}", style="dim")
         else:
             line.append("not scanned yet: press s to scan", style="dim")
         line.append(f"   sort: {self.sort} (o)", style="dim")
         self.query_one("#scan-line", Static).update(line)
-        root = doc.get("root")
-        state = scan["state"] if scan else None
-        finished = (self.scan_state == "running" and state != "running") or (scan and scan["id"] != self.scan_id
+        root = doc.root
+        state = scan.state if scan else None
+        finished = (self.scan_state == "running" and state != "running") or (scan and scan.id != self.scan_id
                                                                              and self.scan_id is not None)
-        self.scan_state, self.scan_id = state, scan["id"] if scan else None
+        self.scan_state, self.scan_id = state, scan.id if scan else None
         if root is None:
             return
-        if self.root_id != root["id"] or finished:
-            self.reload(root)
+        if self.root_id != root.id or finished:
+            self.reload(dataclasses.asdict(root))
         else:
-            self.tree.root.set_label(self.root_label(root))
-            self.tree.root.data.update(bytes=root["bytes"], files=root["files"])
+            self.tree.root.data.update(bytes=root.bytes, files=root.files)
+            self.tree.root.set_label(self.root_label(self.tree.root.data))
             if state == "running":
                 self.refresh_expanded()
-        errors = doc.get("errors") or []
+        errors = doc.problems
         box = self.query_one("#scan-errors", Static)
         box.display = bool(errors)
         if errors:
             t = Text(f"{len(errors)} unreadable or skipped:\n", style="bold red")
             for e in errors[:4]:
-                t.append(f"  {e['path']}: {e['error']}\n", style="red")
+                t.append(f"  {e.path}: {e.reason}\n", style="red")
             box.update(t)
 
     def root_label(self, root: dict[str, Any]) -> Text:
@@ -223,6 +229,9 @@ class TreePane(Pane, Vertical):
             if not root:
                 return
         self.root_id = root["id"]
+        # directories open now are opened again as they reappear (sorting must not fold the tree up)
+        self.reopen = {n.data["id"] for n in self.nodes_by_key.values()
+                       if n.data and n.data.get("kind") == "dir" and n.is_expanded}
         tree.clear()
         self.nodes_by_key = {}
         tree.root.data = {"kind": "dir", "id": root["id"], "bytes": root["bytes"], "files": root["files"],
@@ -256,7 +265,7 @@ class TreePane(Pane, Vertical):
     @work(thread=True, exit_on_error=False, group="tree-chunk")
     def _chunk_worker(self, node: TreeNode, directory_id: int, sort: str, offset: int) -> None:
         try:
-            rows = data.db_call(data.tree_children, self._pid, directory_id, sort, offset, self.CHUNK)
+            rows = session.call(views.tree_children, self._pid, directory_id, sort, offset, self.CHUNK)
         except Exception as exc:  # noqa: BLE001
             rows = exc
         try:
@@ -281,14 +290,16 @@ class TreePane(Pane, Vertical):
                           data={"kind": "more"})
         self.loads += 1
 
-    def _add_child(self, node: TreeNode, child: dict[str, Any], parent_bytes: int) -> None:
+    def _add_child(self, node: TreeNode, child: views.TreeNode, parent_bytes: int) -> None:
         label = node_label(child, parent_bytes)
-        key = (child["kind"], child["id"])
-        if child["kind"] == "dir":
-            empty = child.get("entries") == 0
-            new = node.add(label, data={**child, "loaded": 0}, allow_expand=not empty)
+        key = (child.kind, child.id)
+        if child.kind == "dir":
+            empty = child.entries == 0
+            new = node.add(label, data={**dataclasses.asdict(child), "loaded": 0}, allow_expand=not empty)
+            if child.id in self.reopen and not empty:
+                new.expand()  # open again after a re-sort or reload
         else:
-            new = node.add_leaf(label, data=child)
+            new = node.add_leaf(label, data=dataclasses.asdict(child))
         self.nodes_by_key[key] = new
 
     def refresh_expanded(self) -> None:
@@ -303,7 +314,8 @@ class TreePane(Pane, Vertical):
         results = []
         for node, directory_id in targets:
             try:
-                results.append((node, data.db_call(data.tree_children, self._pid, directory_id, sort, 0, self.CHUNK)))
+                results.append((node, session.call(views.tree_children, self._pid, directory_id, sort, 0,
+                                                   self.CHUNK)))
             except Exception:  # noqa: BLE001
                 continue
         if not get_current_worker().is_cancelled:
@@ -312,7 +324,7 @@ class TreePane(Pane, Vertical):
             except RuntimeError:
                 pass
 
-    def _apply_live(self, results: list[tuple[TreeNode, list[dict]]], sort: str) -> None:
+    def _apply_live(self, results: list[tuple[TreeNode, list[views.TreeNode]]], sort: str) -> None:
         if sort != self.sort:
             return
         for node, rows in results:
@@ -320,9 +332,9 @@ class TreePane(Pane, Vertical):
                 continue
             parent_bytes = node.data.get("bytes") or 0
             for child in rows:
-                existing = self.nodes_by_key.get((child["kind"], child["id"]))
+                existing = self.nodes_by_key.get((child.kind, child.id))
                 if existing is not None:
-                    existing.data.update(bytes=child["bytes"], files=child["files"])
+                    existing.data.update(bytes=child.bytes, files=child.files)
                     existing.set_label(node_label(child, parent_bytes))
                 elif len(node.children) < self.CHUNK:
                     self._add_child(node, child, parent_bytes)
@@ -347,7 +359,7 @@ class ContainersPane(Pane, Vertical):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.filter_text = ""
-        self.last: dict[str, Any] | None = None
+        self.last: views.ContainersView | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="containers-summary")
@@ -363,34 +375,30 @@ class ContainersPane(Pane, Vertical):
         self.query_one("#containers-filter").display = False
         self.start_polling()
 
-    def fetch(self) -> dict[str, Any]:
-        doc = data.containers(self._pid, self.filter_text)
-        # the per-row work happens here, in the thread: the loop only compares tuples
-        doc["keyed"] = [(str(r["id"]), tuple(r.items())) for r in doc["rows"]]
-        doc["states"] = collections.Counter(r["state"] for r in doc["rows"])
-        return doc
+    def fetch(self) -> views.ContainersView:
+        return views.containers(self._pid, self.filter_text)
 
-    def show(self, doc: dict[str, Any]) -> None:
+    def show(self, doc: views.ContainersView) -> None:
         self.last = doc
-        states = doc["states"]
+        states = doc.states
         t = Text()
-        t.append(f"{fmt.count(doc['count'])} containers", style="bold")
-        t.append(f" of {fmt.size(doc['car_size'])}  overall fill ")
-        t.append_text(fmt.bar_pct(doc["fill"], 12))
+        t.append(f"{fmt.count(doc.count)} containers", style="bold")
+        t.append(f" of {fmt.size(doc.car_size)}  overall fill ")
+        t.append_text(fmt.bar_pct(doc.fill, 12))
         t.append("   " + "  ".join(f"{s} {n}" for s, n in sorted(states.items())), style="dim")
         if self.filter_text:
-            t.append(f"   filter: {self.filter_text} ({len(doc['rows'])} shown)", style="yellow")
-        if not doc["count"]:
+            t.append(f"   filter: {self.filter_text} ({len(doc.rows)} shown)", style="yellow")
+        if not doc.count:
             t.append("\nno containers yet: scan (s) then containerize (c)", style="dim")
         self.query_one("#containers-summary", Static).update(t)
-        sync_table(self.query_one("#containers-table", NavTable), doc["keyed"], [k for k, _ in CONTAINER_COLUMNS],
-                   lambda raw: self.cells(dict(raw)))
+        sync_table(self.query_one("#containers-table", NavTable), [(str(r.id), r) for r in doc.rows],
+                   [k for k, _ in CONTAINER_COLUMNS], self.cells)
 
     @staticmethod
-    def cells(r: dict[str, Any]) -> list[Any]:
-        return [str(r["seq"]), fmt.state(r["state"]), fmt.bar_pct(r["fill"], 10), fmt.size(r["predicted_size"]),
-                fmt.size(r["data_bytes"]), fmt.count(r["items"]), fmt.count(r["shards"]), str(r["attempts"]),
-                (r["error"] or "")[:60]]
+    def cells(r: views.ContainerRow) -> list[Any]:
+        return [str(r.seq), fmt.state(r.state), fmt.bar_pct(r.fill, 10), fmt.size(r.predicted_size),
+                fmt.size(r.data_bytes), fmt.count(r.items), fmt.count(r.shards), str(r.attempts),
+                (r.error or "")[:60]]
 
     @on(NavTable.RowSelected, "#containers-table")
     def open_items(self, event: NavTable.RowSelected) -> None:
@@ -423,8 +431,24 @@ class ContainersPane(Pane, Vertical):
 # Build ------------------------------------------------------------------------------------------------------
 
 WORKER_COLUMNS = [("worker", "Host:pid"), ("state", "State"), ("container", "#"), ("progress", "Progress"),
-                  ("mbs", "MB/s"), ("eta", "ETA"), ("rss", "RSS"), ("cpu", "CPU%")]
+                  ("mbs", "MiB/s"), ("eta", "ETA"), ("rss", "RSS"), ("cpu", "CPU%")]
 HISTORY = 300  # samples (about five minutes at one a second)
+
+
+def waiting_banner(view: views.BuildView, width: int) -> str:
+    """One line that fits `width`: how many workers wait, and the binding constraint with its numbers (free space
+    or the budget), in the worker's own words, shortened only as a last resort."""
+    n = len(view.waiting)
+    head = f"⏸ WAITING FOR STAGING: {n} worker{'s' if n != 1 else ''}"
+    reason = view.wait_reason
+    if not reason and view.staging:
+        reason = f"{fmt.size(view.staging.free)} free"
+    line = f"{head}; {reason}" if reason else head
+    if len(line) > width:
+        line = f"⏸ WAITING: {reason}" if reason else head
+    if len(line) > width:
+        line = line[:max(width - 1, 1)] + "…"
+    return line
 
 
 class BuildPane(Pane, Vertical):
@@ -434,7 +458,7 @@ class BuildPane(Pane, Vertical):
         super().__init__(**kwargs)
         self.rates: collections.deque[float] = collections.deque(maxlen=HISTORY)
         self.staging_used: collections.deque[float] = collections.deque(maxlen=HISTORY)
-        self.last: dict[str, Any] | None = None
+        self.last: views.BuildView | None = None
         self.seen_workers: dict[str, set[str]] = {}  # host:pid -> states shown (this session)
 
     def compose(self) -> ComposeResult:
@@ -456,45 +480,56 @@ class BuildPane(Pane, Vertical):
         self.query_one("#build-waiting").display = False
         self.start_polling()
 
-    def fetch(self) -> dict[str, Any]:
-        return data.build(self._pid)
+    def fetch(self) -> views.BuildView:
+        return views.build_view(self._pid)
 
-    def show(self, doc: dict[str, Any]) -> None:
-        paused_before = bool((self.last or {}).get("paused"))
+    def show(self, doc: views.BuildView) -> None:
+        before = self.last
         self.last = doc
-        if paused_before != bool(doc["paused"]):
+        if before is None or before.paused != doc.paused:
             self.screen.refresh_bindings()
-        self.screen.status = doc["status"]
-        total, done, rate = doc["bytes_total"], doc["bytes_done"], doc["rate"]
-        states = doc["states"]
-        n = doc["containers"]
+        if before is not None:
+            self.app.build_transition(before, doc)  # the bell / desktop notice, when configured
+        self.screen.status = doc.status
+        total, done, rate = doc.bytes_total, doc.bytes_done, doc.rate
+        states = doc.states
+        n = doc.containers
         t = Text()
-        t.append(f"{doc['status']}", style="bold")
-        if doc["paused"]:
+        t.append(f"{doc.status}", style="bold")
+        if doc.paused:
             t.append(" PAUSED", style="bold yellow reverse")
-        t.append(f"  {doc['load_type']}  ")
+        t.append(f"  {doc.load_type}  ")
         t.append_text(fmt.bar_pct(done / total if total else None, 16))
         t.append(f"  {fmt.size(done)} / {fmt.size(total)}  {fmt.rate(rate)}  ETA {fmt.eta(total - done, rate)}")
         t.append(f"\ncontainers {n}: {states.get('built', 0)} built, {states.get('building', 0)} building, "
                  f"{states.get('pending', 0)} pending, {states.get('failed', 0)} failed", style="dim")
-        if not doc["workers"] and states.get("building", 0) == 0 and states.get("pending", 0):
+        if doc.started_at:
+            end = doc.finished_at or time.time()
+            t.append(f"\nelapsed {fmt.duration(end - doc.started_at)}", style="dim")
+            t.append(f"  started {fmt.stamp(doc.started_at)}", style="dim")
+            if doc.finished_at:
+                t.append(f"  finished {fmt.stamp(doc.finished_at)}", style="bold green")
+        if doc.lost:
+            t.append(f"\n✗ {doc.lost} worker(s) lost: no heartbeat for {views.LOST_AFTER:.0f} s or the process is "
+                     f"gone; their containers are requeued when the lease ends, or now with b", style="bold red")
+        live = [w for w in doc.workers if not w.lost]
+        if not live and states.get("building", 0) == 0 and states.get("pending", 0):
             t.append("   (no live workers: b blitz, l serial)", style="dim")
-        if doc.get("message"):
-            t.append(f"\n{doc['message']}", style="italic")
+        if doc.message:
+            t.append(f"\n{doc.message}", style="italic")
         self.query_one("#build-summary", Static).update(t)
         waiting = self.query_one("#build-waiting", Static)
-        waiting.display = bool(doc["waiting"])
-        if doc["waiting"]:
-            staging = doc.get("staging") or {}
-            waiting.update(f"⏸ WAITING FOR STAGING SPACE: {len(doc['waiting'])} worker(s), "
-                           f"{fmt.size(staging.get('free'))} free; move finished CARs off staging")
-        staging = doc.get("staging")
+        waiting.display = bool(doc.waiting)
+        if doc.waiting:
+            width = (waiting.size.width or self.size.width or 80) - 2
+            waiting.update(waiting_banner(doc, width))
+        staging = doc.staging
         gauge = Text("staging ", style="bold")
-        if staging and staging["total"]:
-            fraction = staging["used"] / staging["total"]
+        if staging and staging.total:
+            fraction = staging.used / staging.total
             gauge.append_text(fmt.bar(fraction, 10, style="red" if fraction > 0.9 else "cyan"))
-            gauge.append(f" {fmt.size(staging['used'])}/{fmt.size(staging['total'])} used · "
-                         f"{fmt.size(staging['free'])} free")
+            gauge.append(f" {fmt.size(staging.used)}/{fmt.size(staging.total)} used · "
+                         f"{fmt.size(staging.free)} free")
             self.staging_used.append(fraction * 100)
         else:
             gauge.append("-")
@@ -505,15 +540,15 @@ class BuildPane(Pane, Vertical):
                                                                     if max(self.rates) else "", "dim")))
         self.draw_sparks()
         rows = []
-        for w in doc["workers"]:
-            self.seen_workers.setdefault(w["key"], set()).add(w["state"])
-            fraction = w["bytes_done"] / w["bytes_total"] if w["bytes_total"] else None
-            rows.append((w["key"], [w["key"], fmt.state(w["state"]), str(w["container"] or "-"),
-                                    fmt.bar_pct(fraction, 10), fmt.mbps(w["rate"]),
-                                    fmt.eta(w["bytes_total"] - w["bytes_done"], w["rate"]),
-                                    fmt.size(w["rss"]), f"{w['cpu'] or 0:.0f}"]))
+        for w in doc.workers:
+            self.seen_workers.setdefault(w.key, set()).add(w.state)
+            fraction = w.bytes_done / w.bytes_total if w.bytes_total else None
+            state = Text(f"lost ({fmt.duration(time.time() - w.heartbeat)} silent)", style="bold red") if w.lost \
+                else fmt.state(w.state)
+            rows.append((w.key, [w.key, state, str(w.container or "-"), fmt.bar_pct(fraction, 10),
+                                 fmt.mibps(w.rate), fmt.eta(w.bytes_total - w.bytes_done, w.rate),
+                                 fmt.size(w.rss), f"{w.cpu or 0:.0f}"]))
         sync_table(self.query_one("#workers-table", NavTable), rows, [k for k, _ in WORKER_COLUMNS])
-
 
     def draw_sparks(self) -> None:
         """Staging use on 0-100 %, throughput on 0-peak: the last minutes, newest on the right."""
@@ -539,7 +574,7 @@ class CarsPane(Pane, Vertical):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.filter_text = ""
-        self.rows_by_key: dict[str, dict[str, Any]] = {}
+        self.rows_by_key: dict[str, views.CarRow] = {}
 
     def compose(self) -> ComposeResult:
         yield Static("", id="cars-summary")
@@ -554,29 +589,26 @@ class CarsPane(Pane, Vertical):
         self.query_one("#cars-filter").display = False
         self.start_polling()
 
-    def fetch(self) -> dict[str, Any]:
-        doc = data.cars(self._pid, self.filter_text)
-        doc["keyed"] = [(str(r["id"]), tuple(r.items())) for r in doc["rows"]]
-        return doc
+    def fetch(self) -> views.CarsView:
+        return views.cars(self._pid, self.filter_text)
 
-    def show(self, doc: dict[str, Any]) -> None:
-        self.rows_by_key = {str(r["id"]): r for r in doc["rows"]}
+    def show(self, doc: views.CarsView) -> None:
+        self.rows_by_key = {str(r.id): r for r in doc.rows}
         t = Text()
-        t.append(f"{fmt.count(doc['count'])} CARs", style="bold")
-        t.append(f", {fmt.size(doc['bytes'])}   y/Y copy piece/payload CID", style="dim")
+        t.append(f"{fmt.count(doc.count)} CARs", style="bold")
+        t.append(f", {fmt.size(doc.bytes)}   y/Y copy piece/payload CID", style="dim")
         if self.filter_text:
             t.append(f"   filter: {self.filter_text}", style="yellow")
         self.query_one("#cars-summary", Static).update(t)
-        sync_table(self.query_one("#cars-table", NavTable), doc["keyed"], [k for k, _ in CAR_COLUMNS],
-                   lambda raw: self.cells(dict(raw)))
+        sync_table(self.query_one("#cars-table", NavTable), [(str(r.id), r) for r in doc.rows],
+                   [k for k, _ in CAR_COLUMNS], self.cells)
 
     @staticmethod
-    def cells(r: dict[str, Any]) -> list[Any]:
-        piece = Text(r["piece_cid"], style="red strike" if r["stale"] else "")
-        return [str(r["seq"]), piece, r["payload_cid"], fmt.size(r["car_size"]), format_size(r["piece_size"]),
-                r["path"]]
+    def cells(r: views.CarRow) -> list[Any]:
+        piece = Text(r.piece_cid, style="red strike" if r.stale else "")
+        return [str(r.seq), piece, r.payload_cid, fmt.size(r.car_size), format_size(r.piece_size), r.path]
 
-    def selected(self) -> dict[str, Any] | None:
+    def selected(self) -> views.CarRow | None:
         key = self.query_one("#cars-table", NavTable).selected_key()
         return self.rows_by_key.get(key) if key else None
 
@@ -621,17 +653,17 @@ class LogPane(Pane, Vertical):
         self._pid = self.screen.project_id
         self.start_polling()
 
-    def fetch(self) -> list[dict[str, Any]]:
-        return data.events_after(self._pid, self.last_id, 500)
+    def fetch(self) -> list[views.EventRow]:
+        return views.events_after(self._pid, self.last_id, 500)
 
-    def show(self, rows: list[dict[str, Any]]) -> None:
+    def show(self, rows: list[views.EventRow]) -> None:
         view = self.query_one("#log-view", RichLog)
         # follow the newest line unless the operator scrolled up to read
         view.auto_scroll = view.scroll_offset.y >= view.max_scroll_y - 1
         for e in rows:
-            line = Text(f"{fmt.clock(e['time'])} ", style="dim")
-            line.append(f"{e['level']:<7} ", style=LEVEL_STYLES.get(e["level"], "green"))
-            line.append(e["text"], style=LEVEL_STYLES.get(e["level"], ""))
+            line = Text(f"{fmt.clock(e.time)} ", style="dim")
+            line.append(f"{e.level:<7} ", style=LEVEL_STYLES.get(e.level, "green"))
+            line.append(e.text, style=LEVEL_STYLES.get(e.level, ""))
             view.write(line)
-            self.last_id = max(self.last_id, e["id"])
+            self.last_id = max(self.last_id, e.id)
             self.lines += 1

@@ -10,6 +10,7 @@ import peewee
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Directory, File, Project
+from ptolemy_tui.store.queries import bytes_contain
 
 SORTS = ("size", "name")
 
@@ -39,7 +40,7 @@ def describe(project: Project, directory_id: int | None) -> dict:
 
 
 def children(project: Project, directory_id: int | None, *, sort: str = "size", offset: int = 0,
-             limit: int = 200) -> list[dict]:
+             limit: int = 200, text: str = "") -> list[dict]:
     """Directories and files directly inside `directory_id` (the root when None), biggest or A-Z first.
 
     Rows: id, kind (dir, file, symlink, special, error, removed), name, path, size (a directory's total regular
@@ -59,6 +60,10 @@ def children(project: Project, directory_id: int | None, *, sort: str = "size", 
                          peewee.Case(None, [(File.kind == "file", 1)], 0), peewee.Value(0), peewee.Value(0),
                          File.error, File.link_target)
              .where((File.project == project) & (File.directory == parent.id)))
+    if text:  # the view's filter: names containing the text
+        needle = text.encode("utf-8", "surrogateescape")
+        dirs = dirs.where(bytes_contain(Directory.name, needle))
+        files = files.where(bytes_contain(File.name, needle))
     union = dirs + files  # UNION ALL
     if sort == "size":
         order = (peewee.SQL("size").desc(), peewee.SQL("name"))

@@ -7,6 +7,7 @@ import urllib.parse
 from pathlib import Path
 
 import peewee
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 from playhouse.shortcuts import ReconnectMixin
 
 from ptolemy_tui import paths
@@ -42,6 +43,17 @@ class ReconnectingPostgres(ReconnectMixin, peewee.PostgresqlDatabase):
         (peewee.OperationalError, "ssl connection has been closed"),
         (peewee.InterfaceError, "connection already closed"),
     )
+
+
+class PooledReconnectingPostgres(ReconnectMixin, PooledPostgresqlDatabase):
+    """The TUI's store: its polling threads come and go (one per refresh), so connections are kept in a pool
+    and reused instead of one TCP connect and authentication per poll; a connection the server dropped is
+    discarded by the pool and replaced, as ReconnectingPostgres does."""
+
+    reconnect_errors = ReconnectingPostgres.reconnect_errors
+
+
+POOL = {"max_connections": 8, "stale_timeout": 300}  # a handful of readers; idle ones re-opened after 5 min
 
 
 def _ini_url(ini_path: str) -> str:
@@ -155,9 +167,11 @@ def _foreign(url: str, tables: list[str]) -> UsageError:
                       f"({len(tables)} other table(s): {shown}); point --db at an empty or Ptolemy database")
 
 
-def make_database(url: str, *, create_parent: bool = False, operator: bool = True) -> peewee.Database:
+def make_database(url: str, *, create_parent: bool = False, operator: bool = True,
+                  pooled: bool = False) -> peewee.Database:
     """`create_parent`: the default store's directory may be created; a path the operator typed must exist.
-    `operator`: PostgreSQL sessions of operator commands get a lock timeout (workers retry on their own)."""
+    `operator`: PostgreSQL sessions of operator commands get a lock timeout (workers retry on their own).
+    `pooled`: closed connections are kept for the next thread (the TUI's pollers) instead of closed."""
     parsed = urllib.parse.urlparse(url)
     scheme = parsed.scheme.lower()
     if scheme == "sqlite":
@@ -170,6 +184,8 @@ def make_database(url: str, *, create_parent: bool = False, operator: bool = Tru
             raise UsageError(f"no file in database URL {describe_url(url)}: use sqlite:///PATH")
         if path != ":memory:":
             _check_sqlite_path(path, url, create_parent=create_parent)
+        if pooled:
+            return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, **POOL)
         return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=30)
     if scheme in ("postgres", "postgresql"):
         if not parsed.path.strip("/"):
@@ -178,7 +194,9 @@ def make_database(url: str, *, create_parent: bool = False, operator: bool = Tru
             port = parsed.port or 5432
         except ValueError:
             raise UsageError(f"bad port in {describe_url(url)}: use postgresql://USER:PASS@HOST:PORT/DB") from None
-        return ReconnectingPostgres(
+        cls = PooledReconnectingPostgres if pooled else ReconnectingPostgres
+        extra = POOL if pooled else {}
+        return cls(
             urllib.parse.unquote(parsed.path.lstrip("/")),
             user=urllib.parse.unquote(parsed.username) if parsed.username else None,
             password=urllib.parse.unquote(parsed.password) if parsed.password else None,
@@ -188,6 +206,7 @@ def make_database(url: str, *, create_parent: bool = False, operator: bool = Tru
             autorollback=True,
             options=_pg_session_options(operator),
             **KEEPALIVES,
+            **extra,
         )
     raise UsageError(f"unsupported database URL {describe_url(url)}: use sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB")
 
@@ -207,11 +226,11 @@ def _refuse_foreign(db: peewee.Database, resolved: str) -> None:
 
 
 def open_database(url: str | None = None, ini_path: str | None = None, *, migrate: bool = True,
-                  operator: bool = True) -> peewee.Database:
+                  operator: bool = True, pooled: bool = False) -> peewee.Database:
     """Bind the models to the store named by the arguments, connect, and bring the schema up to date."""
     resolved = resolve_url(url, ini_path)
     default = not url and not ini_path and not os.environ.get("PTOLEMY_DB")
-    db = make_database(resolved, create_parent=default, operator=operator)
+    db = make_database(resolved, create_parent=default, operator=operator, pooled=pooled)
     try:
         db.connect(reuse_if_open=True)
         if isinstance(db, peewee.SqliteDatabase):
@@ -241,6 +260,8 @@ def close_database() -> None:
     db = database.obj
     if db is not None and not db.is_closed():
         db.close()
+    if isinstance(db, (PooledSqliteDatabase, PooledPostgresqlDatabase)):
+        db.close_all()
 
 
 def is_postgres(db: peewee.Database | None = None) -> bool:

@@ -21,3 +21,14 @@ def containers_by_state(project: Project | int) -> dict[str, int]:
     rows = Container.select(Container.state, peewee.fn.COUNT(Container.id)).where(
         Container.project == project).group_by(Container.state).tuples()
     return {state: int(n) for state, n in rows}
+
+
+def bytes_contain(field: peewee.Field, needle: bytes) -> peewee.Expression:
+    """`field` (raw path bytes) contains `needle`, case-sensitively, on SQLite (instr of blobs) and PostgreSQL
+    (position in bytea); LIKE would need escaping and PostgreSQL's ILIKE has no bytea form."""
+    from ptolemy_tui.store.models import database
+
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        return peewee.NodeList((peewee.SQL("position("), peewee.Value(needle), peewee.SQL("in"), field,
+                                peewee.SQL(")")), glue=" ") > 0
+    return peewee.fn.instr(field, needle) > 0

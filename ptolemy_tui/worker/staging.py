@@ -80,12 +80,13 @@ def check_serial(staging_dir: str, project_name: str, predicted: int, budget: in
     needed = predicted + reserve
     used = project_bytes(staging_dir, project_name) if budget is not None else 0
     reason = ""
+    # Short enough for one line of an 80-column banner after "WAITING FOR STAGING: N workers; ".
     if disk.free < needed:
-        reason = (f"waiting for staging space: need {human(needed)} (CAR {human(predicted)} + reserve {human(reserve)}), "
-                  f"free {human(disk.free)} of {human(disk.total)}")
+        reason = (f"waiting for staging space: disk {human(disk.free)} free, next CAR needs {human(needed)} "
+                  f"(with reserve)")
     elif budget is not None and used + predicted > budget:
-        reason = (f"waiting for staging space: the project uses {human(used)} of its {format_size(budget)} budget "
-                  f"and the next CAR needs {human(predicted)}")
+        reason = (f"waiting for staging space: budget {human(used)} of {format_size(budget)} used, next CAR "
+                  f"needs {human(predicted)}")
     return SpaceCheck(not reason, needed, predicted, reserve, disk, budget, used, reason)
 
 

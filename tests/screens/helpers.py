@@ -143,6 +143,8 @@ def fake_build_rows(project: Project, *, waiting: bool = False) -> None:
                   rate=52_000_000, staging_total=100 << 30, staging_used=62 << 30, staging_free=38 << 30,
                   rss=80 << 20, cpu_percent=97.0, heartbeat_at=now + 3600)
     Worker.create(host="stage1", pid=4243, project=project, state="waiting" if waiting else "idle",
+                  message=("waiting for staging space: budget 228.0 MiB of 300 MiB used, next CAR needs 236.0 MiB"
+                           if waiting else None),
                   staging_total=100 << 30, staging_used=62 << 30, staging_free=38 << 30, rss=60 << 20,
                   cpu_percent=0.5, heartbeat_at=now + 3600)
 

@@ -146,10 +146,15 @@ def test_build_tab_shows_workers_staging_and_waiting(packed_project):
         table = pane.query_one("#workers-table")
         await wait_for(pilot, lambda: table.row_count == 2)
         waiting = screen.query_one("#build-waiting", Static)
-        assert waiting.display and "WAITING FOR STAGING SPACE" in str(waiting.render())
+        banner = str(waiting.render())
+        # the binding constraint (the budget, not the disk's free space) with its numbers, on one 80-column line
+        assert waiting.display and banner.startswith("⏸ WAITING")
+        assert "budget 228.0 MiB of 300 MiB used, next CAR needs 236.0 MiB" in banner
+        assert "free" not in banner and len(banner) <= 78 and "\n" not in banner
         assert "62.0 GiB/100.0 GiB used" in text_of(screen, "#staging-gauge")
         row = table.get_row("stage1:4242")
-        assert str(row[1]) == "building" and row[4] == "52.0"
+        assert str(row[1]) == "building" and row[4] == "49.6"  # MiB/s, as every rate on screen
+        assert "MiB/s" in str(table.columns[table.ordered_columns[4].key].label)
         assert str(table.get_row("stage1:4243")[1]) == "waiting for staging"
 
     run(packed_project, scenario, tab="build")

@@ -65,7 +65,7 @@ def test_serial_waits_for_space_and_never_overfills(store, tmp_path, monkeypatch
     assert doc["status"] == "built", doc
     assert waits, "the worker never had to wait"
     w = waits[0]
-    assert w["message"].startswith("waiting for staging space: need ") and "free" in w["message"]
+    assert w["message"].startswith("waiting for staging space: disk ") and "free, next CAR needs" in w["message"]
     assert w["needed"] > w["free"] and w["total"] > 0
     assert Container.select().where(Container.state == "failed").count() == 0  # no ENOSPC ever
     assert Container.select().where(Container.attempts != 1).count() == 0

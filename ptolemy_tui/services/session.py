@@ -1,0 +1,21 @@
+"""Running a service call on the calling thread's connection to the store.
+
+The TUI calls services from short-lived thread workers; the store it opens is pooled (store.db, pooled=True),
+so each call borrows a connection that stays open for the next poll instead of connecting anew. A thread that
+already holds a connection (the CLI's main thread) keeps using it.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ptolemy_tui.store.models import database
+
+
+def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    db = database.obj
+    if db is None:
+        raise RuntimeError("the store is not open")
+    if not db.is_closed():
+        return fn(*args, **kwargs)
+    with db.connection_context():
+        return fn(*args, **kwargs)
