@@ -185,7 +185,8 @@ def make_database(url: str, *, create_parent: bool = False, operator: bool = Tru
         if path != ":memory:":
             _check_sqlite_path(path, url, create_parent=create_parent)
         if pooled:
-            return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, **POOL)
+            # connections move between the pollers' threads (one at a time): sqlite3 must allow that
+            return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False, **POOL)
         return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=30)
     if scheme in ("postgres", "postgresql"):
         if not parsed.path.strip("/"):
