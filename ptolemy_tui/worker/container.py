@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from ptolemy_tui.core.car import CARV1_HEADER_LENGTH, SourceChanged, SourceEntry, write_car
 from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.core.commp import CommP
-from ptolemy_tui.core.source import EntryState, ScanFacts, Source, SourceMissing, changed_since_scan
+from ptolemy_tui import faults
+from ptolemy_tui.core.source import (EntryState, ScanFacts, Source, SourceMissing, changed_since_scan,
+                                     changed_while_reading)
 from ptolemy_tui.store.models import Container, ContainerItem, File, Project
 from ptolemy_tui.worker import claims, dbretry, settings, staging
 from ptolemy_tui.worker.reporter import Reporter
@@ -91,6 +93,15 @@ class Checks:
             raise ContainerFailed(f"source file vanished while reading: {self.current}") from None
         return self.seen.pop(entry.dag_path), now_state
 
+    def unchanged_while_read(self, entry: SourceEntry) -> None:
+        """The item's change token (size, mtime_ns, ctime_ns, inode locally; size, LastModified, ETag for an
+        object) must be the one seen before the read, which matched the scan: a file rewritten in place, even
+        to the same size, while its bytes went into the CAR fails the container instead of yielding a CAR of
+        bytes that never existed together."""
+        before, now_state = self.after(entry)
+        if changed_while_reading(before, now_state):
+            raise ContainerFailed(f"source changed while reading: {self.current}")
+
 
 def _describe_oserror(exc: OSError, part: str) -> tuple[str, bool]:
     name = errno.errorcode.get(exc.errno or 0, "")
@@ -137,6 +148,7 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
     started = time.monotonic()
 
     def on_progress(done: int) -> None:
+        faults.reach("mid-write")
         reporter.progress(done)
         if reporter.claim_lost.is_set():
             raise Aborted()
@@ -155,7 +167,8 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
             with open(part, "xb") as out:
                 ours.append(os.fstat(out.fileno()).st_ino)
                 result = write_car(entries, out, profile=profile, wrap=CONTAINER_WRAP, sink=hasher,
-                                   before_read=before_read, on_progress=on_progress, open_reader=open_reader)
+                                   before_read=before_read, on_progress=on_progress, open_reader=open_reader,
+                                   after_read=checks.unchanged_while_read)
                 out.flush()
                 os.fsync(out.fileno())
             piece = hasher.digest()
