@@ -29,7 +29,7 @@ from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database
 
 PACKED_KINDS = ("file", "symlink")
-RESET_FROM = ("scanned", "containerizing", "containerized", "building", "built", "failed")  # containerizing: a crashed run (its transaction rolled back)
+RESET_FROM = ("scanned", "containerizing", "containerized", "built", "failed")  # containerizing: a crashed run (its transaction rolled back)
 ITEM_BATCH = 20000  # items written per batch
 FILE_BATCH = 20000  # files read per query when packing
 DIRS_PER_QUERY = 500  # directories per query (bound parameters stay well inside SQLite's limit)
@@ -274,6 +274,11 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
     if latest is None or latest.state != "done":
         raise UsageError(f"project {project.name} has no finished scan"
                          f"{' (the last one ' + latest.state + ')' if latest else ''}: run `ptolemy scan {project.name}`")
+    if reset and project.status == "building":
+        # Discarding the containers under running workers would end their build silently (and their CARs
+        # would be recorded against nothing): the build is stopped on purpose first.
+        raise UsageError(f"a build of {project.name} is running: `ptolemy cancel {project.name}` first, then "
+                         f"`ptolemy containerize {project.name} --reset`")
     if reset:
         if project.status not in RESET_FROM:
             projects.require_step(project, "containerize")
