@@ -21,3 +21,9 @@ def default_db_path() -> Path:
 
 def default_log_path() -> Path:
     return state_dir() / "ptolemy.log"
+
+
+def cache_dir() -> Path:
+    """XDG cache: things Ptolemy can always recompute (the CommP engine calibration)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ptolemy"

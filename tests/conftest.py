@@ -12,10 +12,11 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path_factory, monkeypatch):
-    """No test reads or writes the operator's ~/.local, or inherits their PTOLEMY_DB."""
+    """No test reads or writes the operator's ~/.local or ~/.cache, or inherits their PTOLEMY_DB."""
     home = tmp_path_factory.mktemp("xdg")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     monkeypatch.delenv("PTOLEMY_DB", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")
     yield

@@ -22,7 +22,9 @@ def engine_summary() -> str:
         from ptolemy_tui.core import commp
     except ImportError:
         return "commp engine: unavailable"
-    return f"commp engine: {commp.engine_name()}"
+    name = commp.engine_name()
+    return f"commp engine: {name}; {commp.engine_reason()}" if not name.startswith("unavailable") else \
+        f"commp engine: {name}"
 
 
 class VersionAction(argparse.Action):

@@ -3,7 +3,8 @@
     ptolemy commp big.car                 CommPCid / Payload / Unpadded piece / Padded piece lines
     ptolemy commp big.car --json          {"commp", "piece_cid_v2", "payload_size", "unpadded_piece_size", ...}
     cat big.car | ptolemy commp -         stdin (also when FILE is omitted and stdin is not a terminal)
-    ptolemy commp --engine                which engine runs here (c-avx512, c-sha-ni, c-portable or python)
+    ptolemy commp --engine                which engine runs here (c-avx512, c-sha-ni-x4, c-sha-ni, c-portable or
+                                          python) and why: the calibrated MB per CPU-second, or what forced it
     ptolemy commp big.car --engine python --threads 2 --padded-size 32GiB
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from ptolemy_tui.cli.common import add_command
 from ptolemy_tui.errors import OperationFailed, UsageError
 
 SHOW_ENGINE = "\0show"
-ENGINES = ("auto", "c", "c-avx512", "c-sha-ni", "c-portable", "python")
+ENGINES = ("auto", "c", "c-avx512", "c-sha-ni-x4", "c-sha-ni", "c-portable", "python")
 
 
 def register(sub) -> None:
@@ -37,13 +38,15 @@ def register(sub) -> None:
 def _show_engine(args: argparse.Namespace) -> int:
     from ptolemy_tui.core import commp
 
-    name = commp.engine_name()
+    name, reason = commp.engine_name(), commp.engine_reason()
     if args.json:
         from ptolemy_tui.cli.output import print_json
 
-        print_json({"engine": name, "available": commp.available_engines()})
+        print_json({"engine": name, "reason": reason, "available": commp.available_engines(),
+                    "calibrated": commp.calibrated_figures()})
     else:
         print(name)
+        print(f"why: {reason}")
     return 0
 
 
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise OperationFailed(f"reading {args.file or 'stdin'} failed: {exc.strerror or exc}") from None
     if args.engine == SHOW_ENGINE:
-        sys.stderr.write(f"engine: {commp.engine_name(engine)}\n")
+        sys.stderr.write(f"engine: {commp.engine_name(engine)} ({commp.engine_reason(engine)})\n")
     if args.json:
         from ptolemy_tui.cli.output import print_json
 

@@ -7,6 +7,7 @@ final header is handed to it with `set_prefix`, so the piece CID needs no second
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import queue
@@ -82,11 +83,13 @@ class _Output:
     def _run(self) -> None:
         write = self.out.write
         sink = self.sink
+        borrow = getattr(sink, "update_borrowed", None)
         while True:
             item = self.full.get()
             if item is None:
                 return
             segments, recycle = item
+            handed = False
             try:
                 if self.error is None:
                     if self.fd is not None:
@@ -94,17 +97,18 @@ class _Output:
                     else:
                         for seg in segments:
                             write(seg)
-                    if sink is not None:
+                    if borrow is not None:
+                        # the hasher reads the segments in place; their buffers come back when it is done
+                        handed = True
+                        borrow(segments, functools.partial(_recycle, segments, recycle))
+                    elif sink is not None:
                         for seg in segments:
                             sink.update(seg)
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 self.error = exc
             finally:
-                for seg in segments:
-                    if type(seg) is memoryview:
-                        seg.release()
-                for q, buf in recycle:
-                    q.put(buf)
+                if not handed:
+                    _recycle(segments, recycle)
 
     def _check(self) -> None:
         if self.error is not None:
@@ -119,6 +123,15 @@ class _Output:
         self.full.put(None)
         self.thread.join()
         self._check()
+
+
+def _recycle(segments: list, recycle: list) -> None:
+    """Release the views of written segments and put each (queue, buffer) back (any thread, once)."""
+    for seg in segments:
+        if type(seg) is memoryview:
+            seg.release()
+    for q, buf in recycle:
+        q.put(buf)
 
 
 def _file_descriptor(out) -> int | None:

@@ -10,13 +10,15 @@ four 32-byte leaves; parents are SHA-256(left ‖ right) with the last byte ``&=
 all-zero subtrees up to a power of two. This module keeps the streaming state; an *engine* computes roots of
 complete aligned subtrees of ``2**k`` quads:
 
-- ``c-avx512`` / ``c-sha-ni`` / ``c-portable``: the C kernel ``_commp``, which releases the GIL. The CPU is
-  checked at run time: AVX-512 (16 pairs per instruction stream; about 1.9x SHA-NI on this Xeon) when present,
-  else the SHA instructions (SHA-NI), else portable C;
+- ``c-avx512`` / ``c-sha-ni-x4`` / ``c-sha-ni`` / ``c-portable``: the C kernel ``_commp``, which releases the
+  GIL: sixteen pairs per AVX-512 instruction stream, four or two interleaved pairs on the SHA instructions
+  (SHA-NI), or portable C;
 - ``python``: ``commp_py``, hashlib only, identical answers.
 
-``engine="auto"`` picks the C kernel's fastest path when the kernel was built, else Python; the environment
-variable ``PTOLEMY_COMMP_ENGINE`` (any engine name, e.g. ``c-sha-ni`` or ``python``) overrides ``auto``.
+``engine="auto"`` (and ``"c"``) takes the C path that ``commp_calibration`` measured fastest on this machine
+(cached per CPU and kernel build), or Python where the kernel was not built; the environment variable
+``PTOLEMY_COMMP_ENGINE`` (any engine name, e.g. ``c-sha-ni`` or ``python``) overrides ``auto``.
+``engine_reason()`` says why.
 
 Streaming: bytes are gathered into batches of ``2**15`` quads (about 4 MB) aligned on the quad grid; each
 batch is one subtree root pushed on a per-level carry stack. With ``threads=N>1`` batches are hashed by N
@@ -33,11 +35,12 @@ import functools
 import hashlib
 import io
 import os
+import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
-from ptolemy_tui.core import commp_py
+from ptolemy_tui.core import commp_calibration, commp_py
 from ptolemy_tui.core.multiformats import (
     CID,
     CODEC_FIL_COMMITMENT_UNSEALED,
@@ -53,14 +56,15 @@ except ImportError:  # pragma: no cover - exercised where the extension did not 
     _ckernel = None
 
 ENGINE_ENV = "PTOLEMY_COMMP_ENGINE"
-ENGINE_CHOICES = ("auto", "c", "c-avx512", "c-sha-ni", "c-portable", "python")
+ENGINE_CHOICES = ("auto", "c", "c-avx512", "c-sha-ni-x4", "c-sha-ni", "c-portable", "python")
 
 QUAD = 127
 MIN_PAYLOAD = 65
 MAX_PADDED_PIECE = 64 << 30
 MAX_PAYLOAD = MAX_PADDED_PIECE * 127 // 128
 BATCH_LOG2 = 15  # 2**15 quads = 4,161,536 payload bytes per batch
-READ_SIZE = (QUAD << BATCH_LOG2) * 2
+BATCH_BYTES = QUAD << BATCH_LOG2
+READ_SIZE = BATCH_BYTES * 2
 
 
 class CommPError(ValueError):
@@ -77,37 +81,75 @@ def _c_impls() -> tuple[str, ...]:
 
 def _resolve(engine: str) -> tuple[str, Callable[[object, int], bytes]]:
     """(engine name, root function) for an engine choice."""
-    choice = engine
-    if choice == "auto":
-        choice = os.environ.get(ENGINE_ENV, "").strip().lower() or "auto"
-        if choice not in ENGINE_CHOICES:
-            raise CommPError(f"{ENGINE_ENV}={choice!r} is not an engine: use one of {', '.join(ENGINE_CHOICES)}")
-        if choice == "auto":
-            choice = "c" if _ckernel is not None else "python"
-    if choice == "python":
+    name, _reason = _choose(engine)
+    if name == "python":
         return "python", commp_py.root
-    if choice.startswith("c") and choice in ENGINE_CHOICES:
+    return name, functools.partial(_ckernel.root, impl=name[2:])
+
+
+def _root_iov_fn(name: str):
+    """root_iov(parts, offset, k) for an engine: the C kernel reads the parts in place; Python joins them."""
+    if name == "python" or _ckernel is None or not hasattr(_ckernel, "root_iov"):
+        def joined(parts, offset, k, _root=commp_py.root if name == "python" else _resolve(name)[1]):
+            data = b"".join(parts)
+            return _root(memoryview(data)[offset:offset + (QUAD << k)], k)
+        return joined
+    return functools.partial(_ckernel.root_iov, impl=name[2:])
+
+
+def _choose(engine: str) -> tuple[str, str]:
+    """(engine name, why): forced by the argument or PTOLEMY_COMMP_ENGINE, else calibrated on this machine."""
+    choice, why = engine, f"asked for {engine}"
+    if choice == "auto":
+        env = os.environ.get(ENGINE_ENV, "").strip().lower()
+        if env and env != "auto":
+            if env not in ENGINE_CHOICES:
+                raise CommPError(f"{ENGINE_ENV}={env!r} is not an engine: use one of {', '.join(ENGINE_CHOICES)}")
+            choice, why = env, f"forced by {ENGINE_ENV}={env}"
+    if choice in ("auto", "c"):
+        if _ckernel is None:
+            if choice == "c":
+                raise CommPError("the C CommP kernel is not built here (no compiler at install time?): "
+                                 "use --engine python")
+            return "python", "the C kernel is not built here"
+        picked = commp_calibration.chosen(_ckernel)
+        return picked.engine, (picked.reason if why.startswith("asked") else f"{why}; {picked.reason}")
+    if choice == "python":
+        return "python", why
+    if choice.startswith("c-") and choice in ENGINE_CHOICES:
         if _ckernel is None:
             raise CommPError("the C CommP kernel is not built here (no compiler at install time?): use --engine python")
         impls = _c_impls()
-        impl = impls[0] if choice == "c" else choice[2:]
-        if impl not in impls:
+        if choice[2:] not in impls:
             raise CommPError(f"engine {choice} does not run on this CPU (available: "
                              f"{', '.join('c-' + i for i in impls)}, python)")
-        return f"c-{impl}", functools.partial(_ckernel.root, impl=impl)
+        return choice, why
     raise CommPError(f"unknown CommP engine {engine!r}: use one of {', '.join(ENGINE_CHOICES)}")
 
 
 def engine_name(engine: str = "auto") -> str:
-    """The engine that ``engine`` resolves to here: "c-avx512", "c-sha-ni", "c-portable" or "python"."""
+    """The engine that ``engine`` resolves to here: "c-avx512", "c-sha-ni-x4", "c-sha-ni", "c-portable", "python"."""
     try:
-        return _resolve(engine)[0]
+        return _choose(engine)[0]
     except CommPError as exc:
         return f"unavailable ({exc})"
 
 
+def engine_reason(engine: str = "auto") -> str:
+    """Why ``engine`` resolves as it does here: the calibrated figures, or what forced it."""
+    try:
+        return _choose(engine)[1]
+    except CommPError as exc:
+        return str(exc)
+
+
+def calibrated_figures() -> dict[str, float]:
+    """MB of payload per CPU-second of each C path, as calibrated on this machine ({} without the kernel)."""
+    return dict(commp_calibration.chosen(_ckernel).figures) if _ckernel is not None else {}
+
+
 def available_engines() -> list[str]:
-    """Every engine that runs here, fastest first."""
+    """Every engine that runs here (C paths in the kernel's static order; ``auto`` measures which is fastest)."""
     return [f"c-{impl}" for impl in _c_impls()] + ["python"]
 
 
@@ -144,6 +186,18 @@ def _roots(root_fn, data, q0: int, nquads: int) -> list[tuple[int, bytes]]:
     """Roots of the aligned blocks of quads [q0, q0 + nquads) whose bytes are data: [(quad level, root)]."""
     mv = memoryview(data)
     return [(k, root_fn(mv[off * QUAD : (off + (1 << k)) * QUAD], k)) for off, k in _blocks(q0, nquads)]
+
+
+def _roots_iov(root_iov, parts: list, q0: int, nquads: int) -> list[tuple[int, bytes]]:
+    """_roots() over the concatenation of parts (read in place)."""
+    return [(k, root_iov(parts, off * QUAD, k)) for off, k in _blocks(q0, nquads)]
+
+
+def _byte_view(data) -> memoryview:
+    mv = memoryview(data)
+    if mv.ndim != 1 or mv.itemsize != 1:
+        mv = mv.cast("B")
+    return mv
 
 
 def piece_cid_v1(commitment: bytes) -> str:
@@ -226,6 +280,7 @@ class CommP:
                 raise CommPError(f"padded piece size must be a power of two from 128 B to 64 GiB, "
                                  f"not {min_padded_piece} bytes")
         self.engine, self._root = _resolve(engine)
+        self._root_iov = _root_iov_fn(self.engine)
         self.threads = 1 if self.engine == "python" else threads  # hashlib holds the GIL: no gain
         self._min_padded = min_padded_piece
         self._prefix_len = deferred_prefix
@@ -235,13 +290,20 @@ class CommP:
         self._prefix: bytes | None = None
         self._size = deferred_prefix  # payload bytes so far, the prefix included
         self._q = self._prefix_quads  # quad index where self._buf starts
-        self._buf = bytearray()
+        # Bytes not yet hashed are gathered in a preallocated batch buffer (self._fill of them); full buffers go
+        # to the hashing threads and come back to self._spare when hashed, so their pages stay mapped (a fresh
+        # bytearray per batch cost mremap growth, page faults and trims: 0.2 CPU-s per GiB).
+        self._buf: bytearray | None = None
+        self._fill = 0
+        self._spare: list[bytearray] = []
         self._slots: dict[int, object] = {}  # quad level -> root (bytes) or _PH
         for level in range(self._prefix_quads.bit_length()):
             if self._prefix_quads >> level & 1:
                 self._slots[level] = _PH
         self._events: list[tuple[int, bytes]] = []  # (level, right sibling of a placeholder), in order
         self._pending: deque = deque()
+        self._borrowed: deque = deque()  # [hashed?, on_done] per update_borrowed() call, in call order
+        self._borrowed_lock = threading.Lock()
         self._pool = None
         self._result: CommPResult | None = None
 
@@ -250,6 +312,12 @@ class CommP:
     def _batch_bytes(self) -> int:
         end = ((self._q >> BATCH_LOG2) + 1) << BATCH_LOG2
         return (end - self._q) * QUAD
+
+    def _take_buffer(self) -> bytearray:
+        try:
+            return self._spare.pop()  # list.pop/append are atomic: hashing threads append
+        except IndexError:
+            return bytearray(BATCH_BYTES)
 
     def _push(self, level: int, node: object) -> None:
         slots = self._slots
@@ -270,59 +338,166 @@ class CommP:
             for level, node in pending.popleft().result():
                 self._push(level, node)
 
-    def _submit(self, data, nquads: int, owned: bool) -> None:
-        """Hash nquads quads starting at self._q. owned: data stays valid and unchanged after we return."""
+    def _run(self, fn, args: tuple, nquads: int, done=None) -> None:
+        """Hash nquads quads from self._q with fn(*args, q0, nquads) -> roots; then done() (any thread)."""
         q0 = self._q
         self._q += nquads
         if self.threads == 1:
-            for level, node in _roots(self._root, data, q0, nquads):
+            try:
+                roots = fn(*args, q0, nquads)
+            finally:
+                if done is not None:
+                    done()
+            for level, node in roots:
                 self._push(level, node)
             return
-        if not owned:
-            data = bytes(data)
         if self._pool is None:
             from concurrent.futures import ThreadPoolExecutor
 
             self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="commp")
-        self._pending.append(self._pool.submit(_roots, self._root, data, q0, nquads))
+        try:
+            fut = self._pool.submit(fn, *args, q0, nquads)
+        except BaseException:
+            if done is not None:
+                done()
+            raise
+        if done is not None:
+            fut.add_done_callback(lambda _f: done())  # also on cancel: exactly once
+        self._pending.append(fut)
         self._collect(block=False)
         while len(self._pending) > 2 * self.threads:
             for level, node in self._pending.popleft().result():
                 self._push(level, node)
 
-    def update(self, data) -> None:
-        """Add the next bytes of the stream. The caller may reuse its buffer as soon as this returns."""
+    def _submit_buffer(self, buf: bytearray, nbytes: int) -> None:
+        """Hash a full batch buffer, then recycle it."""
+        spare = self._spare
+        self._run(_roots, (self._root, memoryview(buf)[:nbytes]), nbytes // QUAD, lambda: spare.append(buf))
+
+    def _check_update(self, n: int) -> None:
         if self._result is not None:
             raise CommPError("update() after digest()")
-        mv = memoryview(data)
-        if mv.ndim != 1 or mv.itemsize != 1:
-            mv = mv.cast("B")
+        if self._size + n > MAX_PAYLOAD:
+            raise CommPError(f"payload exceeds the largest piece: more than {MAX_PAYLOAD} bytes (64 GiB·127/128)")
+
+    def _take_head(self, mv: memoryview) -> memoryview:
+        """The part of mv that falls in the deferred prefix's quads is kept aside (under 127 bytes)."""
+        if len(self._head) < self._head_need:
+            take = min(self._head_need - len(self._head), len(mv))
+            self._head += mv[:take]
+            mv = mv[take:]
+        return mv
+
+    def _append(self, mv: memoryview) -> None:
+        """Copy mv (shorter than what the current batch still needs) into the batch buffer."""
+        if self._buf is None:
+            self._buf = self._take_buffer()
+        self._buf[self._fill:self._fill + len(mv)] = mv
+        self._fill += len(mv)
+
+    def update(self, data) -> None:
+        """Add the next bytes of the stream. The caller may reuse its buffer as soon as this returns."""
+        mv = _byte_view(data)
         n = len(mv)
         if not n:
             return
-        if self._size + n > MAX_PAYLOAD:
-            raise CommPError(f"payload exceeds the largest piece: more than {MAX_PAYLOAD} bytes (64 GiB·127/128)")
+        self._check_update(n)
         self._size += n
         immutable = type(mv.obj) is bytes
-        if len(self._head) < self._head_need:
-            take = min(self._head_need - len(self._head), n)
-            self._head += mv[:take]
-            mv = mv[take:]
+        mv = self._take_head(mv)
         if not len(mv):
             return
-        if self._buf:
-            want = self._batch_bytes() - len(self._buf)
-            self._buf += mv[:want]
+        if self._fill:
+            want = self._batch_bytes() - self._fill
+            self._append(mv[:want])
             mv = mv[want:]
-            if len(self._buf) == self._batch_bytes():
-                full, self._buf = self._buf, bytearray()
-                self._submit(full, len(full) // QUAD, owned=True)
+            if self._fill == self._batch_bytes():
+                full, nbytes, self._buf, self._fill = self._buf, self._fill, None, 0
+                self._submit_buffer(full, nbytes)
         while len(mv) >= self._batch_bytes():
             size = self._batch_bytes()
-            self._submit(mv[:size], size // QUAD, owned=immutable)
+            if self.threads == 1 or immutable:  # hashed before we return, or nobody can change it: no copy
+                self._run(_roots, (self._root, mv[:size]), size // QUAD)
+            else:
+                buf = self._take_buffer()
+                buf[:size] = mv[:size]
+                self._submit_buffer(buf, size)
             mv = mv[size:]
         if len(mv):
-            self._buf += mv
+            self._append(mv)
+
+    def _finish_borrowed(self, entry: list) -> None:
+        """Mark one update_borrowed() call hashed; run the on_done of every call hashed so far, in call order.
+
+        Order matters to the caller: a buffer it recycles after call N (a CAR frame buffer) may also hold
+        segments of call N - 1, which another thread may still be hashing.
+        """
+        with self._borrowed_lock:  # the callbacks run under the lock: two threads never reorder them
+            entry[0] = True
+            borrowed = self._borrowed
+            while borrowed and borrowed[0][0]:
+                borrowed.popleft()[1]()
+
+    def update_borrowed(self, segments, on_done: Callable[[], None]) -> None:
+        """Add the next bytes of the stream, segment after segment, without copying them.
+
+        The hashing threads read the segments where they are; ``on_done()`` runs (in any thread, exactly once,
+        also on errors) when the hasher no longer needs them, and only then may the caller reuse their buffers.
+        Only what does not fill a whole 127-byte quad at the end is copied (and the deferred prefix's quads).
+        The on_done callbacks of successive calls run in call order.
+        """
+        try:
+            views = [_byte_view(seg) for seg in segments]
+            n = sum(len(v) for v in views)
+            self._check_update(n)
+        except BaseException:
+            on_done()
+            raise
+        self._size += n
+        parts: list = []
+        recycle = None
+        if self._fill:  # bytes left over by earlier calls come first
+            if self._fill <= 65536:
+                parts.append(bytes(self._buf[:self._fill]))  # type: ignore[index]
+            else:
+                recycle, self._buf = self._buf, None
+                parts.append(memoryview(recycle)[:self._fill])
+            self._fill = 0
+        for v in views:
+            if len(self._head) < self._head_need:
+                v = self._take_head(v)
+            if len(v):
+                parts.append(v)
+        total = sum(len(p) for p in parts)
+        nquads = total // QUAD
+        tail = total - nquads * QUAD
+        # the last `tail` bytes wait for the next call (copied: under 127 bytes)
+        cut = []
+        while tail:
+            last = parts[-1]
+            if len(last) <= tail:
+                cut.append(parts.pop())
+                tail -= len(last)
+            else:
+                cut.append(last[len(last) - tail:])
+                parts[-1] = last[:len(last) - tail]
+                tail = 0
+        for piece in reversed(cut):
+            self._append(memoryview(piece))
+        spare = self._spare
+        entry = [False, on_done]
+        with self._borrowed_lock:
+            self._borrowed.append(entry)
+
+        def done() -> None:
+            if recycle is not None:
+                spare.append(recycle)
+            self._finish_borrowed(entry)
+
+        if not nquads:
+            done()
+            return
+        self._run(_roots_iov, (self._root_iov, parts), nquads, done)
 
     def set_prefix(self, data) -> None:
         """Supply the stream's first deferred_prefix bytes (any time before digest())."""
@@ -348,13 +523,15 @@ class CommP:
         finally:
             self.close()
         # the last partial batch, zero-padded to whole quads
-        if self._buf:
-            nquads = -(-len(self._buf) // QUAD)
-            self._buf += bytes(nquads * QUAD - len(self._buf))
-            for level, node in _roots(self._root, self._buf, self._q, nquads):
+        if self._fill:
+            nquads = -(-self._fill // QUAD)
+            buf = self._buf
+            buf[self._fill:nquads * QUAD] = bytes(nquads * QUAD - self._fill)  # type: ignore[index]
+            for level, node in _roots(self._root, memoryview(buf)[:nquads * QUAD], self._q, nquads):  # type: ignore
                 self._push(level, node)
             self._q += nquads
-            self._buf = bytearray()
+            self._buf, self._fill = None, 0
+        self._spare.clear()
         if self._prefix_quads:
             self._resolve_prefix()
         total_quads = self._q

@@ -47,17 +47,25 @@ def test_json_every_engine_and_threads(capsys, car, engine):
 
 def test_engine_flag_alone_prints_the_engine(capsys):
     r = run_cli(capsys, "commp", "--engine")
-    assert r.code == 0 and r.out.strip() == commp.engine_name()
-    assert r.out.strip() in ("c-avx512", "c-sha-ni", "c-portable", "python")
+    name, why = r.out.splitlines()
+    assert r.code == 0 and name == commp.engine_name()
+    assert name in ("c-avx512", "c-sha-ni-x4", "c-sha-ni", "c-portable", "python")
+    assert why == f"why: {commp.engine_reason()}"
     r = run_cli(capsys, "commp", "--engine", "--json")
-    assert r.json() == {"engine": commp.engine_name(), "available": commp.available_engines()}
+    doc = r.json()
+    assert doc == {"engine": commp.engine_name(), "reason": commp.engine_reason(),
+                   "available": commp.available_engines(), "calibrated": commp.calibrated_figures()}
+    if name != "python":  # calibrated: the figures name every C path and the engine is the fastest of them
+        assert why.startswith("why: calibrated ") and "MB per CPU-second" in why
+        assert set(doc["calibrated"]) == set(commp.available_engines()) - {"python"}
+        assert name == max(doc["calibrated"], key=doc["calibrated"].get)
 
 
 def test_engine_flag_with_a_file_computes_and_names_the_engine(capsys, car):
     path, v = car
     r = run_cli(capsys, "commp", str(path), "--engine")
     assert r.code == 0 and r.out.startswith(f"CommPCid: {v['commp']}\n")
-    assert r.err.strip() == f"engine: {commp.engine_name()}"
+    assert r.err.strip() == f"engine: {commp.engine_name()} ({commp.engine_reason()})"
 
 
 def test_version_names_the_engine(capsys):
@@ -69,7 +77,9 @@ def test_env_forces_the_python_engine(capsys, car, monkeypatch):
     path, v = car
     monkeypatch.setenv("PTOLEMY_COMMP_ENGINE", "python")
     r = run_cli(capsys, "commp", "--engine")
-    assert r.out.strip() == "python"
+    assert r.out.splitlines() == ["python", "why: forced by PTOLEMY_COMMP_ENGINE=python"]
+    r = run_cli(capsys, "--version")
+    assert "commp engine: python; forced by PTOLEMY_COMMP_ENGINE=python" in r.out
     r = run_cli(capsys, "commp", str(path), "--json")
     assert r.json()["commp"] == v["commp"]
 

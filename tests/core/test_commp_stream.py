@@ -190,8 +190,10 @@ def test_engine_selection(monkeypatch):
         CommP()
     monkeypatch.delenv(commp.ENGINE_ENV)
     if HAVE_C:
-        assert commp.engine_name() in ("c-avx512", "c-sha-ni", "c-portable")
-        assert commp.engine_name() == commp.available_engines()[0]
+        assert commp.engine_name() in ("c-avx512", "c-sha-ni-x4", "c-sha-ni", "c-portable")
+        figures = commp.calibrated_figures()
+        assert commp.engine_name() == commp.engine_name("c") == max(figures, key=figures.get)
+        assert commp.engine_reason().startswith("calibrated ")
         assert CommP(engine="c-portable").engine == "c-portable"
     # without the compiled kernel: auto falls back to Python, and asking for C is a clear error
     monkeypatch.setattr(commp, "_ckernel", None)
@@ -210,10 +212,11 @@ def test_sha_ni_reported_and_used_when_the_cpu_has_it():
     if os.environ.get("PTOLEMY_COMMP_NO_SHANI", "0") not in ("", "0"):
         has_sha = False
     assert _commp.sha_ni() == has_sha
-    assert ("sha-ni" in _commp.impls()) == has_sha
-    assert commp.engine_name("c") == "c-" + _commp.impls()[0]
+    assert ("sha-ni" in _commp.impls()) == has_sha == ("sha-ni-x4" in _commp.impls())
+    assert commp.engine_name("c")[2:] in _commp.impls()
     if has_sha:
         assert CommP(engine="c-sha-ni").engine == "c-sha-ni"
+        assert CommP(engine="c-sha-ni-x4").engine == "c-sha-ni-x4"
     else:
         with pytest.raises(CommPError, match="does not run on this CPU"):
             CommP(engine="c-sha-ni")
