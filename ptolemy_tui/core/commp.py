@@ -218,7 +218,7 @@ class CommPResult:
     padded_piece_size: int
     unpadded_piece_size: int
     piece_cid_v1: str
-    piece_cid_v2: str | None  # None where FRC-0069 leaves it undefined (payload < 127 bytes)
+    piece_cid_v2: str | None  # None only below MIN_PAYLOAD; 65–126 bytes get one, as @web3-storage/data-segment gives
 
     def to_json(self) -> dict:
         return {
@@ -246,7 +246,7 @@ def _make_result(commitment: bytes, payload_size: int, padded: int) -> CommPResu
         padded_piece_size=padded,
         unpadded_piece_size=padded * 127 // 128,
         piece_cid_v1=piece_cid_v1(commitment),
-        piece_cid_v2=piece_cid_v2(commitment, payload_size, padded) if payload_size >= 127 else None,
+        piece_cid_v2=piece_cid_v2(commitment, payload_size, padded) if payload_size >= MIN_PAYLOAD else None,
     )
 
 

@@ -1,6 +1,8 @@
 """Every known CommP vector: ../shared/vectors/commp.json (copied to tests/vectors) and the oracle-generated set."""
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from ptolemy_tui.core import commp
@@ -74,10 +76,9 @@ def test_generated_vectors(vector, engine):
     assert r.piece_cid_v1 == vector["commp"]
     assert (r.payload_size, r.unpadded_piece_size, r.padded_piece_size) == (
         vector["payload_size"], vector["unpadded_piece_size"], vector["padded_piece_size"])
-    # the oracle also prints a v2 below 127 bytes; FRC-0069 leaves it undefined there, and so do we
-    assert r.piece_cid_v2 == (vector["piece_cid_v2"] if len(data) >= 127 else None)
-    assert r.to_json() == {k: (vector[k] if k != "piece_cid_v2" else r.piece_cid_v2)
-                           for k in ("commp", "piece_cid_v2", "payload_size", "unpadded_piece_size",
+    # every vector is ≥ 65 bytes (CommP's minimum), where piece CID v2 is defined, 65–126 bytes included
+    assert r.piece_cid_v2 == vector["piece_cid_v2"]
+    assert r.to_json() == {k: vector[k] for k in ("commp", "piece_cid_v2", "payload_size", "unpadded_piece_size",
                                      "padded_piece_size")}
 
 
@@ -97,3 +98,15 @@ def test_generated_vectors_two_threads_deferred_prefix(vector):
     r = h.digest()
     assert r.piece_cid_v1 == vector["commp"]
     assert r.piece_cid_v2 == vector["piece_cid_v2"]
+
+
+SMALL_V2 = load("commp_small_v2.json")
+
+
+@pytest.mark.parametrize("vector", SMALL_V2["vectors"], ids=lambda v: str(v["payload_size"]))
+def test_piece_cid_v2_of_65_to_126_bytes_matches_data_segment(vector):
+    data = b"".join(hashlib.sha256(b"ptolemy-v2-%d-%d" % (vector["payload_size"], i)).digest()
+                    for i in range(4))[:vector["payload_size"]]
+    r = digest(data, ALL_ENGINES[0])
+    assert (r.piece_cid_v1, r.piece_cid_v2, r.padded_piece_size) == (
+        vector["commp"], vector["piece_cid_v2"], vector["padded_piece_size"])
