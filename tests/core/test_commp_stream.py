@@ -132,10 +132,12 @@ def test_min_padded_piece():
             CommP(min_padded_piece=bad)
 
 
-def test_v2_undefined_below_127_bytes():
-    assert whole(payload(126)).piece_cid_v2 is None
+def test_v2_defined_from_65_bytes():
+    # 65 bytes: a 128-byte piece (height 2) with 127 − 65 = 62 bytes of padding, as data-segment encodes it
+    small = whole(payload(65))
+    assert small.piece_cid_v2 == commp.piece_cid_v2(small.commitment, 65, 128)
+    assert whole(payload(126)).piece_cid_v2.startswith("bafkzcib")
     assert whole(payload(127)).piece_cid_v2.startswith("bafkzcib")
-    assert whole(payload(65)).piece_cid_v1.startswith("baga6ea4seaq")
 
 
 def test_errors():

@@ -39,8 +39,8 @@ with tempfile.TemporaryDirectory() as tmp:
 doc = {
     "about": ("CommP vectors computed by ../shared/oracle `node commp.mjs FILE` (engine fr32, the Rust/WASM "
               "package; the hashtree engine agreed on every one). data: shake128 = the first `size` bytes of "
-              "SHAKE128(seed as UTF-8); zeros = `size` zero bytes; fill = `size` copies of `byte`. The oracle "
-              "also gives piece_cid_v2 for payloads under 127 bytes; Ptolemy leaves it undefined there (None)."),
+              "SHAKE128(seed as UTF-8); zeros = `size` zero bytes; fill = `size` copies of `byte`. "
+              "piece_cid_v2 is given from 65 bytes (CommP's minimum) up, as @web3-storage/data-segment gives it."),
     "generator": "node commp.mjs FILE --engine fr32 (and --engine hashtree), Node v20, oracle package.json pins",
     "vectors": out,
 }
