@@ -20,7 +20,9 @@ def register(sub) -> None:
                          description="Write the CARv1 of PATHs (directories recursively, symlinks not followed). "
                                      "Prints the root CID and the piece CID.")
     p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.car", help="the CAR file to write")
+    p.add_argument("-o", "--output", metavar="OUT.car", help="the CAR file to write")
+    p.add_argument("--cid-only", action="store_true",
+                   help="compute the root CID without writing a CAR (as `ipfs add --only-hash`)")
     p.add_argument("--profile", choices=["kubo", "go-car"], default="kubo",
                    help="kubo: what `ipfs add -r --cid-version=1` builds (default); go-car: `car create`")
     p.add_argument("--wrap", action="store_true", help="wrap the inputs in a directory, as `car create` does")
@@ -80,7 +82,13 @@ def cmd_create(args: argparse.Namespace) -> int:
     from ptolemy_tui.cli.output import print_json
     from ptolemy_tui.core.car import SourceChanged, write_car
 
+    if args.cid_only and args.output:
+        raise UsageError("--cid-only writes no CAR: leave out -o/--output, or drop --cid-only")
+    if not args.cid_only and not args.output:
+        raise UsageError("car create needs -o OUT.car (or --cid-only for the root CID alone)")
     entries = collect_entries(args.paths)
+    if args.cid_only:
+        return _create_cid_only(args, entries)
     out_path = args.output
     try:  # an existing output inside an input tree is not part of its own CAR
         out_id = os.stat(out_path)
@@ -132,6 +140,28 @@ def cmd_create(args: argparse.Namespace) -> int:
         if piece is not None:
             print(f"piece_cid {piece.piece_cid_v1}")
         sys.stderr.write(f"wrote {out_path}: {result.car_size} bytes, {result.block_count} blocks\n")
+    return 0
+
+
+def _create_cid_only(args: argparse.Namespace, entries) -> int:
+    from ptolemy_tui.cli.output import print_json
+    from ptolemy_tui.core.car import DiscardOutput, SourceChanged, write_car
+
+    try:
+        result = write_car(entries, DiscardOutput(), profile=args.profile, wrap=args.wrap)
+    except SourceChanged as exc:
+        raise OperationFailed(str(exc)) from None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise OperationFailed(f"{exc.strerror or exc}: {exc.filename or '?'}") from None
+    doc = {"root_cid": str(result.root_cid), "car_size": result.car_size, "block_count": result.block_count,
+           "piece_cid": None, "piece_cid_v2": None, "padded_piece_size": None, "output": None,
+           "profile": args.profile}
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"root {doc['root_cid']}")
     return 0
 
 

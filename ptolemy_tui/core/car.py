@@ -372,6 +372,30 @@ def _open_local(entry: SourceEntry) -> LocalReader:
     return LocalReader(entry.source)
 
 
+class DiscardOutput:
+    """A seekable output that keeps only its length: `write_car` into it gives the root CID without a CAR."""
+
+    def __init__(self):
+        self.pos = 0
+        self.end = 0
+
+    def write(self, data) -> int:
+        n = len(data) if not isinstance(data, memoryview) else data.nbytes
+        self.pos += n
+        self.end = max(self.end, self.pos)
+        return n
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        self.pos = pos if whence == 0 else (self.pos + pos if whence == 1 else self.end + pos)
+        return self.pos
+
+    def flush(self) -> None:
+        pass
+
+
 def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "kubo", wrap: bool = False,
               sink=None, before_read: Callable[[SourceEntry], None] | None = None,
               on_progress: Callable[[int], None] | None = None,
@@ -391,7 +415,8 @@ def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "
     the profile's shape.
     """
     params = _params or unixfs.get_params(profile)
-    root_node = unixfs.dag_root(unixfs.build_tree(entries), wrap)
+    tree = unixfs.build_tree(entries)
+    root_node = unixfs.dag_root(tree, wrap)
     start = out.tell()
     placeholder = car_header(PLACEHOLDER_ROOT)
     assert len(placeholder) == CARV1_HEADER_LENGTH
@@ -403,7 +428,7 @@ def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "
     reader = _SourceReader(before_read, on_progress, pool, writer.release, open_reader, after_read)
     dag = unixfs.DagWriter(writer.put, reader, params, _Hasher(pool))
     try:
-        root, _ = dag.build(root_node)
+        root, _ = dag.build(root_node, wrapper=root_node is tree)
         writer.flush()
     finally:
         pool.shutdown(wait=True)

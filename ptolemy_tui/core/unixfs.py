@@ -46,11 +46,14 @@ class Params:
     chunk_size: int = CHUNK_SIZE
     max_links: int = MAX_LINKS
     hamt_threshold: int = HAMT_THRESHOLD
+    # go-car builds its top-level inputs in command-line order (the root block's links are still sorted by
+    # dag-pb), so their blocks come in that order; kubo walks every directory in name order
+    top_in_given_order: bool = False
 
 
 PROFILES = {
     "kubo": Params("kubo", collapse_single_child=False),
-    "go-car": Params("go-car", collapse_single_child=True),
+    "go-car": Params("go-car", collapse_single_child=True, top_in_given_order=True),
 }
 PROFILES["gocar"] = PROFILES["go-car"]
 
@@ -266,10 +269,12 @@ class DagWriter:
         self.params = params
         self.entry_cids: list[tuple[bytes, bytes]] = []
 
-    def build(self, root: DirNode | SourceEntry) -> tuple[bytes, int]:
+    def build(self, root: DirNode | SourceEntry, wrapper: bool = False) -> tuple[bytes, int]:
+        """`wrapper`: root is the directory made to hold several inputs (its children keep their given
+        order under a profile with top_in_given_order)."""
         if not isinstance(root, DirNode):
             return self._leaf(root)
-        stack = [self._open_dir(b"", root)]
+        stack = [self._open_dir(b"", root, given_order=wrapper and self.params.top_in_given_order)]
         while True:
             frame = stack[-1]
             if frame.pos < len(frame.todo):
@@ -289,11 +294,11 @@ class DagWriter:
                 return cid, tsize
             stack[-1].links.append((frame.link_name, cid, tsize))
 
-    def _open_dir(self, link_name: bytes, node: DirNode) -> _Frame:
+    def _open_dir(self, link_name: bytes, node: DirNode, given_order: bool = False) -> _Frame:
         names = node.children
         if hamt_estimate(names) > self.params.hamt_threshold:
             return self._open_shard(link_name, hamt.build_trie(names), node)
-        todo = [(name, names[name]) for name in sorted(names)]
+        todo = list(names.items()) if given_order else [(name, names[name]) for name in sorted(names)]
         return _Frame(link_name, todo, None, node)
 
     def _open_shard(self, link_name: bytes, shard: hamt.Shard, dirnode: DirNode) -> _Frame:
@@ -309,7 +314,7 @@ class DagWriter:
 
     def _close(self, frame: _Frame) -> tuple[bytes, int]:
         if frame.shard is None:
-            block = directory_block(frame.links)
+            block = directory_block(sorted(frame.links))  # already in name order unless built in given order
         else:
             links = [dagpb.encode_link(cid, name, tsize) for name, cid, tsize in frame.links]
             block = dagpb.encode_node(links, hamt.shard_data(frame.shard.bitmap()))

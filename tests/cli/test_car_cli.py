@@ -161,3 +161,50 @@ def test_an_output_inside_the_input_is_left_out(capsys, tmp_path):
     first = out.read_bytes()
     assert run(capsys, "car", "create", tmp_path / "d", "-o", out)[0] == 0  # o.car now exists in d
     assert out.read_bytes() == first
+
+
+def test_go_car_profile_keeps_the_command_line_order_of_top_level_paths(capsys, tmp_path):
+    from ptolemy_tui.core.carread import CarFile
+
+    for name in ("zeta", "alpha"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_bytes(name.encode())
+    args = ("car", "create", tmp_path / "zeta", tmp_path / "alpha", "--profile", "go-car", "--json")
+    assert run(capsys, *args, "-o", tmp_path / "given.car")[0] == 0
+    with CarFile(tmp_path / "given.car") as car:
+        blocks = [bytes(s.data) for s in car.sections()]
+    # go-car puts zeta's blocks first (its builder runs per argument, in order); the root's links stay sorted
+    assert blocks.index(b"zeta") < blocks.index(b"alpha")
+    assert blocks[-1].index(b"alpha") < blocks[-1].index(b"zeta")
+    # kubo walks the top in name order; both give the same root (the DAG is the same, only the order differs)
+    code, out, _ = run(capsys, "car", "create", tmp_path / "zeta", tmp_path / "alpha", "--profile", "kubo",
+                       "--wrap", "--json", "-o", tmp_path / "named.car")
+    with CarFile(tmp_path / "named.car") as car:
+        kubo_blocks = [bytes(s.data) for s in car.sections()]
+    assert kubo_blocks.index(b"alpha") < kubo_blocks.index(b"zeta")
+    assert sorted(kubo_blocks) == sorted(blocks)
+
+
+@pytest.mark.parametrize("profile", ["kubo", "go-car"])
+def test_cid_only_gives_the_root_without_writing_a_car(capsys, tmp_path, profile):
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "big").write_bytes(os.urandom(3 * 262144 + 5))
+    (tree / "small").write_bytes(b"small")
+    code, out, _ = run(capsys, "car", "create", tree, "--profile", profile, "-o", tmp_path / "o.car", "--json")
+    written = json.loads(out)
+    before = sorted(os.listdir(tmp_path))
+    code, out, _ = run(capsys, "car", "create", tree, "--profile", profile, "--cid-only", "--json")
+    only = json.loads(out)
+    assert code == 0 and sorted(os.listdir(tmp_path)) == before
+    assert (only["root_cid"], only["car_size"], only["block_count"]) == (
+        written["root_cid"], written["car_size"], written["block_count"])
+    assert only["output"] is None and only["piece_cid"] is None
+    code, out, _ = run(capsys, "car", "create", tree, "--cid-only")
+    assert (code, out) == (0, f"root {written['root_cid']}\n")
+
+
+def test_cid_only_and_output_together_is_a_usage_error(capsys, tmp_path):
+    (tmp_path / "x").write_bytes(b"1")
+    code, _, err = run(capsys, "car", "create", tmp_path / "x", "--cid-only", "-o", tmp_path / "o.car")
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "o.car").exists()
