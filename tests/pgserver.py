@@ -55,12 +55,19 @@ class ThrowawayCluster:
 
     def start(self) -> str:
         self._run(self.initdb, "-D", self.datadir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} -c fsync=off"
-        self._run(self.pg_ctl, "-D", self.datadir, "-o", opts, "-l", os.path.join(self.root, "log"), "-w", "start")
+        self.opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} -c fsync=off"
+        self._run(self.pg_ctl, "-D", self.datadir, "-o", self.opts, "-l", os.path.join(self.root, "log"), "-w", "start")
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def restart(self) -> None:
         self._run(self.pg_ctl, "-D", self.datadir, "-m", "fast", "-w", "restart")
+
+    def stop_server(self) -> None:
+        """Take the server down (clients see it unreachable) without removing the cluster."""
+        self._run(self.pg_ctl, "-D", self.datadir, "-m", "fast", "-w", "stop")
+
+    def start_server(self) -> None:
+        self._run(self.pg_ctl, "-D", self.datadir, "-o", self.opts, "-l", os.path.join(self.root, "log"), "-w", "start")
 
     def stop(self) -> None:
         try:

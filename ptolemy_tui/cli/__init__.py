@@ -72,6 +72,22 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:
+        if not _is_store_outage(exc):
+            raise
+        from ptolemy_tui.logsetup import mask_secrets
+
+        text = str(exc).strip()
+        sys.stderr.write(f"ptolemy: store unreachable: {mask_secrets(text.splitlines()[0] if text else type(exc).__name__)}; "
+                         "check the database (--db) and run the command again\n")
+        return 1
+
+
+def _is_store_outage(exc: BaseException) -> bool:
+    """The store went away under a command that has no patience of its own: one line, not a traceback."""
+    import peewee
+
+    return isinstance(exc, (peewee.OperationalError, peewee.InterfaceError))
 
 
 if __name__ == "__main__":  # pragma: no cover

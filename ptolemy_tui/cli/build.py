@@ -8,7 +8,7 @@ import time
 
 from humanize import naturalsize
 
-from ptolemy_tui.cli.common import add_command, open_store
+from ptolemy_tui.cli.common import add_command, open_store, patiently
 from ptolemy_tui.errors import UsageError
 
 
@@ -83,7 +83,7 @@ def follow(name: str, *, interval: float = 1.0, out=None) -> int:
     last_line = ""
     no_workers_since = None
     while True:
-        doc = build.build_progress(name)
+        doc = patiently(lambda: build.build_progress(name), "following the build")
         line = progress_line(doc)
         if tty:
             out.write("\r\x1b[K" + line)
@@ -148,7 +148,7 @@ def cmd_pause(args) -> int:
     from ptolemy_tui.services import build
 
     open_store(args)
-    build.pause(args.name)
+    patiently(lambda: build.pause(args.name), "pausing")
     print(f"{args.name} paused: workers finish their current container, then wait (`ptolemy resume {args.name}`)")
     return 0
 
@@ -157,7 +157,7 @@ def cmd_resume(args) -> int:
     from ptolemy_tui.services import build
 
     open_store(args)
-    build.resume(args.name)
+    patiently(lambda: build.resume(args.name), "resuming")
     print(f"{args.name} resumed")
     return 0
 
@@ -166,8 +166,10 @@ def cmd_cancel(args) -> int:
     from ptolemy_tui.services import build
 
     open_store(args)
-    result = build.cancel(args.name)
-    left = build.wait_for_workers(args.name, timeout=15) if result["workers"] else 0
+    result = patiently(lambda: build.cancel(args.name), "cancelling")
+    # A short wait: cancel answers within seconds whatever a worker does (a frozen one stops when it wakes).
+    left = patiently(lambda: build.wait_for_workers(args.name, timeout=5), "waiting for the workers to stop") \
+        if result["workers"] else 0
     print(f"{args.name} cancelled: {result['requeued']} in-flight container(s) back to pending"
           + (f"; {left} worker(s) still stopping" if left else ""))
     return 0
@@ -177,7 +179,7 @@ def cmd_retry(args) -> int:
     from ptolemy_tui.services import build
 
     open_store(args)
-    n = build.retry(args.name)
+    n = patiently(lambda: build.retry(args.name), "requeueing failed containers")
     if not n:
         print(f"{args.name}: no failed containers")
         return 0

@@ -45,3 +45,37 @@ def open_store(args: argparse.Namespace, *, operator: bool = True, pooled: bool 
 
     return db.open_database(url=getattr(args, "db", None), ini_path=getattr(args, "db_ini", None), operator=operator,
                             pooled=pooled)
+
+
+class _Notice:
+    """'store unreachable, retrying' on stderr: at once, then at most every 10 s while it lasts."""
+
+    def __init__(self) -> None:
+        self.last = 0.0
+
+    def __call__(self, detail: str) -> None:
+        import time
+
+        from ptolemy_tui.logsetup import mask_secrets
+
+        if time.monotonic() - self.last >= 10:
+            self.last = time.monotonic()
+            sys.stderr.write(f"ptolemy: store unreachable, retrying ({mask_secrets(detail)})\n")
+            sys.stderr.flush()
+
+
+def patiently(fn: Callable[[], object], what: str):
+    """Run one store operation of a command with the workers' patience: a PostgreSQL restart, a lock held by a
+    frozen worker or a busy SQLite file is waited out (saying so), not turned into a traceback. The operation is
+    re-run from the start, so it must be one transaction or idempotent."""
+    from ptolemy_tui.errors import OperationFailed
+    from ptolemy_tui.worker import dbretry
+
+    try:
+        return dbretry.retrying(fn, what, notify=_Notice())
+    except dbretry.TRANSIENT as exc:
+        from ptolemy_tui.logsetup import mask_secrets
+
+        raise OperationFailed(f"store unreachable while {what} for {dbretry.DEFAULT_PATIENCE:.0f}s "
+                              f"({mask_secrets(dbretry.first_line(exc))}); check the database and run the command "
+                              "again") from None

@@ -6,7 +6,7 @@ import sys
 
 from humanize import naturalsize
 
-from ptolemy_tui.cli.common import OneLineParser, add_command, add_global_options, open_store
+from ptolemy_tui.cli.common import OneLineParser, add_command, add_global_options, open_store, patiently
 from ptolemy_tui.cli.output import print_json, print_table
 from ptolemy_tui.core.sizes import format_size
 from ptolemy_tui.errors import UsageError
@@ -186,7 +186,7 @@ def cmd_status(args) -> int:
 
     open_store(args)
     if args.name:
-        doc = status.project_report(projects.get(args.name))
+        doc = patiently(lambda: status.project_report(projects.get(args.name)), "reading the status")
         if args.json:
             print_json(doc)
             return 0
@@ -202,7 +202,7 @@ def cmd_status(args) -> int:
                   f"staging free {naturalsize(w['staging_free'], binary=True)}"
                   + (f" - {w['message']}" if w.get("message") else ""))
         return 0
-    docs = [status.project_report(p) for p in projects.list_projects()]
+    docs = patiently(lambda: [status.project_report(p) for p in projects.list_projects()], "reading the status")
     return _print_projects(args, docs, ("NAME", "STATUS", "BUILT", "WORKERS", "NEXT"), lambda d: (
         d["name"], d["status"], f"{d['containers_built']}/{d['containers']}", len(d["live_workers"]),
         d["next_command"]))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ptolemy_tui import faults
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.models import Car, CarEntry, Container, Event, Project, database, now
 from ptolemy_tui.store.queries import containers_by_state
@@ -76,6 +77,7 @@ def claim_next(project_id: int, owner: str, lease: float, *, serial: bool = Fals
         candidate = query.first()
         if candidate is None:
             return None
+        faults.reach("in-claim-transaction")  # tests: a worker frozen holding the row lock, inside the transaction
         if serial and _live_building(project_id, at).exists():
             return None
         previous = candidate.claimed_by if candidate.state == "building" else None

@@ -38,8 +38,16 @@ def drop_connection() -> None:
             pass
 
 
-def retrying(fn: Callable[[], T], what: str, patience: float = DEFAULT_PATIENCE) -> T:
-    """Run `fn` (a whole transaction: it is re-run from the start), retrying transient store errors."""
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def retrying(fn: Callable[[], T], what: str, patience: float = DEFAULT_PATIENCE,
+             notify: Callable[[str], None] | None = None) -> T:
+    """Run `fn` (a whole transaction: it is re-run from the start), retrying transient store errors (the server
+    gone, SQLite busy, a PostgreSQL lock or statement timeout). `notify` hears about each retry (the CLI tells
+    the operator on stderr)."""
     deadline = time.monotonic() + patience
     delay = 0.2
     while True:
@@ -48,8 +56,9 @@ def retrying(fn: Callable[[], T], what: str, patience: float = DEFAULT_PATIENCE)
         except TRANSIENT as exc:
             if time.monotonic() > deadline:
                 raise
-            log.warning("store unavailable during %s (%s); retrying in %.1fs", what,
-                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, delay)
+            log.warning("store unavailable during %s (%s); retrying in %.1fs", what, first_line(exc), delay)
+            if notify is not None:
+                notify(first_line(exc))
             drop_connection()
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
