@@ -128,11 +128,30 @@ def cmd_build(args) -> int:
     return follow(args.name)
 
 
+def _open_store_patiently(args) -> None:
+    """A worker (re)started while the store is down waits for it, as a running worker does."""
+    from ptolemy_tui.store.db import StoreUnreachable
+    from ptolemy_tui.worker import dbretry
+
+    deadline = time.monotonic() + dbretry.DEFAULT_PATIENCE
+    delay = 0.2
+    while True:
+        try:
+            open_store(args, operator=False)
+            return
+        except StoreUnreachable as exc:
+            if time.monotonic() > deadline:
+                raise
+            logging.getLogger(__name__).warning("%s; retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def cmd_worker(args) -> int:
     from ptolemy_tui.services import projects
     from ptolemy_tui.worker.main import WorkerOptions, run_worker
 
-    open_store(args, operator=False)
+    _open_store_patiently(args)
     handler = logging.StreamHandler(sys.stderr)  # a foreground worker shows what it does
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)

@@ -167,6 +167,10 @@ def _foreign(url: str, tables: list[str]) -> UsageError:
                       f"({len(tables)} other table(s): {shown}); point --db at an empty or Ptolemy database")
 
 
+class StoreUnreachable(UsageError):
+    """The store could not be connected to (down, unreachable, refused): a worker waits for it to come back."""
+
+
 def make_database(url: str, *, create_parent: bool = False, operator: bool = True,
                   pooled: bool = False) -> peewee.Database:
     """`create_parent`: the default store's directory may be created; a path the operator typed must exist.
@@ -239,7 +243,7 @@ def open_database(url: str | None = None, ini_path: str | None = None, *, migrat
     except peewee.DatabaseError as exc:  # OperationalError, and "file is not a database" / "malformed" too
         if not db.is_closed():
             db.close()
-        raise UsageError(f"cannot open the database {describe_url(resolved)}: {_first_line(exc)}; "
+        raise (StoreUnreachable if isinstance(exc, peewee.OperationalError) else UsageError)(f"cannot open the database {describe_url(resolved)}: {_first_line(exc)}; "
                          "check --db or PTOLEMY_DB") from None
     database.initialize(db)
     try:
