@@ -20,7 +20,8 @@ def _size(n: int | None) -> str:
 
 
 def _field_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
-    parser.add_argument("--target", dest="target_dir", metavar="DIR", required=creating, help="the source tree")
+    parser.add_argument("--target", dest="target_dir", metavar="DIR|s3://BUCKET[/PREFIX]", required=creating,
+                        help="the source tree: a directory, or objects in an S3 bucket")
     parser.add_argument("--staging", dest="staging_dir", metavar="DIR", required=creating,
                         help="where CAR files are written (created if missing)")
     parser.add_argument("--car-size", metavar="SIZE", help="target CAR size, e.g. 31.5GiB (bare number = GiB)")
@@ -30,6 +31,14 @@ def _field_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     parser.add_argument("--workers", metavar="N", help="worker processes for blitz builds (default: CPU count)")
     parser.add_argument("--staging-budget", metavar="SIZE",
                         help="serial builds keep staging use under this (default: the filesystem's free space)")
+    parser.add_argument("--s3-endpoint", metavar="URL", help="an S3-compatible store's URL (default: AWS S3)")
+    parser.add_argument("--s3-region", metavar="REGION", help="the bucket's region (default: the AWS config's)")
+    parser.add_argument("--s3-profile", metavar="NAME", help="a profile of the AWS shared config/credentials files")
+    parser.add_argument("--no-sign-request", dest="s3_no_sign", action="store_const", const=True,
+                        help="anonymous requests, for public buckets (as the aws CLI)")
+    if not creating:
+        parser.add_argument("--sign-request", dest="s3_no_sign", action="store_const", const=False,
+                            help="sign requests again with the AWS credential chain")
 
 
 def register(sub) -> None:
@@ -66,7 +75,8 @@ def register(sub) -> None:
 
 def _spec_changes(args) -> dict:
     return {key: getattr(args, key) for key in ("target_dir", "staging_dir", "car_size", "shard_size", "load_type",
-                                                "encryption", "workers", "staging_budget")}
+                                                "encryption", "workers", "staging_budget", "s3_endpoint",
+                                                "s3_region", "s3_profile", "s3_no_sign")}
 
 
 def _warn(warnings: list[str]) -> None:
@@ -74,11 +84,19 @@ def _warn(warnings: list[str]) -> None:
         sys.stderr.write(f"warning: {warning}\n")
 
 
+def _s3_options(doc: dict) -> str:
+    shown = [f"{flag} {doc[key]}" for key, flag in (("s3_endpoint", "--s3-endpoint"), ("s3_region", "--s3-region"),
+                                                     ("s3_profile", "--s3-profile")) if doc.get(key)]
+    if doc.get("s3_no_sign"):
+        shown.append("--no-sign-request")
+    return f" ({', '.join(shown)})" if shown else ""
+
+
 def _print_project(doc: dict) -> None:
     rows = [
         ("name", doc["name"]),
         ("status", doc["status"] + (f" ({doc['message']})" if doc.get("message") else "")),
-        ("target", doc["target_dir"]),
+        ("target", doc["target_dir"] + _s3_options(doc)),
         ("staging", doc["staging_dir"]),
         ("car size", _size(doc["car_size"])),
         ("piece", f"{format_size(doc['padded_piece_size'])} padded, {doc['piece_utilisation']:.1%} used by a full CAR"),

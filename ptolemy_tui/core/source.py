@@ -20,7 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ptolemy_tui.core import unixfs
 from ptolemy_tui.core.display import display_text
+from ptolemy_tui.core.unixfs import SourceEntry
 
 KINDS = ("file", "dir", "symlink", "special")
 
@@ -31,6 +33,10 @@ class SourceError(Exception):
 
 class SourceMissing(SourceError):
     """The entry is gone (deleted since the scan)."""
+
+
+class SourceChanged(Exception):
+    """A source is not what was scanned: shorter than its entry says, or its token moved during the read."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,28 @@ class Source(Protocol):
     def describe(self, rel: bytes) -> str: ...
 
     def label(self, rel: bytes) -> str: ...
+
+    def plan(self, items: list[tuple[bytes, int, int, str | None]]) -> None:
+        """A hint: the (rel, offset, length, expected etag) ranges about to be read, in read order."""
+
+    def close(self) -> None:
+        """Stop any reading ahead."""
+
+
+def read_order(entries: list[SourceEntry], wrap: bool, profile: str = "kubo") -> list[SourceEntry]:
+    """The file entries in the order the CAR writer reads them (its DAG walk), by a walk that reads nothing:
+    the order depends on the names only, never on the bytes."""
+    order: list[SourceEntry] = []
+
+    def record(entry: SourceEntry, _chunk_size: int):
+        if entry.kind == "file":
+            order.append(entry)
+        return iter(())
+
+    params = unixfs.get_params(profile)
+    root = unixfs.dag_root(unixfs.build_tree(entries), wrap)
+    unixfs.DagWriter(lambda _cid, _data: None, record, params).build(root)
+    return order
 
 
 def text(raw: bytes) -> str:

@@ -91,3 +91,9 @@ class LocalSource:
 
     def open(self, rel: bytes, offset: int = 0, length: int = -1) -> LocalReader:
         return LocalReader(self.path(rel))
+
+    def plan(self, items) -> None:
+        """Nothing to do: the CAR writer's own read-ahead (one batch) is enough on a local disk."""
+
+    def close(self) -> None:
+        pass

@@ -12,6 +12,13 @@ def is_s3(target: str | None) -> bool:
 
 
 def source_for(config, root: str | None = None) -> Source:
-    """The Source of a project (anything with `target_dir`); `root` (a worker's --source-root) overrides
-    where the same tree is found on this host."""
-    return LocalSource(root or config.target_dir)
+    """The Source of a project (anything with `target_dir` and the s3_* options); `root` (a worker's
+    --source-root) overrides where the same tree is found on this host."""
+    target = root or config.target_dir
+    if is_s3(target):
+        from ptolemy_tui.core.source_s3 import S3Source
+
+        return S3Source(target, endpoint=getattr(config, "s3_endpoint", None),
+                        region=getattr(config, "s3_region", None), profile=getattr(config, "s3_profile", None),
+                        unsigned=bool(getattr(config, "s3_no_sign", False)))
+    return LocalSource(target)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import urllib.parse
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import peewee
 
+from ptolemy_tui.core.source import SourceError
+from ptolemy_tui.core.source_s3 import S3Source, SourceUnreachable
+from ptolemy_tui.core.sources import is_s3
 from ptolemy_tui.core.sizes import MAX_CAR_SIZE, MIN_SHARD_SIZE, SizeError, format_size, parse_size, piece_fit
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events
@@ -53,6 +57,10 @@ class ProjectSpec:
     encryption: str = "none"
     workers: int | str | None = None
     staging_budget: str | int | None = None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_profile: str | None = None
+    s3_no_sign: bool = False
 
 
 @dataclass
@@ -66,6 +74,10 @@ class ValidProject:
     encryption: str
     workers: int
     staging_budget: int | None
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_profile: str | None = None
+    s3_no_sign: bool = False
     warnings: list[str] = field(default_factory=list)
 
 
@@ -98,19 +110,20 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
     if check_name and spec.name in (".", ".."):  # the CARs go to <staging>/<name>: never the staging dir or above
         raise FieldError("name", f"project name {spec.name!r} is invalid: it names a directory itself; "
                                  "use letters or digits too")
-    target = os.path.abspath(os.path.expanduser(spec.target_dir or ""))
     if not spec.target_dir:
-        raise FieldError("target_dir", "--target is required: the directory tree to prepare")
-    if not os.path.isdir(target):
+        raise FieldError("target_dir", "--target is required: the directory tree (or s3://BUCKET[/PREFIX]) to prepare")
+    s3 = _validate_s3(spec)
+    target = s3.pop("target_dir") if s3 else os.path.abspath(os.path.expanduser(spec.target_dir))
+    if not s3 and not os.path.isdir(target):
         raise FieldError("target_dir", f"--target {spec.target_dir}: no such directory; give an existing directory")
-    if not os.access(target, os.R_OK | os.X_OK):
+    if not s3 and not os.access(target, os.R_OK | os.X_OK):
         raise FieldError("target_dir", f"--target {spec.target_dir}: not readable; fix its permissions or run as its owner")
     if not spec.staging_dir:
         raise FieldError("staging_dir", "--staging is required: the directory where CAR files are written")
     staging = os.path.abspath(os.path.expanduser(spec.staging_dir))
     if os.path.exists(staging) and not os.path.isdir(staging):
         raise FieldError("staging_dir", f"--staging {spec.staging_dir}: exists and is not a directory; pick a directory")
-    if _is_inside(staging, target) or _is_inside(target, staging):
+    if not s3 and (_is_inside(staging, target) or _is_inside(target, staging)):
         raise FieldError("staging_dir", "--staging and --target must not contain each other: put staging on its own path")
     probe = staging
     while not os.path.exists(probe):
@@ -150,7 +163,38 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
             f"a {format_size(car_size)} CAR fills {fit.utilisation:.0%} of a {format_size(fit.padded_piece)} piece; "
             f"--car-size {format_size(fit.unpadded_piece // (1 << 20) * (1 << 20))} would fill it"
         )
-    return ValidProject(spec.name, target, staging, car_size, shard_size, load_type, "none", workers, budget, warnings)
+    return ValidProject(spec.name, target, staging, car_size, shard_size, load_type, "none", workers, budget,
+                        warnings=warnings, **(s3 or {}))
+
+
+S3_FLAGS = {"s3_endpoint": "--s3-endpoint", "s3_region": "--s3-region", "s3_profile": "--s3-profile",
+            "s3_no_sign": "--no-sign-request"}
+
+
+def _validate_s3(spec: ProjectSpec) -> dict[str, Any] | None:
+    """An s3:// target's fields, checked by listing the bucket (one line per failure: unreachable endpoint,
+    missing bucket, denied access); None for a local target, which takes no S3 option."""
+    options = {k: (getattr(spec, k) or None) if k != "s3_no_sign" else bool(getattr(spec, k)) for k in S3_FLAGS}
+    if not is_s3(spec.target_dir):
+        given = [S3_FLAGS[k] for k, v in options.items() if v]
+        if given:
+            raise FieldError("target_dir", f"{', '.join(given)} only apply to an s3://BUCKET[/PREFIX] target: "
+                                           "give one, or leave them out")
+        return None
+    endpoint = options["s3_endpoint"]
+    if endpoint:
+        parsed = urllib.parse.urlsplit(endpoint)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.username or parsed.password:
+            raise FieldError("s3_endpoint", f"--s3-endpoint {endpoint!r}: give a URL such as https://s3.example.com "
+                                            "(credentials never go in it: use the AWS chain)")
+    try:
+        source = S3Source(spec.target_dir, endpoint=endpoint, region=options["s3_region"],
+                          profile=options["s3_profile"], unsigned=options["s3_no_sign"])
+        source.check()
+    except SourceError as exc:
+        field_name = "s3_endpoint" if isinstance(exc, SourceUnreachable) else "target_dir"
+        raise FieldError(field_name, f"--target {spec.target_dir}: {exc}") from None
+    return dict(options, target_dir=source.location)
 
 
 def get(name: str) -> Project:
@@ -186,12 +230,14 @@ def create(spec: ProjectSpec) -> tuple[Project, list[str]]:
     return project, valid.warnings
 
 
-EDITABLE = ("target_dir", "staging_dir", "car_size", "shard_size", "load_type", "encryption", "workers", "staging_budget")
+EDITABLE = ("target_dir", "staging_dir", "car_size", "shard_size", "load_type", "encryption", "workers", "staging_budget",
+            "s3_endpoint", "s3_region", "s3_profile", "s3_no_sign")
 
 
 def spec_of(project: Project) -> ProjectSpec:
     return ProjectSpec(project.name, project.target_dir, project.staging_dir, project.car_size, project.shard_size,
-                       project.load_type, project.encryption, project.workers, project.staging_budget)
+                       project.load_type, project.encryption, project.workers, project.staging_budget,
+                       project.s3_endpoint, project.s3_region, project.s3_profile, project.s3_no_sign)
 
 
 def edit(name: str, changes: dict[str, Any]) -> tuple[Project, list[str]]:
@@ -286,6 +332,11 @@ def summary(project: Project, *, with_counts: bool = True) -> dict[str, Any]:
         "encryption": project.encryption,
         "workers": project.workers,
         "staging_budget": project.staging_budget,
+        "source": "s3" if is_s3(project.target_dir) else "local",
+        "s3_endpoint": project.s3_endpoint,
+        "s3_region": project.s3_region,
+        "s3_profile": project.s3_profile,
+        "s3_no_sign": bool(project.s3_no_sign),
         "padded_piece_size": fit.padded_piece,
         "piece_utilisation": round(fit.utilisation, 4),
         "next_step": step,

@@ -47,7 +47,7 @@ UNBUILT_STATES = ("pending", "failed", "cancelled")
 
 # File row columns in the order the writer builds its tuples.
 _FILE_COLUMNS = ("project_id", "directory_id", "path", "name", "size", "mtime_ns", "inode", "kind", "link_target",
-                 "error")
+                 "error", "etag")
 
 
 @dataclass
@@ -63,7 +63,7 @@ class _DirAgg:
 
 @dataclass
 class _Prev:
-    """The previous scan, for a rescan: path -> (id, size, mtime_ns, kind, link_target)."""
+    """The previous scan, for a rescan: path -> (id, size, mtime_ns, kind, link_target, etag)."""
 
     files: dict = field(default_factory=dict)
     dirs: dict = field(default_factory=dict)  # path -> id
@@ -90,7 +90,7 @@ class _Writer:
         self.file_insert_head = f'INSERT INTO "{table}" ({cols})'
         p = "%s" if self.pg else "?"
         self.update_sql = (f'UPDATE "{table}" SET "directory_id" = {p}, "size" = {p}, "mtime_ns" = {p}, "inode" = {p}, '
-                           f'"kind" = {p}, "link_target" = {p}, "error" = {p} WHERE "id" = {p}')
+                           f'"kind" = {p}, "link_target" = {p}, "error" = {p}, "etag" = {p} WHERE "id" = {p}')
 
     # -- directories
 
@@ -144,16 +144,25 @@ class _Writer:
         else:
             it = iter(files)
             for path, name, size, mtime_ns, inode in zip(it, it, it, it, it):
-                self._row(did, path, name, "file", size, mtime_ns, inode, None, None)
-        for path, name, kind, size, mtime_ns, inode, target, err in others:
-            if kind == "symlink":
+                self._row(did, path, name, "file", size, mtime_ns, inode, None, None, None)
+        objects = object_bytes = 0
+        for other in others:
+            # an object (S3) comes as kind "file" with its ETag as a ninth field
+            path, name, kind, size, mtime_ns, inode, target, err = other[:8]
+            etag = other[8] if len(other) > 8 else None
+            if kind == "file":
+                objects += 1
+                object_bytes += size
+            elif kind == "symlink":
                 s.symlinks += 1
             elif kind == "special":
                 s.skipped += 1
             else:
                 s.errors += 1
-            self._row(did, path, name, kind, size, mtime_ns, inode, target, err)
+            self._row(did, path, name, kind, size, mtime_ns, inode, target, err, etag)
         count = nfiles + len(others)
+        nfiles += objects
+        nbytes += object_bytes
         agg.bytes += nbytes
         agg.files += nfiles
         agg.file_count += count
@@ -163,15 +172,15 @@ class _Writer:
         if self.pending >= BATCH_ROWS:
             self.flush()
 
-    def _row(self, did, path, name, kind, size, mtime_ns, inode, target, error) -> None:
+    def _row(self, did, path, name, kind, size, mtime_ns, inode, target, error, etag) -> None:
         """One entry the slow way: rescan diff, or a kind other than a regular file."""
         prev = self.prev.files if self.prev else None
         if prev is not None:
             old = prev.pop(path, None)
             if old is not None:
-                fid, osize, omtime, okind, otarget = old
-                if osize != size or omtime != mtime_ns or okind != kind or otarget != target:
-                    self.updates.append((did, size, mtime_ns, inode, kind, target, error, fid))
+                fid, osize, omtime, okind, otarget, oetag = old
+                if osize != size or omtime != mtime_ns or okind != kind or otarget != target or oetag != etag:
+                    self.updates.append((did, size, mtime_ns, inode, kind, target, error, etag, fid))
                     self.pending += 1
                     if okind in ("file", "symlink"):
                         self.changed_ids.append(fid)
@@ -179,7 +188,7 @@ class _Writer:
                     self.scan.changed += 1
                 return
             self.scan.added += 1
-        self.inserts.append((self.project.id, did, path, name, size, mtime_ns, inode, kind, target, error))
+        self.inserts.append((self.project.id, did, path, name, size, mtime_ns, inode, kind, target, error, etag))
         self.pending += 1
 
     def _file_sql(self, rows: int) -> str:
@@ -187,7 +196,7 @@ class _Writer:
         parameters a row. Fewer statements and binds are most of what a row costs on SQLite."""
         sql = self.file_sql.get(rows)
         if sql is None:
-            one = "(?1, ?2, ?, ?, ?, ?, ?, 'file', NULL, NULL)"
+            one = "(?1, ?2, ?, ?, ?, ?, ?, 'file', NULL, NULL, NULL)"
             sql = self.file_sql[rows] = f"{self.file_insert_head} VALUES {', '.join([one] * rows)}"
         return sql
 
@@ -197,7 +206,7 @@ class _Writer:
             rows = []
             for did, flat in self.file_runs:
                 it = iter(flat)
-                rows.extend((pid, did, *row, "file", None, None) for row in zip(it, it, it, it, it))
+                rows.extend((pid, did, *row, "file", None, None, None) for row in zip(it, it, it, it, it))
             bulk.insert_rows(self.db, File._meta.table_name, _FILE_COLUMNS, rows)
             return
         step = FILE_ROWS_PER_INSERT * local_walk.FILE_FIELDS
@@ -253,10 +262,10 @@ def _load_previous(project: Project) -> _Prev | None:
             Directory.project == project).exists():
         return None
     prev = _Prev()
-    query = File.select(File.path, File.id, File.size, File.mtime_ns, File.kind, File.link_target).where(
+    query = File.select(File.path, File.id, File.size, File.mtime_ns, File.kind, File.link_target, File.etag).where(
         File.project == project).tuples()
-    for path, fid, size, mtime_ns, kind, target in query.iterator():
-        prev.files[bytes(path)] = (fid, size, mtime_ns, kind, bytes(target) if target is not None else None)
+    for path, fid, size, mtime_ns, kind, target, etag in query.iterator():
+        prev.files[bytes(path)] = (fid, size, mtime_ns, kind, bytes(target) if target is not None else None, etag)
     for path, did in Directory.select(Directory.path, Directory.id).where(Directory.project == project).tuples():
         prev.dirs[bytes(path)] = did
     return prev
@@ -271,7 +280,7 @@ def _apply_changes(project: Project, writer: _Writer, removed: dict) -> dict:
     """Send unbuilt containers touched by changed/removed files back for packing; mark built CARs stale."""
     touched = {fid: path for fid, path in writer.changed_paths.items()}
     removed_ids = []
-    for path, (fid, _size, _mtime, kind, _target) in removed.items():
+    for path, (fid, _size, _mtime, kind, _target, _etag) in removed.items():
         removed_ids.append(fid)
         if kind in ("file", "symlink"):
             touched[fid] = path
@@ -429,6 +438,9 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
     except _Cancelled:
         _finish_failed(project, scan, "cancelled", "scan cancelled: run it again")
         return scan
+    except SourceError as exc:  # the source went away or refused us half-way: one line, not a traceback
+        _finish_failed(project, scan, "failed", f"scan failed: {exc}")
+        raise UsageError(f"scan of {project.name} failed: {exc}") from None
     except Exception as exc:
         _finish_failed(project, scan, "failed", f"scan failed: {exc}")
         raise

@@ -47,6 +47,11 @@ class Project(BaseModel):
     encryption = peewee.CharField(max_length=16, default="none")
     workers = peewee.IntegerField()
     staging_budget = peewee.BigIntegerField(null=True)  # None: the staging filesystem's free space
+    # An s3:// target's connection (never a secret: credentials come from the AWS chain of each host)
+    s3_endpoint = peewee.TextField(null=True)  # None: AWS S3
+    s3_region = peewee.CharField(max_length=64, null=True)
+    s3_profile = peewee.CharField(max_length=128, null=True)
+    s3_no_sign = peewee.BooleanField(default=False)  # anonymous requests (public buckets)
     status = peewee.CharField(max_length=32, default="defined")
     message = peewee.TextField(null=True)
     paused = peewee.BooleanField(default=False)
@@ -111,6 +116,7 @@ class File(BaseModel):
     kind = peewee.CharField(max_length=16, default="file")
     link_target = PathField(null=True)
     error = peewee.TextField(null=True)
+    etag = peewee.CharField(max_length=128, null=True)  # an object's ETag (S3 sources); None for local files
 
     class Meta:
         indexes = ((("project", "path"), True),)

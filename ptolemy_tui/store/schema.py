@@ -31,9 +31,21 @@ def _v1_create(db: peewee.Database, migrator: SchemaMigrator) -> None:
     schema_v1.create(db)
 
 
+def _v2_s3_source(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """S3 targets: the project's connection options, and each object's ETag for its change token."""
+    pm.migrate(
+        migrator.add_column("project", "s3_endpoint", peewee.TextField(null=True)),
+        migrator.add_column("project", "s3_region", peewee.CharField(max_length=64, null=True)),
+        migrator.add_column("project", "s3_profile", peewee.CharField(max_length=128, null=True)),
+        migrator.add_column("project", "s3_no_sign", peewee.BooleanField(default=False)),
+        migrator.add_column("file", "etag", peewee.CharField(max_length=128, null=True)),
+    )
+
+
 # MIGRATIONS[n] brings a store from version n to n + 1. Append only.
 MIGRATIONS: list[Step] = [
     _v1_create,
+    _v2_s3_source,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

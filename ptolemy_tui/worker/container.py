@@ -20,8 +20,8 @@ from ptolemy_tui.core.car import CARV1_HEADER_LENGTH, SourceChanged, SourceEntry
 from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.core.commp import CommP
 from ptolemy_tui import faults
-from ptolemy_tui.core.source import (EntryState, ScanFacts, Source, SourceMissing, changed_since_scan,
-                                     changed_while_reading)
+from ptolemy_tui.core.source import (EntryState, ScanFacts, Source, SourceError, SourceMissing, changed_since_scan,
+                                     changed_while_reading, read_order)
 from ptolemy_tui.store.models import Container, ContainerItem, File, Project
 from ptolemy_tui.worker import claims, dbretry, settings, staging
 from ptolemy_tui.worker.reporter import Reporter
@@ -58,7 +58,7 @@ def _entries(container: Container) -> tuple[list[SourceEntry], dict[bytes, ScanF
         kind = "symlink" if f.kind == "symlink" else "file"
         entries.append(SourceEntry(dag_path=item.car_path, source=bytes(f.path), offset=item.offset,
                                    length=item.length, kind=kind, link_target=f.link_target or b""))
-        expected[item.car_path] = ScanFacts(kind, f.size, f.mtime_ns, None, f.link_target or b"")
+        expected[item.car_path] = ScanFacts(kind, f.size, f.mtime_ns, f.etag, f.link_target or b"")
         rows.append(dict(path=item.car_path, file=f.id, offset=item.offset, length=item.length))
     return entries, expected, rows
 
@@ -162,6 +162,9 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
     try:
         os.makedirs(os.path.dirname(part), exist_ok=True)
         _remove(part)  # a partial file left by a worker that died (or was cancelled) with this container
+        # a source that reads ahead (S3) learns the ranges in the order the CAR writer will ask for them
+        source.plan([(e.source, e.offset, e.length, expected[e.dag_path].etag)
+                     for e in read_order(entries, CONTAINER_WRAP, profile)])
         hasher = CommP(deferred_prefix=CARV1_HEADER_LENGTH, threads=COMMP_THREADS)
         try:
             with open(part, "xb") as out:
@@ -174,6 +177,7 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
             piece = hasher.digest()
         finally:
             hasher.close()
+            source.close()  # stop reading ahead (S3), whatever happened
         if piece.payload_size != result.car_size:
             raise ContainerFailed(f"internal error: CommP saw {piece.payload_size} bytes, the CAR has {result.car_size}")
         # Another worker may have taken the container over (our lease expired during a stall) and be writing
@@ -196,6 +200,12 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
         _remove_if_ours(part, ours)
         shown = checks.current or str(exc)
         return _fail(container, owner, f"source changed since scan: {shown}")
+    except SourceMissing:
+        _remove_if_ours(part, ours)
+        return _fail(container, owner, f"source file vanished since scan: {checks.current}")
+    except SourceError as exc:  # unreachable after retries, access denied: one line that names the source
+        _remove_if_ours(part, ours)
+        return _fail(container, owner, str(exc))
     except OSError as exc:
         _remove_if_ours(part, ours)
         message, enospc = _describe_oserror(exc, part)

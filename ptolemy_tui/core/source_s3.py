@@ -1,0 +1,553 @@
+"""S3Source: objects under `s3://BUCKET[/PREFIX]` on AWS or any S3-compatible store, read with boto3.
+
+Listing: ListObjectsV2, 1000 keys a page, streamed into the scan's chunk layout (core.local_walk): key prefixes
+become directories (announced in their parent's chunk before any chunk of their own), objects regular files
+whose change token is (size, LastModified, ETag). Keys that cannot be UnixFS names (an empty, "." or ".."
+component; a name that is both an object and a prefix; a non-empty "directory marker") are scan errors.
+
+Reading: a worker announces the ranges it will read, in the order the CAR writer reads them (`plan`), and a
+`Prefetcher` keeps several range GETs in flight ahead of the reader — PART bytes each, at most READ_AHEAD bytes
+and INFLIGHT requests at a time — so a 20-50 ms round trip overlaps the CPU work, across small objects too.
+Memory is bounded by READ_AHEAD + INFLIGHT parts, never by object size, and nothing is written to local disk.
+Every response's ETag, total size (Content-Range) and Last-Modified must equal the scan's: the first range's
+answer is the check before an object is read, the last one's the check after (GETs also send If-Match, for
+servers that honour it). Transient errors (5xx, throttling, timeouts, resets, a body cut short) are retried with
+exponential backoff for up to RETRY_SECONDS; then the read fails with one line.
+
+boto3 because it accepts the 200-with-Content-Range answer `rclone serve s3` gives to a ranged GET (obstore
+refuses it), it reads the standard AWS credential chain and profiles, and measured fast enough (README).
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from ptolemy_tui.core.source import EntryState, SourceChanged, SourceError, SourceMissing, text
+
+PAGE_KEYS = 1000
+PART = 8 << 20            # bytes per range GET
+READ_AHEAD = 64 << 20     # bytes fetched ahead of the reader, at most
+INFLIGHT = 8              # range GETs in flight, at most (small objects: one GET each)
+RETRY_SECONDS = 120.0     # a transient failure is retried this long (PTOLEMY_S3_RETRY_SECONDS)
+CHUNK_ENTRIES = 4096
+
+_TRANSIENT_CODES = {"InternalError", "ServiceUnavailable", "SlowDown", "RequestTimeout", "Throttling",
+                    "ThrottlingException", "RequestTimeTooSkewed", "503", "500", "502", "504"}
+_DENIED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AllAccessDisabled",
+                 "InvalidToken", "ExpiredToken", "AccountProblem"}
+
+
+class SourceDenied(SourceError):
+    """The credentials (or their absence) do not allow the request."""
+
+
+class SourceUnreachable(SourceError):
+    """The endpoint does not answer (after retries)."""
+
+
+def parse_target(target: str) -> tuple[str, str]:
+    """s3://BUCKET[/PREFIX] -> (bucket, prefix without leading or trailing slashes)."""
+    if not target.startswith("s3://"):
+        raise SourceError(f"{target}: not an s3:// URL")
+    rest = target[5:]
+    bucket, _, prefix = rest.partition("/")
+    if not bucket or not all(c.isalnum() or c in "-._" for c in bucket) or len(bucket) > 255:
+        raise SourceError(f"{target}: give s3://BUCKET or s3://BUCKET/PREFIX with a valid bucket name")
+    return bucket, prefix.strip("/")
+
+
+def retry_seconds() -> float:
+    raw = os.environ.get("PTOLEMY_S3_RETRY_SECONDS")
+    try:
+        return float(raw) if raw else RETRY_SECONDS
+    except ValueError:
+        return RETRY_SECONDS
+
+
+def _etag(raw: str | None) -> str | None:
+    return raw.strip('"') if raw else raw
+
+
+def _mtime_ns(dt) -> int:
+    """LastModified to whole seconds: listings give milliseconds, HEAD and GET headers only seconds."""
+    return int(dt.timestamp()) * 1_000_000_000 if dt is not None else 0
+
+
+def _code(exc) -> str:
+    response = getattr(exc, "response", None) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code or (str(status) if status else "")
+
+
+def _status(exc) -> int:
+    response = getattr(exc, "response", None) or {}
+    return int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def is_transient(exc: BaseException) -> bool:
+    from botocore import exceptions as bx
+    from urllib3 import exceptions as ux
+
+    if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ReadTimeoutError,
+                        bx.ConnectTimeoutError, bx.ResponseStreamingError, bx.IncompleteReadError,
+                        ux.ProtocolError, ux.ReadTimeoutError, ConnectionError, TimeoutError)):
+        return True
+    if isinstance(exc, bx.ClientError):
+        return _code(exc) in _TRANSIENT_CODES or _status(exc) >= 500
+    return False
+
+
+class S3Source:
+    kind = "s3"
+
+    def __init__(self, target: str, *, endpoint: str | None = None, region: str | None = None,
+                 profile: str | None = None, unsigned: bool = False):
+        self.bucket, self.prefix = parse_target(target)
+        self.location = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self.base = self.prefix + "/" if self.prefix else ""
+        self.endpoint = endpoint or None
+        self.region = region or None
+        self.profile = profile or None
+        self.unsigned = bool(unsigned)
+        self.retry_seconds = retry_seconds()
+        self._client = None
+        self._lock = threading.Lock()
+        self.prefetcher: Prefetcher | None = None
+        self.on_retry = None  # tests: called with (exception, attempt) before each backoff
+
+    # -- the client
+
+    @property
+    def client(self):
+        with self._lock:
+            if self._client is None:
+                self._client = self._make_client()
+            return self._client
+
+    def _make_client(self):
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+        from botocore import exceptions as bx
+
+        options = dict(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=INFLIGHT + 4,
+                       connect_timeout=5, read_timeout=30, tcp_keepalive=True)
+        if self.unsigned:
+            options["signature_version"] = UNSIGNED
+        if self.endpoint:
+            options["s3"] = {"addressing_style": "path"}  # S3-compatible stores rarely do virtual-hosted buckets
+        try:
+            session = boto3.session.Session(profile_name=self.profile)
+        except bx.ProfileNotFound:
+            raise SourceError(f"AWS profile {self.profile!r} is not in the shared config or credentials files: "
+                              "fix --s3-profile") from None
+        region = self.region or session.region_name or ("us-east-1" if self.endpoint else None)
+        return session.client("s3", endpoint_url=self.endpoint, region_name=region, config=Config(**options))
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+            self.prefetcher = None
+
+    # -- names
+
+    def key(self, rel: bytes) -> str:
+        return self.base + rel.decode("utf-8", "surrogateescape")
+
+    def describe(self, rel: bytes) -> str:
+        return f"s3://{self.bucket}/{text(self.key(rel).encode('utf-8', 'surrogateescape'))}"
+
+    label = describe
+
+    # -- errors
+
+    def explain(self, exc: BaseException, what: str) -> SourceError | SourceChanged:
+        """One line for the operator about a failed request."""
+        from botocore import exceptions as bx
+
+        where = self.endpoint or "AWS S3"
+        if isinstance(exc, SourceError):
+            return exc
+        if isinstance(exc, bx.NoCredentialsError):
+            return SourceDenied(f"{self.location}: no AWS credentials found: set AWS_ACCESS_KEY_ID and "
+                                "AWS_SECRET_ACCESS_KEY, or --s3-profile NAME, or --no-sign-request for a public bucket")
+        if isinstance(exc, bx.ProfileNotFound):
+            return SourceError(f"AWS profile {self.profile!r} not found: fix --s3-profile")
+        if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
+            return SourceUnreachable(f"cannot reach the S3 endpoint {where}: check --s3-endpoint and the network")
+        if isinstance(exc, bx.ClientError):
+            code = _code(exc)
+            if code in ("PreconditionFailed", "412"):
+                return SourceChanged(f"source changed since scan: {what}")
+            if code == "NoSuchBucket":
+                return SourceMissing(f"bucket {self.bucket!r} does not exist at {where}: check the bucket name "
+                                     "(and --s3-endpoint/--s3-region)")
+            if code in ("NoSuchKey", "404", "NotFound"):
+                return SourceMissing(f"{what}: no such object")
+            if self.unsigned and _status(exc) in (400, 401, 403):  # rclone: 400 UnsupportedAlgorithm
+                return SourceDenied(f"access denied to {self.location} for anonymous requests ({code}): drop "
+                                    "--no-sign-request and give credentials (AWS_PROFILE or --s3-profile)")
+            if code in _DENIED_CODES:
+                return SourceDenied(f"access denied to {self.location} ({code}): check the credentials "
+                                    "(AWS_PROFILE or --s3-profile, AWS_ACCESS_KEY_ID) or use --no-sign-request "
+                                    "for a public bucket")
+            if code in ("PermanentRedirect", "301", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"):
+                return SourceError(f"{self.location} is in another region: give --s3-region")
+            return SourceError(f"{what}: {code or exc.__class__.__name__}")
+        if is_transient(exc):
+            return SourceUnreachable(f"{what}: the S3 endpoint {where} kept failing for "
+                                     f"{self.retry_seconds:.0f}s ({exc.__class__.__name__})")
+        return SourceError(f"{what}: {exc.__class__.__name__}: {exc}")
+
+    def call(self, what: str, fn, *args, **kwargs):
+        """fn(*args, **kwargs), retried with backoff while it fails transiently; errors explained."""
+        deadline = time.monotonic() + self.retry_seconds
+        attempt = 0
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - sorted below
+                if not is_transient(exc) or time.monotonic() >= deadline:
+                    raise self.explain(exc, what) from None
+                attempt += 1
+                if self.on_retry is not None:
+                    self.on_retry(exc, attempt)
+                pause = min(5.0, 0.1 * 2 ** min(attempt, 6)) * (0.5 + random.random() / 2)
+                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+    # -- the seam
+
+    def check(self) -> None:
+        """List one key under the root: an unreachable endpoint, a missing bucket and denied access each give
+        their own one-line SourceError. Not retried for long: this answers a person waiting at a form."""
+        saved, self.retry_seconds = self.retry_seconds, 0.0
+        try:
+            self.call(self.location, self.client.list_objects_v2, Bucket=self.bucket, Prefix=self.base, MaxKeys=1)
+        finally:
+            self.retry_seconds = saved
+
+    def walker(self, threads: int, out, cancel, mode: str = "process"):
+        return S3Walker(self, out, cancel)
+
+    def stat(self, rel: bytes) -> EntryState:
+        p = self.prefetcher
+        if p is not None:
+            state = p.state_of(rel)
+            if state is not None:
+                return state
+        key = self.key(rel)
+        try:
+            head = self.call(self.describe(rel), self.client.head_object, Bucket=self.bucket, Key=key)
+        except SourceMissing:
+            raise SourceMissing(f"no such object: {self.describe(rel)}") from None
+        return EntryState("file", int(head["ContentLength"]), _mtime_ns(head.get("LastModified")),
+                          etag=_etag(head.get("ETag")))
+
+    def plan(self, items: list[tuple[bytes, int, int, str | None]]) -> None:
+        """The (rel, offset, length, expected ETag) ranges the next reads take, in order: start fetching."""
+        self.close()
+        self.prefetcher = Prefetcher(self, items)
+
+    def open(self, rel: bytes, offset: int = 0, length: int = -1):
+        p = self.prefetcher
+        if p is not None:
+            reader = p.open(rel, offset, length)
+            if reader is not None:
+                return reader
+        # not planned: a prefetcher of its own for this one range
+        if length < 0:
+            length = self.stat(rel).size - offset
+        return Prefetcher(self, [(rel, offset, length, None)], own=True).open(rel, offset, length)
+
+    # -- ranges
+
+    def fetch(self, rel: bytes, start: int, end: int, etag: str | None) -> tuple[bytes, EntryState]:
+        """Bytes [start, end) of the object (a HEAD when empty) and its state from the response headers."""
+        key = self.key(rel)
+        shown = self.describe(rel)
+        if end <= start:
+            return b"", self.stat_direct(rel)
+        kwargs = dict(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        if etag:
+            kwargs["IfMatch"] = etag
+
+        def get():
+            resp = self.client.get_object(**kwargs)
+            data = resp["Body"].read()
+            return resp, data
+
+        try:
+            resp, data = self.call(shown, get)
+        except SourceMissing:
+            raise SourceMissing(f"source object vanished since scan: {shown}") from None
+        total = resp.get("ContentRange", "").rpartition("/")[2]
+        size = int(total) if total.isdigit() else int(resp.get("ContentLength", len(data)))
+        state = EntryState("file", size, _mtime_ns(resp.get("LastModified")), etag=_etag(resp.get("ETag")))
+        if len(data) != end - start:
+            if size < end:
+                return data, state  # shorter than planned: the caller sees the short read (a changed object)
+            raise SourceUnreachable(f"{shown}: asked for {end - start} bytes, the server sent {len(data)}")
+        return data, state
+
+    def stat_direct(self, rel: bytes) -> EntryState:
+        key = self.key(rel)
+        try:
+            head = self.call(self.describe(rel), self.client.head_object, Bucket=self.bucket, Key=key)
+        except SourceMissing:
+            raise SourceMissing(f"source object vanished since scan: {self.describe(rel)}") from None
+        return EntryState("file", int(head["ContentLength"]), _mtime_ns(head.get("LastModified")),
+                          etag=_etag(head.get("ETag")))
+
+
+class _Item:
+    __slots__ = ("rel", "offset", "length", "etag", "parts", "unsubmitted", "state")
+
+    def __init__(self, rel, offset, length, etag):
+        self.rel, self.offset, self.length, self.etag = rel, offset, length, etag
+        self.parts: deque = deque()     # (start, end, future) submitted, not yet handed to the reader
+        self.unsubmitted = 0            # parts still waiting in the prefetcher's todo
+        self.state: EntryState | None = None
+
+
+class Prefetcher:
+    """Range GETs in flight ahead of the reader, over the planned items in order (see the module doc)."""
+
+    def __init__(self, source: S3Source, items, own: bool = False):
+        self.source = source
+        self.own = own
+        self.items: deque[_Item] = deque(_Item(*it) for it in items)
+        self.todo: deque = deque()      # (item, start, end) not yet submitted
+        for item in self.items:
+            if item.length <= 0:
+                self.todo.append((item, item.offset, item.offset))
+            for start in range(item.offset, item.offset + item.length, PART):
+                self.todo.append((item, start, min(start + PART, item.offset + item.length)))
+        for item, _s, _e in self.todo:
+            item.unsubmitted += 1
+        self.pool = ThreadPoolExecutor(max_workers=INFLIGHT, thread_name_prefix="s3-read")
+        self.lock = threading.Lock()
+        self.ahead = 0       # bytes submitted and not yet consumed
+        self.submitted = 0   # parts submitted and not yet consumed
+        self.closed = False
+        self.read_last: dict[bytes, EntryState] = {}  # rel -> the state its last range answered with
+        self._fill()
+
+    def _fill(self, force: bool = False) -> None:
+        """Submit parts while the window allows; `force`: at least one (the reader waits for it)."""
+        with self.lock:
+            while self.todo and not self.closed and (force or self.submitted < INFLIGHT * 2):
+                item, start, end = self.todo[0]
+                size = max(end - start, 1)
+                if not force and self.submitted and self.ahead + size > READ_AHEAD:
+                    break
+                force = False
+                self.todo.popleft()
+                item.unsubmitted -= 1
+                self.ahead += size
+                self.submitted += 1
+                fut = self.pool.submit(self.source.fetch, item.rel, start, end, item.etag)
+                item.parts.append((start, end, fut))
+
+    def first_part(self, item: _Item):
+        """The item's next submitted part, submitting up to it if the window had held it back."""
+        while not item.parts and item.unsubmitted:
+            self._fill(force=True)
+        return item.parts[0] if item.parts else None
+
+    def _consumed(self, start: int, end: int) -> None:
+        with self.lock:
+            self.ahead -= max(end - start, 1)
+            self.submitted -= 1
+        self._fill()
+
+    def _head(self, rel: bytes) -> _Item | None:
+        """The next planned item if it is rel. Empty items are never opened (the CAR writer has nothing to
+        read): once a later item is asked for, they are dropped."""
+        while self.items and self.items[0].rel != rel and self.items[0].length <= 0:
+            self._drop(self.items.popleft())
+        return self.items[0] if self.items and self.items[0].rel == rel else None
+
+    def _drop(self, item: _Item) -> None:
+        while item.parts:
+            start, end, fut = item.parts.popleft()
+            fut.cancel()
+            self._consumed(start, end)
+
+    def state_of(self, rel: bytes) -> EntryState | None:
+        """The next planned object's state from its first range's response; for the object just read, the
+        state its last range answered with (the check after the read); None otherwise (ask the server)."""
+        item = self._head(rel)
+        if item is None:
+            return self.read_last.pop(rel, None)
+        if item.state is None:
+            part = self.first_part(item)
+            if part is None:
+                return None
+            item.state = part[2].result()[1]
+        return item.state
+
+    def open(self, rel: bytes, offset: int, length: int):
+        item = self._head(rel)
+        if item is None or item.offset != offset or item.length != length:
+            return None
+        self.items.popleft()
+        return _Reader(self, item)
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.todo.clear()
+        for item in self.items:
+            for _s, _e, fut in item.parts:
+                fut.cancel()
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Reader:
+    """readinto_at over one planned item's parts, in order; every part's state must equal the first's."""
+
+    def __init__(self, prefetcher: Prefetcher, item: _Item):
+        self.p = prefetcher
+        self.item = item
+        self.data = b""
+        self.start = item.offset   # absolute position of self.data[0]
+        self.first: EntryState | None = item.state
+
+    def _next_part(self) -> bool:
+        if self.p.first_part(self.item) is None:
+            return False
+        start, end, fut = self.item.parts.popleft()
+        try:
+            data, state = fut.result()
+        finally:
+            self.p._consumed(start, end)
+        if self.first is None:
+            self.first = state
+        elif state != self.first:
+            raise SourceChanged(f"source changed while reading: {self.p.source.describe(self.item.rel)}")
+        if not self.item.parts and not self.item.unsubmitted:
+            self.p.read_last[self.item.rel] = state
+        self.data, self.start = data, start
+        return True
+
+    def readinto_at(self, view: memoryview, pos: int) -> int:
+        while not (self.start <= pos < self.start + len(self.data)):
+            if pos < self.start or not self._next_part():
+                return 0
+        at = pos - self.start
+        n = min(len(view), len(self.data) - at)
+        view[:n] = memoryview(self.data)[at:at + n]
+        return n
+
+    def close(self) -> None:
+        self.p._drop(self.item)  # not read to the end (an error upstream): release the window
+        self.data = b""
+        if self.p.own:
+            self.p.close()
+
+
+class S3Walker:
+    """Lists the bucket under the prefix in pages on one thread; chunks go to `out` like local_walk's."""
+
+    def __init__(self, source: S3Source, out, cancel: threading.Event):
+        self.source = source
+        self.out = out
+        self.cancel = cancel
+        self.thread = threading.Thread(target=self._run, name="s3-list", daemon=True)
+        self.threads = [self.thread]
+        self.dirs: set[bytes] = {b""}
+        self.files: set[bytes] = set()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        pass  # the thread checks `cancel` between pages
+
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def _run(self) -> None:
+        src = self.source
+        try:
+            kwargs = dict(Bucket=src.bucket, Prefix=src.base, MaxKeys=PAGE_KEYS)
+            while not self.cancel.is_set():
+                page = src.call(src.location, src.client.list_objects_v2, **kwargs)
+                self._page(page.get("Contents") or [])
+                if not page.get("IsTruncated"):
+                    break
+                kwargs["ContinuationToken"] = page["NextContinuationToken"]
+            self.out.put(None)
+        except BaseException as exc:  # noqa: BLE001 - the consumer reports it
+            self.out.put(exc)
+
+    def _page(self, contents: list) -> None:
+        # per directory: [others, subdirs] (objects go with the others: they carry an ETag); insertion order
+        # puts a parent's chunk, which announces its new subdirectories, before theirs
+        pending: dict[bytes, list] = {}
+        base = len(self.source.base)
+
+        def chunk_of(d: bytes) -> list:
+            c = pending.get(d)
+            if c is None:
+                c = pending[d] = [[], []]
+            return c
+
+        def ensure_dir(d: bytes) -> str | None:
+            """Make directory d known (announcing it in its parent's chunk); why it cannot be, else None."""
+            if d in self.dirs:
+                return None
+            parent, _, name = d.rpartition(b"/")
+            why = ensure_dir(parent)
+            if why:
+                return why
+            if d in self.files:
+                return f"{text(d)} is both an object and a prefix"
+            chunk_of(parent)[1].append(name)
+            self.dirs.add(d)
+            return None
+
+        for obj in contents:
+            key = obj["Key"]
+            rel = key[base:].encode("utf-8", "surrogateescape")
+            if not rel:
+                continue  # the prefix's own directory marker
+            size = int(obj.get("Size", 0))
+            mtime = _mtime_ns(obj.get("LastModified"))
+            etag = _etag(obj.get("ETag"))
+            marker = rel.endswith(b"/")
+            path = rel[:-1] if marker else rel
+            parts = path.split(b"/")
+            bad = next((p for p in parts if p in (b"", b".", b"..")), None)
+            if bad is not None or b"\x00" in path:
+                why = f"key {key!r} is not a valid UnixFS path (an empty, '.' or '..' name)"
+            elif marker and size:
+                why = f"key {key!r} ends in '/' but holds {size} bytes"
+            else:
+                why = None
+            parent, _, name = path.rpartition(b"/")
+            if why is None:
+                why = ensure_dir(path if marker else parent)
+            if why is None and not marker:
+                if path in self.dirs:
+                    why = f"{text(path)} is both an object and a prefix"
+                else:
+                    self.files.add(path)
+                    c = chunk_of(parent)
+                    c[0].append((path, name, "file", size, mtime, 0, None, None, etag))
+                    continue
+            if why is not None:
+                # recorded under the deepest directory that exists, named by the full key
+                d = parent
+                while d not in self.dirs:
+                    d = d.rpartition(b"/")[0]
+                chunk_of(d)[0].append((rel, rel.rpartition(b"/")[2] or rel, "error", size, mtime, 0, None, why, etag))
+        for d, (others, subdirs) in pending.items():
+            for start in range(0, max(len(others), 1), CHUNK_ENTRIES):
+                part = others[start:start + CHUNK_ENTRIES]
+                self.out.put((d, [], 0, 0, part, subdirs if start == 0 else [], None, True))
