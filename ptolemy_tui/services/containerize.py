@@ -45,9 +45,9 @@ def _directories_in_tree_order(project: Project) -> list[tuple[int, int]]:
     return [(did, count) for _parts, did, count in ranked]
 
 
-def _packable(project: Project):
-    return (File.select(File.id, File.directory, File.path, File.size, File.kind, File.link_target)
-            .where((File.project == project) & (File.kind.in_(PACKED_KINDS))))
+def _packable():
+    return File.select(File.id, File.directory, File.path, File.size, File.kind, File.link_target).where(
+        File.kind.in_(PACKED_KINDS))
 
 
 def _rows(query) -> list[tuple]:
@@ -60,10 +60,15 @@ def _files_in_tree_order(project: Project) -> Iterator[list[tuple]]:
     """Batches of (file id, directory id, path, size, kind, link target) in tree order, at most about
     FILE_BATCH rows each (a directory wider than that is paged by path): memory stays flat in the number of
     files. Within one directory, path order is name order."""
-    base = _packable(project)
-    orphans = _rows(base.where(File.directory.is_null()))
+    # Directory ids belong to one project, so the batches select by directory alone: with the project in the
+    # WHERE, SQLite picks the (project, path) index and reads the whole project for every batch.
+    base = _packable()
+    # Files outside any directory row (the scan never makes them; the schema allows them): by the directory
+    # index, which finds none in one probe, where the project's index would read every row of the project.
+    orphans = _rows(base.select_extend(File.project).where(File.directory.is_null()))
+    orphans = sorted((row[:6] for row in orphans if row[6] == project.id), key=lambda r: bytes(r[2]))
     if orphans:
-        yield sorted(orphans, key=lambda r: bytes(r[2]))
+        yield orphans
     batch: list[int] = []
     pending = 0
     for did, count in _directories_in_tree_order(project):
@@ -71,7 +76,7 @@ def _files_in_tree_order(project: Project) -> Iterator[list[tuple]]:
             if batch:
                 yield _directory_batch(base, batch)
                 batch, pending = [], 0
-            yield from _wide_directory(base, did)
+            yield from _wide_directory(base.where(File.project == project), did)
             continue
         batch.append(did)
         pending += count
@@ -90,6 +95,7 @@ def _directory_batch(base, dir_ids: list[int]) -> list[tuple]:
 
 
 def _wide_directory(base, did: int) -> Iterator[list[tuple]]:
+    """One directory's files a page at a time, by path along the (project, path) index (never OFFSET)."""
     after = None
     while True:
         query = base.where(File.directory == did)
