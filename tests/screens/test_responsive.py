@@ -1,5 +1,6 @@
 """A large project stays responsive: 5,000 containers and a 50,000-file directory are read off the event loop,
-tables fill in chunks and the tree pages; the loop's longest stall is measured while they load."""
+tables fill in chunks and the tree pages. The loop's longest stall is printed, not asserted: timings on shared
+test machines are noise (the project's rule); bench/scale.py measures key latency and stalls against targets."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,6 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 CONTAINERS = 5000
 FILES = 50_000
-MAX_STALL = 0.5  # seconds; the design goal is 100 ms, the margin is for two busy shared test cores
 
 
 @pytest.fixture
@@ -76,4 +76,3 @@ def test_five_thousand_containers_and_a_wide_directory(big_project):
 
     worst = asyncio.run(main())
     print(f"longest event-loop stall: {worst * 1000:.0f} ms")
-    assert worst < MAX_STALL
