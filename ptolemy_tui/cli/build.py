@@ -120,12 +120,20 @@ def cmd_build(args) -> int:
 
     open_store(args)
     pids = build.start_build(args.name, mode=args.mode, workers=args.workers, force=args.force)
-    print(f"build of {args.name} started: {len(pids)} worker(s), pids {' '.join(map(str, pids))}; "
-          f"logs in {launch.log_dir()}")
     if not args.wait:
+        print(f"build of {args.name} started: {len(pids)} worker(s), pids {' '.join(map(str, pids))}; "
+              f"logs in {launch.log_dir()}")
         print(f"the workers run on their own; follow them with `ptolemy status {args.name}`")
         return 0
-    return follow(args.name)
+    try:
+        print(f"build of {args.name} started: {len(pids)} worker(s), pids {' '.join(map(str, pids))}; "
+              f"logs in {launch.log_dir()}", flush=True)
+        return follow(args.name)
+    except KeyboardInterrupt:
+        # The workers are detached (their own session): Ctrl-C stops only the following.
+        sys.stderr.write(f"\nptolemy: stopped following; the workers keep building {args.name}: "
+                         f"`ptolemy status {args.name}` follows it, `ptolemy cancel {args.name}` stops it\n")
+        return 130
 
 
 def _open_store_patiently(args) -> None:

@@ -85,6 +85,10 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     if not isinstance(count, int) or not 1 <= count <= 256:
         raise UsageError(f"--workers {count!r} is out of range: give a whole number from 1 to 256")
     running = running_workers(project)
+    # A build that is over (the project is no longer "building") may leave idle workers for a poll interval
+    # before they notice and exit: they are on their way out, not a running build.
+    lingering = [w for w in running if project.status != "building" and w.state == "idle"]
+    running = [w for w in running if w not in lingering]
     if running:
         raise UsageError(f"a build of {project.name} is already running with {len(running)} worker(s): "
                          f"`ptolemy status {project.name}`, or `ptolemy cancel {project.name}` first")
@@ -124,7 +128,7 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     # refused) from this moment, not from when each child has imported its modules.
     host = settings.hostname()
     # Rows of earlier builds' workers (all stopped or dead: none is running) would only pile up.
-    Worker.delete().where(Worker.project == project.id).execute()
+    Worker.delete().where((Worker.project == project.id) & Worker.id.not_in([w.id for w in lingering] or [0])).execute()
     ids = [Worker.create(host=host, pid=os.getpid(), project=project.id, state="idle", message="starting").id
            for _ in range(spawn)]
     pids = launch.spawn_workers(project.name, ids)

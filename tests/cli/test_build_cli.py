@@ -129,3 +129,30 @@ def test_foreground_worker_with_host_paths(store, store_url, tmp_path):
     assert len(cars) == Container.select().count()
     assert all(c.path.startswith(str(other_stg / "remote")) for c in cars)
     assert Project.get().status == "built"
+
+
+def test_ctrl_c_of_build_wait_says_the_workers_keep_running(store, store_url, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from ptolemy_tui.services import build
+
+    src = make_tree(tmp_path / "src")
+    seed_project("cc", src, tmp_path / "stg")
+    env = dict(os.environ, **FAST, PTOLEMY_READ_RATE="256KiB")  # slow enough to interrupt mid-build
+    proc = subprocess.Popen([sys.executable, "-m", "ptolemy_tui", "--db", store_url, "build", "cc", "--wait",
+                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert "build of cc started" in proc.stdout.readline()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "stopped following; the workers keep building cc" in err and "ptolemy cancel cc" in err
+    assert "Traceback" not in err and err.count("\n") == 2  # the blank line ending the progress line, then one
+    assert build.build_progress("cc")["workers"], "the detached worker still builds"
+    build.cancel("cc")
+    assert build.wait_for_workers("cc", timeout=20) == 0

@@ -99,3 +99,31 @@ def test_progress_document(store, tmp_path, monkeypatch):
     reap_workers()
     assert doc["bytes_done"] == doc["bytes_total"] and doc["finished"] and not doc["running"]
     assert doc["staging"]["total"] > 0 and doc["staging"]["free"] > 0
+
+
+def test_idle_workers_of_a_finished_build_do_not_block_the_next(store, tmp_path, monkeypatch):
+    """Right after `build --wait` says built, a worker may idle for a poll before it exits: not a running build."""
+    from ptolemy_tui.store.models import Worker
+    from ptolemy_tui.worker import settings
+
+    fast_timings(monkeypatch)
+    src = make_tree(tmp_path / "src")
+    project = seed_project("p", src, tmp_path / "stg")
+    Container.update(state="built").execute()
+    first = Container.select().order_by(Container.seq).first()
+    Container.update(state="pending").where(Container.id == first.id).execute()  # e.g. requeued by a rescan
+    Project.update(status="built").execute()
+    lingering = Worker.create(host=settings.hostname(), pid=os.getpid(), project=project.id, state="idle",
+                              message="waiting for other workers to finish", heartbeat_at=time.time())
+    pids = build.start_build("p")
+    assert pids and Worker.get_or_none(Worker.id == lingering.id) is not None  # its row stays until it exits
+    Worker.update(state="stopped").where(Worker.id == lingering.id).execute()
+    doc = wait_for_build("p")
+    reap_workers()
+    assert doc["status"] == "built"
+    # while the project is building, an idle worker (paused, or waiting for the others) is part of the build
+    Project.update(status="building").execute()
+    Worker.update(state="idle").where(Worker.id == lingering.id).execute()
+    Container.update(state="pending").where(Container.id == first.id).execute()
+    with pytest.raises(UsageError, match="already running"):
+        build.start_build("p")
