@@ -219,10 +219,11 @@ def _resolve(value: Any) -> Any:
 
 def call_service(node, module: str, function: str | Callable, *args, done: Callable[[Any], None] | None = None,
                  success: str | Callable[[Any], str] | None = None, always: Callable[[], None] | None = None,
-                 **kwargs) -> None:
+                 failed: Callable[[Exception], bool] | None = None, **kwargs) -> None:
     """Run services.<module>.<function>(*args) in a thread worker; report the outcome as a notification.
 
-    `function` may also be a callable, run the same way (module is then only its label).
+    `function` may also be a callable, run the same way (module is then only its label). `failed(exc)` sees a
+    refusal first (on the event loop) and returns True when it handled it.
     """
     label = function if isinstance(function, str) else module
 
@@ -244,6 +245,8 @@ def call_service(node, module: str, function: str | Callable, *args, done: Calla
             result = session.call(lambda: fn(*[_resolve(a) for a in args],
                                              **{k: _resolve(v) for k, v in kwargs.items()}))
         except PtolemyError as exc:
+            if failed is not None and app.call_from_thread(failed, exc):
+                return  # the caller answered it (a question instead of an error)
             app.call_from_thread(app.notify, str(exc), severity="error", timeout=8)
             return
         except Exception as exc:  # noqa: BLE001 - never take the app down

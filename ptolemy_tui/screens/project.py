@@ -29,7 +29,8 @@ ACTION_TABS: dict[str, tuple[str, ...] | None] = {
     "resume": ("build",),
     "cancel": ("build",),
     "cancel_step": ("overview", "tree"),
-    "retry": ("build", "containers"),
+    "retry": ("overview", "build", "containers"),
+    "add_worker": ("build",),
     "sort": ("tree",),
     "reload_tree": ("tree",),
     "copy": ("cars",),
@@ -54,6 +55,7 @@ class ProjectScreen(Screen):
         Binding("x", "cancel", "Cancel"),
         Binding("x", "cancel_step", "Cancel scan or build", show=False),
         Binding("f", "retry", "Retry"),
+        Binding("plus", "add_worker", "Add worker", key_display="+"),
         Binding("o", "sort", "Sort"),
         Binding("R", "reload_tree", "Reload", show=False),
         Binding("y", "copy('piece_cid')", "Copy piece CID"),
@@ -237,10 +239,22 @@ class ProjectScreen(Screen):
     def action_build_mode(self, mode: str) -> None:
         self._start_build(mode)
 
-    def _start_build(self, mode: str | None, switch: bool = False) -> None:
-        call_service(self, "build", "start_build", ProjectRef(self.project_id), mode=mode, done=self._refresh,
+    def _start_build(self, mode: str | None, switch: bool = False, force: bool = False) -> None:
+        def refused(exc: Exception) -> bool:
+            """Over the staging space or budget: the CLI's --force, offered here as a question."""
+            text = str(exc)
+            if force or "--force" not in text:
+                return False
+            reason = text.split(": ", 1)[-1].split("; ")[0]
+            self.app.push_screen(ConfirmScreen(f"{reason}.\nBuild anyway (as --force)? Or press l for a serial "
+                                               f"build, or raise the staging budget (e).", yes="Build anyway"),
+                                 lambda yes: self._start_build(mode, force=True) if yes else None)
+            return True
+
+        call_service(self, "build", "start_build", ProjectRef(self.project_id), mode=mode, force=force,
+                     done=self._refresh, failed=refused,
                      success=lambda pids: f"build started: {len(pids or [])} worker(s)"
-                     + (f" ({mode})" if mode else ""))
+                     + (f" ({mode})" if mode else "") + (" (forced)" if force else ""))
         if self.active_tab == "overview" or switch:
             self.action_tab("build")
 
@@ -271,6 +285,10 @@ class ProjectScreen(Screen):
 
     def action_manifest_here(self) -> None:
         self.action_manifest()
+
+    def action_add_worker(self) -> None:
+        call_service(self, "build", "add_workers", ProjectRef(self.project_id), 1, done=self._refresh,
+                     success=lambda pids: f"added {len(pids)} worker(s)")
 
     def action_retry(self) -> None:
         call_service(self, "build", "retry", ProjectRef(self.project_id), done=self._refresh,

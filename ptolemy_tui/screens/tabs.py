@@ -112,6 +112,8 @@ class OverviewPane(Pane, VerticalScroll):
             t.append("next step      ", style="bold")
             t.append(step, style="bold reverse")
             key = NEXT_KEYS.get(step)
+            if step == "read the message and retry":  # the action that fixes this failure, not a guess
+                key = "s (rescan)" if "rescan" in (doc.get("message") or "") else "f (retry failed)"
             if key:
                 t.append(f"  press {key}", style="bold")
             t.append(f"   ({doc['next_command']})", style="dim")

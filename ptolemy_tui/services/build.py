@@ -137,6 +137,24 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     return pids
 
 
+def add_workers(project: Project | str, count: int = 1) -> list[int]:
+    """More detached workers for a running build (blitz only: serial builds one CAR at a time anyway)."""
+    project = _project(project)
+    _require_building(project, "add workers to")
+    if project.load_type == "serial":
+        raise UsageError(f"{project.name} builds serially, one CAR at a time: more workers would only wait")
+    if not 1 <= count <= 256:
+        raise UsageError(f"cannot add {count} workers: give a whole number from 1 to 256")
+    host = settings.hostname()
+    ids = [Worker.create(host=host, pid=os.getpid(), project=project.id, state="idle", message="starting").id
+           for _ in range(count)]
+    pids = launch.spawn_workers(project.name, ids)
+    for worker_id, pid in zip(ids, pids):
+        Worker.update(pid=pid).where((Worker.id == worker_id) & (Worker.message == "starting")).execute()
+    events.record(project, f"{count} worker(s) added to the build")
+    return pids
+
+
 def _require_building(project: Project, verb: str) -> None:
     if project.status != "building":
         raise UsageError(f"cannot {verb} {project.name}: no build is running (it is {project.status})")

@@ -145,6 +145,17 @@ def mark_built(container: Container, owner: str, car_fields: dict, entries: list
     return True
 
 
+def failure_advice(project_id: int, name: str, failed: int) -> str:
+    """The project's message after failures, naming the action that fixes them: a source that changed since the
+    scan needs a rescan (a retry would fail the same way); anything else may pass on a retry."""
+    changed = Container.select().where((Container.project == project_id) & (Container.state == "failed")
+                                       & Container.error.startswith("source changed")).count()
+    if changed:
+        return (f"{failed} container(s) failed, {changed} because a source changed since the scan: rescan with "
+                f"`ptolemy scan {name}`, then `ptolemy containerize {name}` and `ptolemy build {name}`")
+    return f"{failed} container(s) failed: see `ptolemy containers {name}`, then `ptolemy retry {name}`"
+
+
 def finalize_if_done(project_id: int) -> str | None:
     """When no container is pending or building, end the build: built, or failed naming the count."""
     by_state = containers_by_state(project_id)
@@ -152,8 +163,7 @@ def finalize_if_done(project_id: int) -> str | None:
         return None
     failed = by_state.get("failed", 0)
     name = Project.get_by_id(project_id).name
-    status, message = ("failed", f"{failed} container(s) failed: see `ptolemy containers {name}`, then "
-                                 f"`ptolemy retry {name}`") if failed else ("built", None)
+    status, message = ("failed", failure_advice(project_id, name, failed)) if failed else ("built", None)
     with write_transaction():
         changed = Project.update(status=status, message=message, updated_at=now()).where(
             (Project.id == project_id) & (Project.status == "building")).execute()

@@ -1,0 +1,229 @@
+"""Issue 15's night shift, item by item, with the pilot on a real SQLite store: lost workers at once, the staging
+gauge read from the disk when no live worker reports, the paused-refresh sign and the store in the header,
+re-sorting that keeps open directories, elapsed and finished times, and the build notice."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from textual.widgets import Header
+
+from ptolemy_tui.screens import fmt
+from ptolemy_tui.screens.app import notice_sequence, short_store
+from ptolemy_tui.services import views
+from ptolemy_tui.store.models import Container, Project, Worker
+from ptolemy_tui.worker import settings
+from tests.screens import helpers
+from tests.screens.helpers import wait_for
+from tests.screens.test_project_tabs import run, text_of
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def header_text(app) -> str:
+    from textual.widgets._header import HeaderTitle
+
+    return str(app.screen.query_one(Header).query_one(HeaderTitle).render())
+
+
+def test_a_killed_worker_shows_as_lost_at_once(packed_project):
+    helpers.fake_build_rows(packed_project)
+    # a worker of this host whose process is gone, though its heartbeat is a second old
+    Worker.create(host=settings.hostname(), pid=_dead_pid(), project=packed_project, state="building",
+                  heartbeat_at=time.time() - 1, bytes_total=10, bytes_done=5)
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("build")
+        table = pane.query_one("#workers-table")
+        await wait_for(pilot, lambda: table.row_count == 3)
+        lost = [table.get_row_at(i) for i in range(3) if str(table.get_row_at(i)[1]).startswith("lost")]
+        assert len(lost) == 1 and lost[0][0].startswith(settings.hostname())
+        assert "1 worker(s) lost" in text_of(screen, "#build-summary")
+        await pilot.press("1")
+        await wait_for(pilot, lambda: "1 lost" in text_of(screen, "#overview-body"))
+
+    run(packed_project, scenario, tab="build")
+
+
+def test_lost_after_missed_heartbeats_and_counted_per_project(packed_project):
+    now = time.time()
+    Worker.create(host="elsewhere", pid=1, project=packed_project, state="building", heartbeat_at=now - 8)
+    Worker.create(host="elsewhere", pid=2, project=packed_project, state="building", heartbeat_at=now - 1)
+    rows = {w.pid: w for w in views.worker_rows(packed_project.id, at=now)}
+    assert rows[1].lost and rows[1].state == "lost" and rows[1].rate == 0.0
+    assert not rows[2].lost
+    (row,) = [r for r in views.project_rows() if r.id == packed_project.id]
+    assert (row.workers, row.lost_workers) == (1, 1)
+
+
+def test_staging_gauge_reads_the_disk_when_no_live_worker_reports(packed_project):
+    # the last report of a worker gone a minute ago said 31.8 GiB used: stale, not shown
+    Worker.create(host="elsewhere", pid=7, project=packed_project, state="idle", heartbeat_at=time.time() - 60,
+                  staging_total=100 << 30, staging_used=int(31.8 * (1 << 30)), staging_free=68 << 30)
+    disk = shutil.disk_usage(packed_project.staging_dir if shutil.os.path.exists(packed_project.staging_dir)
+                             else shutil.os.path.dirname(packed_project.staging_dir))
+    view = views.build_view(packed_project.id)
+    assert view.staging.source == "disk" and view.staging.total == disk.total
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("build")
+        await wait_for(pilot, lambda: pane.polls > 0)
+        gauge = text_of(screen, "#staging-gauge")
+        assert f"/{fmt.size(disk.total)} used" in gauge and "31.8 GiB" not in gauge
+
+    run(packed_project, scenario, tab="build")
+
+
+def test_paused_refresh_stays_visible_in_the_header(packed_project):
+    async def scenario(app, screen, pilot):
+        await wait_for(pilot, lambda: screen.pane("overview").polls > 0)
+        assert "REFRESH PAUSED" not in header_text(app)
+        await pilot.press("z")
+        await wait_for(pilot, lambda: "REFRESH PAUSED" in header_text(app))
+        polls = screen.pane("overview").polls
+        await pilot.pause(1.5)
+        assert screen.pane("overview").polls == polls and "REFRESH PAUSED" in header_text(app)
+        await pilot.press("z")
+        await wait_for(pilot, lambda: "REFRESH PAUSED" not in header_text(app))
+
+    run(packed_project, scenario)
+
+
+def test_the_header_names_the_store_without_its_password():
+    assert short_store("postgresql://ops:****@db1:5432/ptolemy") == "pg ops@db1:5432/ptolemy"
+    assert short_store("postgresql://ops:s3cret@db1:5432/ptolemy") == "pg ops@db1:5432/ptolemy"
+    home = shutil.os.path.expanduser("~")
+    assert short_store(f"sqlite:///{home}/.local/share/ptolemy/ptolemy.db") == "sqlite ~/.local/share/ptolemy/ptolemy.db"
+
+
+def test_store_label_in_the_header(packed_project):
+    import asyncio
+
+    from ptolemy_tui.screens.app import PtolemyApp
+
+    async def main():
+        app = PtolemyApp(watch_tty=False, store_label="postgresql://ops:****@db1:5432/ptolemy")
+        async with app.run_test(size=(100, 24)) as pilot:
+            await wait_for(pilot, lambda: "pg ops@db1:5432/ptolemy" in header_text(app))
+            assert "****" not in header_text(app)
+
+    asyncio.run(main())
+
+
+def test_resorting_keeps_open_directories_open(packed_project):
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("tree")
+        tree = pane.tree
+        await wait_for(pilot, lambda: pane.loads >= 1)
+        docs = next(n for n in tree.root.children if n.data["name"] == "docs")
+        tree.focus()
+        tree.move_cursor(docs)
+        await pilot.press("right")
+        await wait_for(pilot, lambda: len(docs.children) > 0)
+        await pilot.press("o")
+        await wait_for(pilot, lambda: pane.sort == "name" and pane.loads >= 4)
+        docs = next(n for n in tree.root.children if n.data["name"] == "docs")
+        await wait_for(pilot, lambda: docs.is_expanded and any(c.data["name"] == "drafts" for c in docs.children))
+
+    run(packed_project, scenario, tab="tree")
+
+
+def test_elapsed_and_finished_on_the_build_tab_and_the_notice(packed_project):
+    start = time.time() - 125
+    Container.update(state="built", started_at=start, finished_at=start + 120).where(
+        Container.project == packed_project.id).execute()
+    Project.update(status="building").where(Project.id == packed_project.id).execute()
+
+    async def scenario(app, screen, pilot):
+        app.notify_mode = "bell"
+        pane = screen.pane("build")
+        await wait_for(pilot, lambda: pane.polls > 0)
+        assert "elapsed" in text_of(screen, "#build-summary") and "finished" not in text_of(screen, "#build-summary")
+        Project.update(status="built").where(Project.id == packed_project.id).execute()
+        await wait_for(pilot, lambda: "finished" in text_of(screen, "#build-summary"))
+        assert "elapsed 2m00s" in text_of(screen, "#build-summary")
+        assert app.notices == ["\a"]  # one bell for the one transition
+
+    run(packed_project, scenario, tab="build")
+
+
+def test_notice_sequences():
+    assert notice_sequence("off", "x") == ""
+    assert notice_sequence("bell", "x") == "\a"
+    assert notice_sequence("osc9", "build of demo finished") == "\x1b]9;build of demo finished\x07"
+    # nothing from a project name can end the sequence early or start another
+    assert notice_sequence("osc777", "a\x07b\x1b]c;d") == "\x1b]777;notify;Ptolemy;ab]cd\x07"
+
+
+def test_blitz_over_budget_offers_to_build_anyway(packed_project):
+    from ptolemy_tui.screens.base import ConfirmScreen
+    from ptolemy_tui.services import build
+
+    Project.update(staging_budget=packed_project.car_size).where(Project.id == packed_project.id).execute()
+
+    async def scenario(app, screen, pilot):
+        await wait_for(pilot, lambda: screen.pane("overview").polls > 0)
+        await pilot.press("b")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "over the staging budget" in app.screen.question and "as --force" in app.screen.question
+        await pilot.press("y")
+        await wait_for(pilot, lambda: Project.get_by_id(packed_project.id).status in ("building", "built"),
+                       timeout=20)
+
+    try:
+        run(packed_project, scenario)
+    finally:
+        if Project.get_by_id(packed_project.id).status == "building":
+            build.cancel(packed_project.name)
+        build.wait_for_workers(packed_project.name, timeout=20)
+
+
+def test_failure_advice_names_the_fix(packed_project):
+    from ptolemy_tui.worker import claims
+
+    Project.update(status="building").where(Project.id == packed_project.id).execute()
+    Container.update(state="built").where(Container.project == packed_project.id).execute()
+    box = Container.select().where(Container.project == packed_project.id).first()
+    Container.update(state="failed", error="source changed since scan: docs/a.txt").where(
+        Container.id == box.id).execute()
+    assert claims.finalize_if_done(packed_project.id) == "failed"
+    message = Project.get_by_id(packed_project.id).message
+    assert "source changed since the scan" in message and f"ptolemy scan {packed_project.name}" in message
+    assert "retry" not in message
+
+    async def scenario(app, screen, pilot):
+        await wait_for(pilot, lambda: "press s (rescan)" in text_of(screen, "#overview-body"))
+
+    run(packed_project, scenario)
+    Container.update(error="worker killed").where(Container.id == box.id).execute()
+    Project.update(status="building").where(Project.id == packed_project.id).execute()
+    claims.finalize_if_done(packed_project.id)
+    assert "ptolemy retry" in Project.get_by_id(packed_project.id).message
+
+
+def test_add_a_worker_to_a_running_build(packed_project):
+    from ptolemy_tui.errors import UsageError
+    from ptolemy_tui.services import build
+
+    with pytest.raises(UsageError, match="no build is running"):
+        build.add_workers(packed_project.name)
+    Project.update(status="building").where(Project.id == packed_project.id).execute()
+
+    async def scenario(app, screen, pilot):
+        await wait_for(pilot, lambda: screen.pane("build").polls > 0)
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: Worker.select().where(Worker.project == packed_project.id).count() == 1)
+
+    try:
+        run(packed_project, scenario, tab="build")
+    finally:
+        build.cancel(packed_project.name)
+        build.wait_for_workers(packed_project.name, timeout=20)
