@@ -17,6 +17,11 @@ def register(sub) -> None:
     p.add_argument("--files", type=int, default=300, help="how many small files (default 300)")
     p.add_argument("--no-run", action="store_true", help="only create the project; do not start the steps")
     p.add_argument("--no-tui", action="store_true", help="create the sample and print where it is; no UI")
+    p = add_command(sub, "web", "serve the TUI to a browser (textual-serve); loopback only by default", run_web)
+    p.add_argument("--listen", default="127.0.0.1:8000", metavar="HOST:PORT",
+                   help="address to listen on (default 127.0.0.1:8000; there is no login: keep it on loopback "
+                        "and reach it through `ssh -L 8000:127.0.0.1:8000 HOST`)")
+    p.add_argument("project", nargs="?", help="open this project's tabs in every browser session")
 
 
 def _label(args: argparse.Namespace) -> str:
@@ -48,3 +53,53 @@ def run_demo(args: argparse.Namespace) -> int:
     code = run_tui(args, project=project.name, autorun=not args.no_run)
     print(f"demo project {project.name}: files in {base}", file=sys.stderr)
     return code
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """'HOST:PORT', '[::1]:PORT', ':PORT' or 'PORT' -> (host, port); a mistake is one line naming the fix."""
+    from ptolemy_tui.errors import UsageError
+
+    value = (text or "").strip()
+    host, _, port = value.rpartition(":") if ":" in value else ("", "", value)
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UsageError(f"--listen {text!r}: give HOST:PORT with a port from 1 to 65535, e.g. 127.0.0.1:8000")
+    return host, int(port)
+
+
+def web_command(project: str | None) -> str:
+    """The command textual-serve runs for each browser session: this Python, this package, the TUI. The store
+    reaches it through PTOLEMY_DB in the environment, never on a command line (ps shows command lines)."""
+    import shlex
+
+    args = [sys.executable, "-m", "ptolemy_tui", "tui"]
+    if project:
+        args.append(project)
+    return shlex.join(args)
+
+
+def run_web(args: argparse.Namespace) -> int:
+    import os
+
+    from ptolemy_tui.store import db
+
+    host, port = parse_listen(args.listen)
+    open_store(args)  # a wrong --db fails here, in one line, not in every browser session
+    if args.project:
+        from ptolemy_tui.services import projects
+
+        projects.get(args.project)
+    os.environ["PTOLEMY_DB"] = db.resolve_url(getattr(args, "db", None), getattr(args, "db_ini", None))
+    db.close_database()
+    from textual_serve.server import Server
+
+    if host not in LOOPBACK:
+        print(f"warning: listening on {host}: the web view has no login; anyone who reaches this port controls "
+              f"Ptolemy. Prefer 127.0.0.1 and ssh -L.", file=sys.stderr)
+    print(f"Ptolemy web view on http://{host if ':' not in host else f'[{host}]'}:{port}/ (Ctrl-C stops)",
+          file=sys.stderr)
+    Server(web_command(args.project), host=host, port=port, title="Ptolemy").serve()
+    return 0
