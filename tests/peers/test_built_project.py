@@ -42,7 +42,7 @@ def packed(digest: dict) -> dict:
 
 
 def test_built_project_restores_with_car_extract_and_ipfs_get(bins, kubo, work):
-    src = make_tree(work / "project-src", seed=17, big=False)
+    src = make_tree(work / "project-src", seed=17, big=False, hamt=False)
     with open(src / "sizes" / "sharded.bin", "wb") as fh:
         fh.write(os.urandom(2 * MiB + 12345))  # three shards of a 1 MiB shard size
     url = f"sqlite:///{work / 'store.db'}"

@@ -17,7 +17,8 @@ import pytest
 from ptolemy_tui.cli import main
 from ptolemy_tui.core.carread import CarFile
 from tests.peers import peers
-from tests.peers.trees import tree_digest
+from ptolemy_tui.core import dagpb
+from tests.peers.trees import BIG, tree_digest
 
 SUBTREES = ["sizes", "mixed", "empty", "dup", "links", "names", "hamt-at-threshold", "hamt-over-threshold",
             ".hidden-dir"]
@@ -53,10 +54,14 @@ def test_kubo_root_cid_equals_ipfs_add(capsys, kubo, tree, sub):
     assert ours["root_cid"] == kubo.add_only_hash(path)
 
 
+def single(tree: Path, name: str) -> Path:
+    return tree.parent / "big" / name if name == BIG else tree / "sizes" / name
+
+
 @pytest.mark.parametrize("name", ["chunks1-1.bin", "chunks1+0.bin", "chunks1+1.bin", "chunks2+0.bin",
-                                  "chunks3+1.bin", "collapse-174x262144+1.bin"])
+                                  "chunks3+1.bin", BIG])
 def test_kubo_root_cid_of_single_files(capsys, kubo, tree, name):
-    path = tree / "sizes" / name
+    path = single(tree, name)
     assert ptolemy_create(capsys, path, "--profile", "kubo", "--cid-only")["root_cid"] == kubo.add_only_hash(path)
 
 
@@ -81,6 +86,10 @@ def test_go_car_no_wrap_matches_car_create(capsys, bins, tree, work, sub):
     peers.run([bins / "car", "create", "--version", "1", "--no-wrap", "-f", theirs, path])
     made = ptolemy_create(capsys, path, "--profile", "go-car", "-o", ours)
     check_car(bins, ours, made)
+    with CarFile(ours) as f:
+        root_kind = dagpb.decode_unixfs(dagpb.decode_node(f.get(f.roots[0])).data).kind
+    if sub.startswith("hamt-"):  # the threshold itself: exactly at it stays flat, one byte over shards
+        assert root_kind == (dagpb.UNIXFS_HAMT_SHARD if sub in SHARDED else dagpb.UNIXFS_DIRECTORY)
     if sub in SHARDED:
         their_roots, their_blocks = blocks_of(theirs)
         our_roots, our_blocks = blocks_of(ours)
@@ -90,10 +99,9 @@ def test_go_car_no_wrap_matches_car_create(capsys, bins, tree, work, sub):
         assert ours.read_bytes() == theirs.read_bytes()
 
 
-@pytest.mark.parametrize("name", ["chunks1-1.bin", "chunks1+0.bin", "chunks2+1.bin", "chunks3-1.bin",
-                                  "collapse-174x262144+1.bin"])
+@pytest.mark.parametrize("name", ["chunks1-1.bin", "chunks1+0.bin", "chunks2+1.bin", "chunks3-1.bin", BIG])
 def test_go_car_single_files_match_car_create(capsys, bins, tree, work, name):
-    path = tree / "sizes" / name
+    path = single(tree, name)
     theirs, ours = work / f"gocar-{name}.car", work / f"ptolemy-gocar-{name}.car"
     peers.run([bins / "car", "create", "--version", "1", "--no-wrap", "-f", theirs, path])
     made = ptolemy_create(capsys, path, "--profile", "go-car", "-o", ours)

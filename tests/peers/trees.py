@@ -14,6 +14,7 @@ from pathlib import Path
 CHUNK = 262144
 HAMT_THRESHOLD = 262144
 CID_LEN = 36
+BIG = "collapse-174x262144+1.bin"
 
 
 def _write(path: Path | bytes, data: bytes) -> None:
@@ -49,16 +50,17 @@ def names_dir(path: Path) -> None:
         _write(raw + b"/" + name, name * 2)
 
 
-def make_tree(root: Path, seed: int = 16, big: bool = True) -> Path:
-    """The whole tree under root/tree; returns that directory."""
+def make_tree(root: Path, seed: int = 16, big: bool = True, hamt: bool = True) -> Path:
+    """The whole tree under root/tree (and root/big/BIG, a 174·262144+1-byte file); returns the tree."""
     rng = random.Random(seed)
     tree = root / "tree"
     (tree / "sizes").mkdir(parents=True)
     for k in (1, 2, 3):
         for delta in (-1, 0, 1):
             _write(tree / "sizes" / f"chunks{k}{delta:+d}.bin", rng.randbytes(k * CHUNK + delta))
-    if big:
-        _write(tree / "sizes" / "collapse-174x262144+1.bin", rng.randbytes(174 * CHUNK + 1))
+    if big:  # beside the tree, not in it: tested on its own, so the tree-wide runs stay quick
+        (root / "big").mkdir(parents=True)
+        _write(root / "big" / BIG, rng.randbytes(174 * CHUNK + 1))
     (tree / "mixed" / "deep" / "er" / "still").mkdir(parents=True)
     for i in range(40):
         size = rng.choice((0, 1, 7, 100, 4095, 65536, 200_000, 300_001))
@@ -81,8 +83,9 @@ def make_tree(root: Path, seed: int = 16, big: bool = True) -> Path:
     (tree / ".hidden-dir").mkdir()
     _write(tree / ".hidden-dir" / "inside", b"inside\n")
     names_dir(tree / "names")
-    hamt_dir(tree / "hamt-at-threshold", 0)
-    hamt_dir(tree / "hamt-over-threshold", 1)
+    if hamt:
+        hamt_dir(tree / "hamt-at-threshold", 0)
+        hamt_dir(tree / "hamt-over-threshold", 1)
     return tree
 
 
