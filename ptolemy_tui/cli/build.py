@@ -25,7 +25,7 @@ def _workers_arg(text: str) -> int:
 def register(sub) -> None:
     p = add_command(sub, "build", "build every pending container into a CAR (detached worker processes)", cmd_build)
     p.add_argument("name")
-    p.add_argument("--mode", choices=("blitz", "serial"), help="blitz: N workers at once; serial: one CAR at a time "
+    p.add_argument("--mode", choices=("blitz", "serial", "inline"), help="blitz: N workers at once; serial: one CAR at a time "
                                                                  "within the staging space (default: the project's load type)")
     p.add_argument("--workers", type=_workers_arg, metavar="N", help="blitz worker processes (default: the project's)")
     p.add_argument("--wait", action="store_true", help="follow the build here; exit 1 if a container failed")

@@ -30,6 +30,16 @@ def register(sub) -> None:
     add_global_options(p, suppress=True)
     p.set_defaults(handler=cmd_create)
 
+    p = inner.add_parser("export", help="write an inline CAR of a project to a file",
+                         description="Regenerate an inline CAR (load type inline) from its plan and sources, "
+                                     "byte-identical to the CAR a blitz build writes, into FILE.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("container", metavar="CONTAINER", type=int, help="the container's number (see `ptolemy cars`)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the CAR file to write (must not exist)")
+    p.add_argument("--json", action="store_true", help="one JSON document")
+    add_global_options(p, suppress=True)
+    p.set_defaults(handler=cmd_export)
+
     for name, help_text, handler in (
             ("root", "print the root CID(s) of a CAR", cmd_root),
             ("ls", "list the UnixFS paths and CIDs under the root (every block CID for other DAGs)", cmd_ls),
@@ -42,7 +52,7 @@ def register(sub) -> None:
 
 
 def _missing(parser: argparse.ArgumentParser) -> int:
-    raise UsageError("car needs an action: create, root, ls or verify (see `ptolemy car --help`)")
+    raise UsageError("car needs an action: create, export, root, ls or verify (see `ptolemy car --help`)")
 
 
 # ---------------------------------------------------------------- create
@@ -265,4 +275,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         print(f"ok: CARv{report.version}, {report.blocks} blocks, every hash valid, root present, "
               f"DAG complete ({report.reachable} blocks reachable){note}")
+    return 0
+
+
+# ---------------------------------------------------------------- export
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ptolemy_tui.cli.common import open_store
+    from ptolemy_tui.cli.output import print_json
+    from ptolemy_tui.services import pieces
+
+    open_store(args)
+    doc = pieces.export_car(args.name, args.container, args.output)
+    if args.json:
+        print_json(doc)
+    else:
+        print(f"{doc['output']}: {doc['car_size']:,} bytes, payload {doc['payload_cid']}, piece {doc['piece_cid']}")
     return 0

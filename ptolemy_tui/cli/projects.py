@@ -26,7 +26,9 @@ def _field_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
                         help="where CAR files are written (created if missing)")
     parser.add_argument("--car-size", metavar="SIZE", help="target CAR size, e.g. 31.5GiB (bare number = GiB)")
     parser.add_argument("--shard-size", metavar="SIZE", help="files above this are split into shards, e.g. 1GiB")
-    parser.add_argument("--load-type", metavar="blitz|serial", help="blitz: all containers in parallel; serial: one at a time")
+    parser.add_argument("--load-type", metavar="blitz|serial|inline",
+                        help="blitz: all containers in parallel; serial: one at a time; inline: no CAR written, "
+                             "`ptolemy serve` regenerates it from the sources")
     parser.add_argument("--encryption", metavar="none", help="only none is implemented")
     parser.add_argument("--workers", metavar="N", help="worker processes for blitz builds (default: CPU count)")
     parser.add_argument("--staging-budget", metavar="SIZE",

@@ -23,6 +23,8 @@ def register(sub) -> None:
     p.add_argument("--format", choices=("csv", "json"), default="csv", help="csv (default) or json")
     p.add_argument("--exclude-stale", action="store_true",
                    help="leave out CARs whose sources changed after the build (the stale column says which)")
+    p.add_argument("--base-url", metavar="URL", help="add a url column: URL/piece/<pieceCID> (default: the URL "
+                                                     "`ptolemy serve --base-url` recorded, if any)")
 
     p = add_command(sub, "files", "every file (or shard) → its CID → its CAR", cmd_files)
     p.add_argument("name")
@@ -64,8 +66,14 @@ def cmd_cars(args) -> int:
 def cmd_manifest(args) -> int:
     from ptolemy_tui.services import projects, results
 
+    base = None
+    if args.base_url:
+        from ptolemy_tui.cli.serve import check_base_url
+
+        base = check_base_url(args.base_url)
     open_store(args)
-    sys.stdout.write(results.manifest(projects.get(args.name), args.format, exclude_stale=args.exclude_stale))
+    sys.stdout.write(results.manifest(projects.get(args.name), args.format, exclude_stale=args.exclude_stale,
+                                      base=base))
     return 0
 
 

@@ -386,42 +386,67 @@ def record_plan(entries: Sequence[SourceEntry], read_at: ReadAt, *, profile: str
     return result, plan
 
 
-# ---------------------------------------------------------------- local files
+# ---------------------------------------------------------------- reading through the source seam
 
 
-class LocalFiles:
-    """ReadAt over local paths (one per source index), with file descriptors opened on first use."""
+class SourceRanges:
+    """ReadAt over a core.source Source: source i is the item range `ranges[i] = (rel, offset, length)`.
 
-    def __init__(self, paths: Sequence[str | bytes | None]):
-        self.paths = paths
-        self.fds: dict[int, int] = {}
+    A Reader is opened from the requested offset to the end of the item, and kept while reads go on where the
+    last one ended (a source may read ahead inside the range it was given: S3 does); a jump opens a new one.
+    At most OPEN readers stay open, so a container of a million small files holds a handful of descriptors.
+    """
 
-    def __call__(self, source: int, offset: int, view: memoryview) -> None:
-        fd = self.fds.get(source)
-        if fd is None:
-            path = self.paths[source]
-            if path is None:
-                raise ValueError(f"source {source} has no path")
-            fd = self.fds[source] = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        got = 0
-        want = len(view)
+    OPEN = 4
+
+    def __init__(self, source, ranges: Sequence[tuple[bytes, int, int]]):
+        self.source = source
+        self.ranges = ranges
+        self.readers: dict[int, list] = {}  # i -> [reader, next position], oldest first
+
+    def __call__(self, i: int, offset: int, view: memoryview) -> None:
+        cur = self.readers.pop(i, None)
+        if cur is not None and cur[1] != offset:
+            cur[0].close()
+            cur = None
+        if cur is None:
+            rel, start, length = self.ranges[i]
+            cur = [self.source.open(rel, offset, start + length - offset), offset]
+            while len(self.readers) >= self.OPEN:
+                oldest = next(iter(self.readers))
+                self.readers.pop(oldest)[0].close()
+        self.readers[i] = cur
+        got, want = 0, len(view)
         while got < want:
-            n = os.preadv(fd, [view[got:]], offset + got)
+            n = cur[0].readinto_at(view[got:], offset + got)
             if n == 0:
-                raise SourceChanged(f"source file is shorter than at the build: {os.fsdecode(self.paths[source])}")
+                raise SourceChanged(f"source {i} is shorter than at the build "
+                                    f"({self.source.label(self.ranges[i][0])})")
             got += n
+        cur[1] = offset + want
 
     def close(self) -> None:
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds.clear()
+        for reader, _ in self.readers.values():
+            reader.close()
+        self.readers.clear()
 
-    def __enter__(self) -> "LocalFiles":
+    def __enter__(self) -> "SourceRanges":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
 
-def entry_paths(entries: Iterable[SourceEntry]) -> list:
-    return [e.source for e in entries]
+def entry_ranges(entries: Iterable[SourceEntry]) -> list[tuple[bytes, int, int]]:
+    """The (source, offset, length) of each entry, for SourceRanges."""
+    return [(e.source, e.offset, e.length) for e in entries]
+
+
+class LocalFiles(SourceRanges):
+    """ReadAt over whole local files given by path (tests, `car create`-style callers)."""
+
+    def __init__(self, paths: Sequence[str | bytes | None]):
+        from ptolemy_tui.core.source_local import LocalSource
+
+        super().__init__(LocalSource(b"/"), [(os.fsencode(os.path.abspath(p)) if p is not None else b"", 0, 1 << 62)
+                                             for p in paths])

@@ -87,6 +87,7 @@ PALETTE_TITLES = {
     "retry": "Retry failed containers",
     "build_mode('blitz')": "Start a blitz build (all containers in parallel)",
     "build_mode('serial')": "Start a serial build (one container at a time)",
+    "build_mode('inline')": "Start an inline build (no CARs written; ptolemy serve regenerates them)",
     "build": "Start the build",
     "pause": "Pause the build",
     "resume": "Resume the build",

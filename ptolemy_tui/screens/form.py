@@ -120,7 +120,8 @@ class ProjectForm(ModalScreen[str | None]):
                         yield Label(label, classes="field-label")
                         if key == "load_type":
                             yield Select([("blitz: all containers in parallel", "blitz"),
-                                          ("serial: one at a time, staging-safe", "serial")],
+                                          ("serial: one at a time, staging-safe", "serial"),
+                                          ("inline: no CAR written, served from the sources", "inline")],
                                          value="blitz", allow_blank=False, compact=True, id=key)
                         elif key == "encryption":
                             yield Select([("none", "none")], value="none", allow_blank=False, compact=True, id=key)

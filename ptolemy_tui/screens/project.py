@@ -50,6 +50,7 @@ class ProjectScreen(Screen):
         Binding("b", "build", "Build"),
         Binding("b", "build_mode('blitz')", "Blitz"),
         Binding("l", "build_mode('serial')", "Serial"),
+        Binding("i", "build_mode('inline')", "Inline", show=False),
         Binding("p", "pause", "Pause"),
         Binding("r", "resume", "Resume"),
         Binding("x", "cancel", "Cancel"),

@@ -21,6 +21,7 @@ from ptolemy_tui.core.sizes import format_size, piece_fit
 from ptolemy_tui.screens import fmt
 from ptolemy_tui.services import session, views
 from ptolemy_tui.screens.base import FilterInput, NavTable, NavTree, Polling, reset_table, sync_table
+from ptolemy_tui.screens.transfers import TransfersPanel, rows_for as transfer_rows
 
 NEXT_KEYS = {
     "scan": "s", "containerize": "c", "build": "b", "watch the build": "4",
@@ -473,6 +474,7 @@ class BuildPane(Pane, Vertical):
             yield Static("", id="rate-label", classes="gauge-label")
             yield Static("", id="rate-spark", classes="spark")
         yield NavTable(id="workers-table")
+        yield TransfersPanel(id="transfers")
 
     def on_mount(self) -> None:
         self._pid = self.screen.project_id
@@ -483,6 +485,7 @@ class BuildPane(Pane, Vertical):
         self.start_polling()
 
     def fetch(self) -> views.BuildView:
+        self.transfers = transfer_rows(self._pid, time.time())  # the serving panel's rows, shown with the view
         return views.build_view(self._pid)
 
     def show(self, doc: views.BuildView) -> None:
@@ -527,7 +530,9 @@ class BuildPane(Pane, Vertical):
             waiting.update(waiting_banner(doc, width))
         staging = doc.staging
         gauge = Text("staging ", style="bold")
-        if staging and staging.total:
+        if doc.load_type == "inline":  # nothing is written to staging: the plans live in the store
+            gauge.append("inline: no CARs written, staging need near zero; `ptolemy serve` regenerates them")
+        elif staging and staging.total:
             fraction = staging.used / staging.total
             gauge.append_text(fmt.bar(fraction, 10, style="red" if fraction > 0.9 else "cyan"))
             gauge.append(f" {fmt.size(staging.used)}/{fmt.size(staging.total)} used · "
@@ -551,6 +556,7 @@ class BuildPane(Pane, Vertical):
                                  fmt.mibps(w.rate), fmt.eta(w.bytes_total - w.bytes_done, w.rate),
                                  fmt.size(w.rss), f"{w.cpu or 0:.0f}"]))
         sync_table(self.query_one("#workers-table", NavTable), rows, [k for k, _ in WORKER_COLUMNS])
+        self.query_one("#transfers", TransfersPanel).show(getattr(self, "transfers", None) or [])
 
     def draw_sparks(self) -> None:
         """Staging use on 0-100 %, throughput on 0-peak: the last minutes, newest on the right."""
@@ -608,7 +614,8 @@ class CarsPane(Pane, Vertical):
     @staticmethod
     def cells(r: views.CarRow) -> list[Any]:
         piece = Text(r.piece_cid, style="red strike" if r.stale else "")
-        return [str(r.seq), piece, r.payload_cid, fmt.size(r.car_size), format_size(r.piece_size), r.path]
+        return [str(r.seq), piece, r.payload_cid, fmt.size(r.car_size), format_size(r.piece_size),
+                r.path or Text("inline (ptolemy serve / car export)", style="dim")]
 
     def selected(self) -> views.CarRow | None:
         key = self.query_one("#cars-table", NavTable).selected_key()

@@ -26,7 +26,7 @@ from ptolemy_tui.store.queries import containers_by_state, live_workers
 from ptolemy_tui.worker import claims, launch, settings, staging
 from ptolemy_tui.worker.staging import human as _h
 
-MODES = ("blitz", "serial")
+MODES = ("blitz", "serial", "inline")
 
 
 def _project(project: Project | str) -> Project:
@@ -49,7 +49,7 @@ def _todo_sizes(project: Project) -> list[int]:
 def check_space(project: Project, mode: str) -> str | None:
     """Why the staging disk cannot take this build, with the numbers; None when it can."""
     sizes = _todo_sizes(project)
-    if not sizes:
+    if not sizes or mode == "inline":  # inline CARs are never written: their plans live in the store
         return None
     disk = staging.disk_usage(project.staging_dir)
     reserve = settings.staging_reserve(disk.total)
@@ -80,7 +80,7 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     projects.require_step(project, "build")
     mode = (mode or project.load_type or "blitz").lower()
     if mode not in MODES:
-        raise UsageError(f"--mode {mode!r} is unknown: use blitz or serial")
+        raise UsageError(f"--mode {mode!r} is unknown: use blitz, serial or inline")
     count = workers if workers is not None else project.workers
     if not isinstance(count, int) or not 1 <= count <= 256:
         raise UsageError(f"--workers {count!r} is out of range: give a whole number from 1 to 256")

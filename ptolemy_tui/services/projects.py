@@ -21,7 +21,7 @@ from ptolemy_tui.store.models import Car, Container, File, Project, database, no
 from ptolemy_tui.store.queries import containers_by_state, live_workers
 
 NAME_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-LOAD_TYPES = ("blitz", "serial")
+LOAD_TYPES = ("blitz", "serial", "inline")
 DEFAULT_CAR_SIZE = "31.5GiB"  # 99 % of a 32 GiB piece; the seed's 17 GiB wastes half of one
 DEFAULT_SHARD_SIZE = "1GiB"
 UTILISATION_WARNING = 0.90
@@ -140,7 +140,7 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
         raise FieldError("shard_size", f"--shard-size {format_size(shard_size)} exceeds --car-size {format_size(car_size)}: make shards at most the CAR size")
     load_type = (spec.load_type or "").lower()
     if load_type not in LOAD_TYPES:
-        raise FieldError("load_type", f"--load-type {spec.load_type!r} is unknown: use blitz or serial")
+        raise FieldError("load_type", f"--load-type {spec.load_type!r} is unknown: use blitz, serial or inline")
     encryption = (spec.encryption or "none")
     if encryption.lower() != "none":
         raise FieldError("encryption", f"--encryption {encryption!r}: encryption is not implemented yet; use --encryption none")

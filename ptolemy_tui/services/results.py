@@ -12,7 +12,7 @@ import peewee
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import projects
 from ptolemy_tui.core.display import json_name_fields
-from ptolemy_tui.store.models import Car, CarEntry, Container, ContainerItem, File, Project
+from ptolemy_tui.store.models import Car, CarEntry, Container, ContainerItem, File, Meta, Project
 
 CAR_KEYS = ("container", "payload_cid", "piece_cid", "piece_cid_v2", "car_size", "padded_piece_size", "path",
             "stale", "stale_reason")
@@ -23,6 +23,7 @@ CAR_KEYS = ("container", "payload_cid", "piece_cid", "piece_cid_v2", "car_size",
 MANIFEST_KEYS = ("file_name", "payload_cid", "commp", "piece_cid_v2", "size", "padded_size", "path", "container",
                  "stale")
 # path_hex / source_hex: the exact bytes, present (JSON) only when the name is not plain printable UTF-8.
+BASE_URL_KEY = "serve_base_url"  # in Meta: the public URL `ptolemy serve --base-url` was last given
 FILE_KEYS = ("path", "cid", "car", "payload_cid", "container", "source", "offset", "length", "shard_index")
 
 
@@ -55,22 +56,47 @@ def stale_counts(project: Project | str) -> dict[str, int]:
     return {"stale": len(ids), "unrepacked": unrepacked}
 
 
-def manifest_rows(project: Project | str, *, exclude_stale: bool = False) -> list[dict[str, Any]]:
-    return [{"file_name": os.path.basename(c["path"]), "payload_cid": c["payload_cid"], "commp": c["piece_cid"],
-             "piece_cid_v2": c["piece_cid_v2"], "size": c["car_size"], "padded_size": c["padded_piece_size"],
-             "path": c["path"], "container": c["container"], "stale": c["stale"]}
-            for c in list_cars(project) if not (exclude_stale and c["stale"])]
+def set_base_url(url: str) -> None:
+    Meta.insert(key=BASE_URL_KEY, value=url).on_conflict(
+        conflict_target=[Meta.key], update={Meta.value: url}).execute()
 
 
-def manifest(project: Project | str, fmt: str = "csv", *, exclude_stale: bool = False) -> str:
-    """The manifest as CSV (header row, one line per CAR) or one JSON document."""
+def base_url() -> str | None:
+    row = Meta.get_or_none(Meta.key == BASE_URL_KEY)
+    return row.value if row else None
+
+
+def manifest_rows(project: Project | str, *, exclude_stale: bool = False,
+                  base: str | None = None) -> list[dict[str, Any]]:
+    """One row per CAR; with a base URL, `url` is where `ptolemy serve` hands the piece out.
+    An inline CAR has no file: its file_name is what `car export` would name it, its path is empty."""
+    rows = []
+    for c in list_cars(project):
+        if exclude_stale and c["stale"]:
+            continue
+        row = {"file_name": os.path.basename(c["path"]) or f"{c['piece_cid']}.car", "payload_cid": c["payload_cid"],
+               "commp": c["piece_cid"], "piece_cid_v2": c["piece_cid_v2"], "size": c["car_size"],
+               "padded_size": c["padded_piece_size"], "path": c["path"], "container": c["container"],
+               "stale": c["stale"]}
+        if base:
+            row["url"] = f"{base.rstrip('/')}/piece/{c['piece_cid']}"
+        rows.append(row)
+    return rows
+
+
+def manifest(project: Project | str, fmt: str = "csv", *, exclude_stale: bool = False,
+             base: str | None = None) -> str:
+    """The manifest as CSV (header row, one line per CAR) or one JSON document. `base`: the serve base URL
+    (default: the one `ptolemy serve --base-url` recorded); with one, every row gets a `url`."""
     project = _project(project)
-    rows = manifest_rows(project, exclude_stale=exclude_stale)
+    base = base or base_url()
+    rows = manifest_rows(project, exclude_stale=exclude_stale, base=base)
     if fmt == "json":
         return json.dumps({"project": project.name, "cars": rows}, indent=2) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_KEYS), lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_KEYS) + (["url"] if base else []),
+                                lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue()
@@ -114,6 +140,12 @@ def verify(project: Project | str) -> list[dict[str, Any]]:
         problems: list[str] = []
         doc = {"container": car.container.seq, "path": car.path, "payload_cid": car.payload_cid,
                "piece_cid": car.piece_cid, "stale": car.stale_reason is not None, "stale_reason": car.stale_reason}
+        if not car.path:  # an inline CAR: regenerated from its plan and sources (every leaf re-hashed), CommP'd
+            from ptolemy_tui.services import pieces
+
+            problems = pieces.verify_inline(car.piece_cid, project.id)
+            results.append(doc | {"ok": not problems, "problems": problems})
+            continue
         try:
             size = os.path.getsize(car.path)
         except OSError as exc:

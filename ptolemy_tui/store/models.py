@@ -224,4 +224,42 @@ class Event(BaseModel):
         indexes = ((("project", "time"), False),)
 
 
-ALL_MODELS = (Meta, Project, Scan, Directory, File, Container, ContainerItem, Car, CarEntry, Worker, Event)
+class CarPlan(BaseModel):
+    """An inline CAR's plan (core.carplan): its bytes regenerated from the sources on demand, no CAR file.
+
+    In the store rather than in a staging file, so a server on any host that reaches the store can serve it.
+    """
+
+    car = peewee.ForeignKeyField(Car, backref="plans", unique=True, on_delete="CASCADE")
+    data = peewee.BlobField()
+
+
+# Transfer.state values.
+TRANSFER_STATES = ("active", "done", "aborted", "failed")
+
+
+class Transfer(BaseModel):
+    """One HTTP request for a piece, written by `ptolemy serve` about once a second while it runs."""
+
+    server = peewee.CharField(max_length=128)  # "host:pid" of the serving process
+    client = peewee.CharField(max_length=128)
+    project = peewee.ForeignKeyField(Project, null=True, backref="transfers", on_delete="CASCADE")
+    piece_cid = peewee.CharField(max_length=128)
+    inline = peewee.BooleanField(default=False)
+    range_start = peewee.BigIntegerField(default=0)
+    range_end = peewee.BigIntegerField(default=0)  # exclusive
+    bytes_sent = peewee.BigIntegerField(default=0)
+    rate = peewee.DoubleField(default=0.0)  # bytes per second
+    status = peewee.IntegerField(default=200)
+    state = peewee.CharField(max_length=16, default="active")
+    message = peewee.TextField(null=True)
+    started_at = peewee.DoubleField(default=now)
+    updated_at = peewee.DoubleField(default=now)
+    finished_at = peewee.DoubleField(null=True)
+
+    class Meta:
+        indexes = ((("project", "started_at"), False),)
+
+
+ALL_MODELS = (Meta, Project, Scan, Directory, File, Container, ContainerItem, Car, CarEntry, Worker, Event, CarPlan,
+              Transfer)

@@ -42,10 +42,55 @@ def _v2_s3_source(db: peewee.Database, migrator: SchemaMigrator) -> None:
     )
 
 
+def _v3_serve_tables(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """Inline CAR plans and the HTTP server's transfers (`ptolemy serve`): two new tables, frozen here as
+    they were first created so that later steps can change the models."""
+
+    class Base(peewee.Model):
+        class Meta:
+            database = db
+            legacy_table_names = False
+
+    class Car(Base):  # only the key, for the reference
+        class Meta:
+            table_name = "car"
+
+    class Project(Base):
+        class Meta:
+            table_name = "project"
+
+    class CarPlan(Base):
+        car = peewee.ForeignKeyField(Car, unique=True, on_delete="CASCADE")
+        data = peewee.BlobField()
+
+    class Transfer(Base):
+        server = peewee.CharField(max_length=128)
+        client = peewee.CharField(max_length=128)
+        project = peewee.ForeignKeyField(Project, null=True, on_delete="CASCADE")
+        piece_cid = peewee.CharField(max_length=128)
+        inline = peewee.BooleanField(default=False)
+        range_start = peewee.BigIntegerField(default=0)
+        range_end = peewee.BigIntegerField(default=0)
+        bytes_sent = peewee.BigIntegerField(default=0)
+        rate = peewee.DoubleField(default=0.0)
+        status = peewee.IntegerField(default=200)
+        state = peewee.CharField(max_length=16, default="active")
+        message = peewee.TextField(null=True)
+        started_at = peewee.DoubleField()
+        updated_at = peewee.DoubleField()
+        finished_at = peewee.DoubleField(null=True)
+
+        class Meta:
+            indexes = ((("project", "started_at"), False),)
+
+    db.create_tables([CarPlan, Transfer])
+
+
 # MIGRATIONS[n] brings a store from version n to n + 1. Append only.
 MIGRATIONS: list[Step] = [
     _v1_create,
     _v2_s3_source,
+    _v3_serve_tables,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

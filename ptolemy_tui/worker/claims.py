@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ptolemy_tui import faults
 from ptolemy_tui.store.db import is_postgres
-from ptolemy_tui.store.models import Car, CarEntry, Container, Event, Project, database, now
+from ptolemy_tui.store.models import Car, CarEntry, CarPlan, Container, Event, Project, database, now
 from ptolemy_tui.store.queries import containers_by_state
 
 
@@ -125,8 +125,10 @@ def mark_failed(container: Container, owner: str, error: str) -> bool:
     return done
 
 
-def mark_built(container: Container, owner: str, car_fields: dict, entries: list[dict]) -> bool:
-    """Record the CAR and its entries and mark the container built, all or nothing, if the claim still holds."""
+def mark_built(container: Container, owner: str, car_fields: dict, entries: list[dict],
+               plan: bytes | None = None) -> bool:
+    """Record the CAR and its entries (and an inline CAR's plan) and mark the container built, all or nothing,
+    if the claim still holds."""
     with write_transaction():
         at = now()
         done = Container.update(state="built", error=None, lease_expires_at=None, finished_at=at,
@@ -137,6 +139,8 @@ def mark_built(container: Container, owner: str, car_fields: dict, entries: list
             return False
         Car.delete().where(Car.container == container.id).execute()  # a record left by an earlier build
         car = Car.create(project=container.project_id, container=container.id, built_at=at, **car_fields)
+        if plan is not None:
+            CarPlan.create(car=car.id, data=plan)
         for start in range(0, len(entries), 500):
             CarEntry.insert_many([dict(row, car=car.id) for row in entries[start:start + 500]]).execute()
         Event.create(project=container.project_id,

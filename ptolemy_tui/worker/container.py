@@ -23,7 +23,7 @@ from ptolemy_tui import faults
 from ptolemy_tui.core.source import (EntryState, ScanFacts, Source, SourceError, SourceMissing, changed_since_scan,
                                      changed_while_reading, read_order)
 from ptolemy_tui.store.models import Container, ContainerItem, File, Project
-from ptolemy_tui.worker import claims, dbretry, settings, staging
+from ptolemy_tui.worker import claims, dbretry, inline, settings, staging
 from ptolemy_tui.worker.reporter import Reporter
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,10 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
                 time.sleep(ahead)
 
     ours: list[int] = []  # the inode of the partial file we created, to never remove another worker's
+    if project.load_type == "inline":
+        return inline.build(container, entries, rows, owner=owner, host=host, reporter=reporter, profile=profile,
+                            source=source, checks=checks, before_read=before_read, on_progress=on_progress,
+                            fail=_fail, started=started)
 
     try:
         os.makedirs(os.path.dirname(part), exist_ok=True)

@@ -50,7 +50,7 @@ BAD_FIELDS = [
     (["--car-size", "64GiB"], "too large"),
     (["--shard-size", "512KiB"], "too small"),
     (["--car-size", "1GiB", "--shard-size", "2GiB"], "exceeds --car-size"),
-    (["--load-type", "turbo"], "use blitz or serial"),
+    (["--load-type", "turbo"], "use blitz, serial or inline"),
     (["--encryption", "aes"], "encryption is not implemented yet"),
     (["--workers", "0"], "out of range"),
     (["--workers", "many"], "not a number"),

@@ -62,7 +62,7 @@ def test_plan_regenerates_the_blitz_car_byte_for_byte(tmp_path, params):
     want = write_car(entries, out, wrap=True, _params=params)
     car = out.getvalue()
     sink = Sink()
-    with LocalFiles(carplan.entry_paths(entries)) as read_at:
+    with LocalFiles([e.source for e in entries]) as read_at:
         got, plan = record_plan(entries, read_at, wrap=True, sink=sink, _params=params)
         assert got.root_cid == want.root_cid and got.car_size == want.car_size == len(car)
         assert got.entry_cids == want.entry_cids and got.block_count == want.block_count
@@ -127,3 +127,32 @@ def test_plan_is_small_and_damaged_plans_are_refused(tmp_path):
         CarPlan.decode(blob[:-1])
     with pytest.raises(PlanError):
         CarPlan.decode(b"x" + blob[1:])
+
+
+def test_source_ranges_read_through_the_seam_with_few_open_readers(tmp_path):
+    from ptolemy_tui.core.source_local import LocalSource
+
+    rnd = random.Random(9)
+    root = tmp_path / "tree"
+    root.mkdir()
+    entries = []
+    for i in range(30):
+        data = rnd.randbytes(rnd.randrange(1, 5000))
+        (root / f"f{i}").write_bytes(data)
+        entries.append(SourceEntry(b"d/f%d" % i, b"f%d" % i, 0, len(data)))
+    out = io.BytesIO()
+    local = LocalSource(str(root))
+    write_car(entries, out, wrap=True, _params=SMALL, open_reader=lambda e: local.open(e.source, e.offset, e.length))
+
+    class Counting(LocalSource):
+        opened = 0
+
+        def open(self, rel, offset=0, length=-1):
+            Counting.opened += 1
+            return super().open(rel, offset, length)
+
+    with carplan.SourceRanges(Counting(str(root)), carplan.entry_ranges(entries)) as read_at:
+        _, plan = record_plan(entries, read_at, wrap=True, _params=SMALL)
+        assert len(read_at.readers) <= carplan.SourceRanges.OPEN
+        assert b"".join(plan.iter_range(0, plan.car_size, read_at)) == out.getvalue()
+    assert Counting.opened <= 2 * len(entries) + 2
