@@ -333,11 +333,13 @@ class _Recorder:
 def record_plan(entries: Sequence[SourceEntry], read_at: ReadAt, *, profile: str = "kubo", wrap: bool = False,
                 sink=None, before_read: Callable[[SourceEntry], None] | None = None,
                 on_progress: Callable[[int], None] | None = None, hash_chunks: Callable | None = None,
+                after_read: Callable[[SourceEntry], None] | None = None,
                 _params: unixfs.Params | None = None) -> tuple[CarResult, CarPlan]:
     """The CAR `car.write_car` would write for `entries`, as a plan, reading each source once.
 
     `read_at(i, offset, view)` reads source i (= entries[i]); `sink` gets the CAR bytes after the header and
-    then `set_prefix(header)`, as with write_car. Returns the same CarResult write_car would and the plan.
+    then `set_prefix(header)`, as with write_car; `before_read`/`after_read(entry)` run around each file entry's
+    read (source re-checks). Returns the same CarResult write_car would and the plan.
     """
     params = _params or unixfs.get_params(profile)
     index = {id(e): i for i, e in enumerate(entries)}
@@ -351,6 +353,8 @@ def record_plan(entries: Sequence[SourceEntry], read_at: ReadAt, *, profile: str
         if before_read is not None:
             before_read(entry)
         if entry.length == 0:
+            if after_read is not None:
+                after_read(entry)
             return
         src = index[id(entry)]
         pos, end = entry.offset, entry.offset + entry.length
@@ -366,6 +370,8 @@ def record_plan(entries: Sequence[SourceEntry], read_at: ReadAt, *, profile: str
             total[0] += want
             if on_progress is not None:
                 on_progress(total[0])
+        if after_read is not None:
+            after_read(entry)
 
     dag = unixfs.DagWriter(recorder.put, read_file, params, hasher)
     root, _ = dag.build(root_node)

@@ -24,14 +24,8 @@ def rows_for(project_id: int, now: float) -> list[dict[str, Any]]:
     """The project's transfers worth showing (the screens' data layer calls this from a thread)."""
     from ptolemy_tui.services import pieces
 
-    return [t for t in pieces.list_transfers(project_id_or_none(project_id), limit=30)
+    return [t for t in pieces.list_transfers(project_id, limit=30)
             if t["live"] or (t["finished_at"] or t["updated_at"]) > now - RECENT_SECONDS]
-
-
-def project_id_or_none(project_id: int):
-    from ptolemy_tui.store.models import Project
-
-    return Project.get_or_none(Project.id == project_id)
 
 
 class TransfersPanel(Vertical):

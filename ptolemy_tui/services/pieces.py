@@ -274,12 +274,13 @@ def end_server_transfers(server: str, message: str = "the server stopped") -> No
             (Transfer.server == server) & (Transfer.state == "active")).execute()
 
 
-def list_transfers(project: Project | str | None = None, limit: int = 50) -> list[dict[str, Any]]:
-    """Live transfers first (newest first), then the most recent finished ones; at most `limit` rows."""
+def list_transfers(project: Project | str | int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Live transfers first (newest first), then the most recent finished ones; at most `limit` rows.
+    `project`: a Project, its name or its id; None for every project."""
     query = Transfer.select(Transfer, Project.name).join(Project, peewee.JOIN.LEFT_OUTER)
     if project is not None:
         project = projects.get(project) if isinstance(project, str) else project
-        query = query.where(Transfer.project == project.id)
+        query = query.where(Transfer.project == (project if isinstance(project, int) else project.id))
     at = now()
     live_cut = at - TRANSFER_LIVE_AFTER
     rows = []

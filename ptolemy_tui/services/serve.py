@@ -30,6 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ptolemy_tui import faults
 from ptolemy_tui.core.car import SourceChanged
 from ptolemy_tui.services import pieces
 
@@ -335,6 +336,7 @@ class Server:
             resp.content_length = live.end - live.start
             await resp.prepare(request)
             self.live.add(live)
+            faults.reach("serve-before-body")
             transport = request.transport
             if transport is None:
                 raise ConnectionResetError("connection lost")
@@ -366,6 +368,7 @@ class Server:
             resp.content_length = live.end - live.start
             await resp.prepare(request)
             self.live.add(live)
+            faults.reach("serve-before-body")
             chunk = first
             while chunk is not None:
                 await resp.write(chunk)

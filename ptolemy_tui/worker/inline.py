@@ -33,7 +33,8 @@ def build(container: Container, entries: list[SourceEntry], rows: list[dict], *,
         try:
             with SourceRanges(source, entry_ranges(entries)) as read_at:
                 result, plan = record_plan(entries, read_at, profile=profile, wrap=CONTAINER_WRAP, sink=hasher,
-                                           before_read=before_read, on_progress=on_progress)
+                                           before_read=before_read, on_progress=on_progress,
+                                           after_read=checks.unchanged_while_read)
             piece = hasher.digest()
         finally:
             hasher.close()

@@ -17,8 +17,8 @@ TOKEN = "s3cret-token-for-tests-0123456789"
 class ServeProc:
     """`python -m ptolemy_tui serve ...` on a free loopback port; stop() ends it and returns its stderr."""
 
-    def __init__(self, db_url: str, *args: str, log_file: str | None = None):
-        env = dict(os.environ, PTOLEMY_DB=db_url)
+    def __init__(self, db_url: str, *args: str, log_file: str | None = None, env: dict | None = None):
+        env = dict(os.environ, PTOLEMY_DB=db_url, **(env or {}))
         cmd = [sys.executable, "-m", "ptolemy_tui"]
         if log_file:
             cmd += ["--log-file", log_file]

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -170,6 +171,11 @@ def test_token_required_and_refused(served):
         assert client.head(server.url(cid), headers=AUTH).status_code == 200
 
 
+def _stopped(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat") as fh:
+        return fh.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
 def _transfers(url: str) -> list[dict]:
     from ptolemy_tui.services import pieces
     from ptolemy_tui.store import db
@@ -181,20 +187,31 @@ def _transfers(url: str) -> list[dict]:
         db.close_database()
 
 
-def test_client_disconnect_is_survived_and_recorded(served):
-    server = served["server"]
+def test_client_disconnect_is_survived_and_recorded(served, tmp_path):
+    """The server freezes (fault point) right after the headers; the client resets the connection; the server
+    goes on, records the transfer as aborted, and serves the next request."""
     cars = [served["staged"][0], served["inline"][0]]
-    for car in cars:
-        sock = socket.create_connection(("127.0.0.1", server.port))
-        sock.sendall(f"GET /piece/{car['piece_cid']} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
-                     .encode())
-        got = sock.recv(4096)
-        assert got.startswith(b"HTTP/1.1 200")
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST on close
-        sock.close()
-    with httpx.Client(headers=AUTH, timeout=30) as client:  # the server is still fine
-        for car, s in zip(cars, [served["staged"][0]] * 2):
-            assert client.get(server.url(car["piece_cid"])).content == _bytes(s)
+    for n, car in enumerate(cars):
+        faults_dir = tmp_path / f"faults{n}"
+        faults_dir.mkdir()
+        server = ServeProc(served["url"], env={"PTOLEMY_FAULT_POINT": "serve-before-body",
+                                               "PTOLEMY_FAULT_DIR": str(faults_dir)})
+        try:
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.sendall(f"GET /piece/{car['piece_cid']} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            marker = faults_dir / "serve-before-body.reached"
+            wait_until(marker.exists, what="the server at serve-before-body")
+            wait_until(lambda: server.proc.pid and _stopped(server.proc.pid), what="the server to stop")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+            sock.close()
+            os.kill(server.proc.pid, signal.SIGCONT)
+            with httpx.Client(timeout=30) as client:  # the server is still fine
+                assert client.get(server.url(car["piece_cid"])).content == _bytes(served["staged"][0])
+            wait_until(lambda: any(t["state"] == "aborted" and t["piece_cid"] == car["piece_cid"]
+                                   for t in _transfers(served["url"])), what="the aborted transfer in the store")
+        finally:
+            server.stop()
     aborted = wait_until(lambda: [t for t in _transfers(served["url"]) if t["state"] == "aborted"],
                          what="the aborted transfers in the store")
     assert {t["piece_cid"] for t in aborted} >= {c["piece_cid"] for c in cars}
