@@ -1,0 +1,133 @@
+"""MB/s of `ptolemy serve` over loopback: one client and 8 concurrent clients downloading a staged CAR and an
+inline CAR (regenerated from its plan and sources, every leaf re-hashed), beside `curl file://` of the staged CAR
+from disk in the same run (the baseline). Every client is curl, so the ratios compare servers, not clients.
+
+    .venv/bin/python bench/serve.py [--size 512MiB] [--repeat 3] [--dir /dev/shm] [--no-verify]
+
+Targets (issue 13): staged ≥ 0.9× the file baseline, inline ≥ 0.5× on one client. Figures are MB/s (10^6 B/s),
+best of --repeat; the load average is printed with them (a shared machine moves every figure).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+MB = 1e6
+
+
+def parse_size(text: str) -> int:
+    units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return int(float(text[:-len(unit)]) * factor)
+    return int(text)
+
+
+def ptolemy(db: str, *argv: str, env=None) -> str:
+    full = dict(os.environ, PTOLEMY_DB=db, **(env or {}))
+    r = subprocess.run([sys.executable, "-m", "ptolemy_tui", *argv], capture_output=True, text=True, env=full)
+    if r.returncode != 0:
+        raise SystemExit(f"ptolemy {' '.join(argv)} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def start_server(db: str, project: str, extra: list[str], env) -> tuple[subprocess.Popen, int]:
+    full = dict(os.environ, PTOLEMY_DB=db, **env)
+    proc = subprocess.Popen([sys.executable, "-m", "ptolemy_tui", "serve", "--listen", "127.0.0.1:0", "--project",
+                             project, *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=full)
+    line = proc.stdout.readline()
+    m = re.search(r":(\d+)/piece", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"serve did not start: {line!r}")
+    return proc, int(m.group(1))
+
+
+def curl_many(urls: list[str]) -> float:
+    """Seconds for every URL to be downloaded at once by its own curl (to /dev/null)."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen(["curl", "-sSf", "-o", "/dev/null", u]) for u in urls]
+    codes = [p.wait() for p in procs]
+    if any(codes):
+        raise SystemExit(f"curl failed: {codes}")
+    return time.perf_counter() - start
+
+
+def best_rate(urls: list[str], nbytes: int, repeat: int) -> float:
+    return max(len(urls) * nbytes / curl_many(urls) / MB for _ in range(repeat))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="512MiB", help="source data (one file of random bytes), e.g. 1GiB")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--dir", default=None, help="where the tree, store and staged CAR go (default: a temp dir)")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--no-verify", action="store_true", help="serve inline CARs without re-hashing leaves")
+    args = ap.parse_args()
+    if shutil.which("curl") is None:
+        raise SystemExit("curl is needed (apt-get install curl)")
+    size = parse_size(args.size)
+    work = tempfile.mkdtemp(prefix="bench-serve-", dir=args.dir)
+    env = {"XDG_STATE_HOME": os.path.join(work, "state"), "XDG_DATA_HOME": os.path.join(work, "data")}
+    servers = []
+    try:
+        src = os.path.join(work, "src")
+        os.makedirs(src)
+        with open(os.path.join(src, "data.bin"), "wb") as fh:
+            left = size
+            while left:
+                n = min(left, 64 << 20)
+                fh.write(os.urandom(n))
+                left -= n
+        db = f"sqlite:///{os.path.join(work, 'ptolemy.db')}"
+        car_size = f"{(size * 1.01 + (8 << 20)) / (1 << 20):.0f}MiB"
+        for name, mode in (("staged", "blitz"), ("inline", "inline")):
+            ptolemy(db, "project", "create", name, "--target", src, "--staging", os.path.join(work, f"stg-{name}"),
+                    "--car-size", car_size, "--shard-size", car_size, "--load-type", mode, env=env)
+            ptolemy(db, "scan", name, env=env)
+            ptolemy(db, "containerize", name, env=env)
+            ptolemy(db, "build", name, "--wait", env=env)
+        staged = json.loads(ptolemy(db, "cars", "staged", "--json", env=env))["cars"][0]
+        inline = json.loads(ptolemy(db, "cars", "inline", "--json", env=env))["cars"][0]
+        assert staged["piece_cid"] == inline["piece_cid"]
+        nbytes = staged["car_size"]
+        extra = ["--no-verify"] if args.no_verify else []
+        s_proc, s_port = start_server(db, "staged", [], env)
+        i_proc, i_port = start_server(db, "inline", extra, env)
+        servers += [s_proc, i_proc]
+        cid = staged["piece_cid"]
+        file_url = f"file://{staged['path']}"
+        staged_url = f"http://127.0.0.1:{s_port}/piece/{cid}"
+        inline_url = f"http://127.0.0.1:{i_port}/piece/{cid}"
+        curl_many([file_url, staged_url, inline_url])  # warm the page cache and the servers
+        rows = []
+        for clients in (1, args.clients):
+            base = best_rate([file_url] * clients, nbytes, args.repeat)
+            for label, url in (("staged", staged_url), ("inline", inline_url)):
+                rate = best_rate([url] * clients, nbytes, args.repeat)
+                rows.append((clients, label, rate, base))
+        load = os.getloadavg()
+        print(f"CAR of {nbytes / MB:.0f} MB (one {size / (1 << 20):.0f} MiB file), best of {args.repeat}; "
+              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs (shared machine)"
+              + (" ; inline without leaf re-hashing" if args.no_verify else ""))
+        print(f"{'clients':>7}  {'CAR':<7} {'MB/s':>8}  {'curl file:// MB/s':>18}  {'ratio':>6}")
+        for clients, label, rate, base in rows:
+            print(f"{clients:>7}  {label:<7} {rate:>8.0f}  {base:>18.0f}  {rate / base:>5.2f}x")
+    finally:
+        for proc in servers:
+            proc.terminate()
+            proc.wait()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
