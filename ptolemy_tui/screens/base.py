@@ -124,6 +124,45 @@ class NavTable(DataTable):
         if before != [column.content_width for column in self.ordered_columns]:
             self._clear_caches()
 
+    # Column sorting: (label, attribute of the row's read model); the first column must be unique per row.
+    sort_columns: list[tuple[str, str]] = []
+    sort_at: int = -1  # -1: the natural order (as the store lists them)
+    sort_reverse: bool = False
+
+    def cycle_sort(self) -> str:
+        """Sort by the next column (round the list); returns what the view shows."""
+        if not self.sort_columns:
+            return ""
+        self.sort_at = (self.sort_at + 1) % len(self.sort_columns)
+        self.apply_sort()
+        return self.sort_label()
+
+    def flip_sort(self) -> str:
+        self.sort_reverse = not self.sort_reverse
+        self.apply_sort()
+        return self.sort_label()
+
+    def sort_label(self) -> str:
+        if self.sort_at < 0:
+            return "o sorts"
+        return f"sort: {self.sort_columns[self.sort_at][0]} {'↓' if self.sort_reverse else '↑'} (o/O)"
+
+    def apply_sort(self) -> None:
+        if self.sort_at < 0 or not self.row_count:
+            return
+        attr = self.sort_columns[self.sort_at][1]
+        first = self.ordered_columns[0].key
+        raws = self.__dict__.get("_raw_rows", {})
+        by_first = {str(self.get_cell(key, first)): raw for key, raw in raws.items() if key in self.rows}
+
+        def sort_key(cell: Any) -> tuple:
+            value = getattr(by_first.get(str(cell)), attr, None)
+            if isinstance(value, str):
+                value = value.lower()
+            return (value is None, value if value is not None else 0)
+
+        self.sort(first, key=sort_key, reverse=self.sort_reverse)
+
     def selected_key(self) -> str | None:
         if not self.row_count:
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -11,7 +12,7 @@ from textual.widgets import Footer, Header, Static
 
 from ptolemy_tui.screens import fmt
 from ptolemy_tui.services import views
-from ptolemy_tui.screens.base import NavTable, Polling
+from ptolemy_tui.screens.base import FilterInput, NavTable, Polling
 
 PAGE = 1000
 COLUMNS = [("seq", "#"), ("car_path", "Path in CAR"), ("source", "Source"), ("range", "Range"),
@@ -26,6 +27,7 @@ class ItemsTable(Polling, NavTable):
         self.container_id = container_id
         self.page_offset = 0
         self.total = 0
+        self.filter_text = ""
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -33,7 +35,7 @@ class ItemsTable(Polling, NavTable):
         self.start_polling()
 
     def fetch(self) -> views.ItemsView:
-        return views.container_items(self.container_id, self.page_offset, PAGE)
+        return views.container_items(self.container_id, self.page_offset, PAGE, self.filter_text)
 
     def show(self, doc: views.ItemsView) -> None:
         self.total = doc.total
@@ -46,6 +48,8 @@ class ItemsTable(Polling, NavTable):
         head.append(f"   rows {self.page_offset + 1 if self.total else 0}-{last} of {fmt.count(self.total)}", style="dim")
         if self.total > PAGE:
             head.append("  (n/p page)", style="dim")
+        if self.filter_text:
+            head.append(f"   filter: {self.filter_text} ({fmt.count(self.total)} match)", style="yellow")
         if c.error:
             head.append(f"\n✗ {c.error}", style="red")
         self.screen.query_one("#items-head", Static).update(head)
@@ -61,6 +65,7 @@ class ContainerItemsScreen(Screen):
         Binding("escape", "back", "Back"),
         Binding("n", "page(1)", "Next page"),
         Binding("p", "page(-1)", "Prev page"),
+        Binding("slash", "filter", "Filter", key_display="/"),
     ]
 
     def __init__(self, container_id: int):
@@ -71,13 +76,38 @@ class ContainerItemsScreen(Screen):
         yield Header()
         yield Static("loading…", id="items-head")
         yield ItemsTable(self.container_id, id="items-table")
+        yield FilterInput(placeholder="filter by path in the CAR (esc clears)", id="items-filter")
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = "container items"
+        self.query_one("#items-filter").display = False
+        self.query_one(ItemsTable).focus()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#items-filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(FilterInput.Changed, "#items-filter")
+    def filter_changed(self, event: FilterInput.Changed) -> None:
+        event.stop()
+        table = self.query_one(ItemsTable)
+        table.filter_text, table.page_offset = event.value, 0
+        table._poll_busy = False
+        table.poll_now()
+
+    @on(FilterInput.Submitted, "#items-filter")
+    def filter_done(self, event: FilterInput.Submitted) -> None:
+        event.stop()
+        if not event.value:
+            event.input.display = False
         self.query_one(ItemsTable).focus()
 
     def action_back(self) -> None:
+        box = self.query_one("#items-filter", FilterInput)
+        if box.has_focus:
+            return
         self.app.pop_screen()
 
     def action_page(self, step: int) -> None:

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from ptolemy_tui.screens.base import ConfirmScreen, ProjectRef, call_service
+from ptolemy_tui.screens.base import ConfirmScreen, NavTable, ProjectRef, call_service
 from ptolemy_tui.screens.tabs import BuildPane, CarsPane, ContainersPane, LogPane, OverviewPane, TreePane
 
 TABS = [("overview", "1 Overview"), ("tree", "2 Scan tree"), ("containers", "3 Containers"), ("build", "4 Build"),
@@ -31,13 +31,15 @@ ACTION_TABS: dict[str, tuple[str, ...] | None] = {
     "cancel_step": ("overview", "tree"),
     "retry": ("overview", "build", "containers"),
     "add_worker": ("build",),
-    "sort": ("tree",),
+    "sort": ("tree", "containers", "cars"),
+    "sort_reverse": ("containers", "cars"),
     "reload_tree": ("tree",),
     "copy": ("cars",),
     "manifest": ("cars",),
     "manifest_here": ("overview",),
     "verify": ("cars",),
-    "filter": ("containers", "cars"),
+    "filter": ("tree", "containers", "cars", "log"),
+    "log_level": ("log",),
 }
 
 
@@ -58,6 +60,7 @@ class ProjectScreen(Screen):
         Binding("f", "retry", "Retry"),
         Binding("plus", "add_worker", "Add worker", key_display="+"),
         Binding("o", "sort", "Sort"),
+        Binding("O", "sort_reverse", "Reverse sort", show=False),
         Binding("R", "reload_tree", "Reload", show=False),
         Binding("y", "copy('piece_cid')", "Copy piece CID"),
         Binding("Y", "copy('payload_cid')", "Copy payload CID", show=False),
@@ -66,6 +69,7 @@ class ProjectScreen(Screen):
         Binding("v", "verify", "Verify"),
         Binding("e", "edit", "Edit"),
         Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("L", "log_level", "Level"),
     ]
 
     def __init__(self, project_id: int, name: str, target_name: str = "", *, tab: str = "overview",
@@ -163,7 +167,21 @@ class ProjectScreen(Screen):
         self.pane(self.active_tab).start_filter()
 
     def action_sort(self) -> None:
-        self.pane("tree").toggle_sort()
+        if self.active_tab == "tree":
+            self.pane("tree").toggle_sort()
+            return
+        pane = self.pane(self.active_tab)
+        table = pane.query_one(NavTable)
+        self.notify(table.cycle_sort(), timeout=2)
+        pane.poll_now()
+
+    def action_log_level(self) -> None:
+        self.notify(self.pane("log").cycle_level(), timeout=2)
+
+    def action_sort_reverse(self) -> None:
+        pane = self.pane(self.active_tab)
+        self.notify(pane.query_one(NavTable).flip_sort(), timeout=2)
+        pane.poll_now()
 
     def action_reload_tree(self) -> None:
         self.pane("tree").reload()

@@ -29,6 +29,8 @@ class ProjectsTable(Polling, NavTable):
         self.last_rows: list[views.ProjectRow] = []
 
     def on_mount(self) -> None:
+        self.sort_columns = [("name", "name"), ("status", "status"), ("files", "files"), ("bytes", "bytes"),
+                             ("containers", "containers"), ("built", "built"), ("workers", "workers")]
         for key, label in COLUMNS:
             self.add_column(label, key=key)
         self.start_polling()
@@ -43,6 +45,7 @@ class ProjectsTable(Polling, NavTable):
         needle = self.filter_text.lower()
         shown = [r for r in rows if not needle or needle in r.name.lower() or needle in r.status]
         sync_table(self, [(r.name, r) for r in shown], COLUMN_KEYS, self.cells)
+        self.apply_sort()
         self.loaded = True
         empty = self.screen.query_one("#empty", Static)
         empty.display = not rows
@@ -71,6 +74,8 @@ class ProjectsScreen(Screen):
         Binding("d", "delete", "Delete"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("r", "refresh", "Refresh", show=False),
+        Binding("o", "sort", "Sort", show=False),
+        Binding("O", "sort_reverse", "Reverse sort", show=False),
     ]
 
     def compose(self) -> ComposeResult:
@@ -164,6 +169,12 @@ class ProjectsScreen(Screen):
         if not event.value:
             event.input.display = False
         self.table.focus()
+
+    def action_sort(self) -> None:
+        self.notify(self.table.cycle_sort(), timeout=2)
+
+    def action_sort_reverse(self) -> None:
+        self.notify(self.table.flip_sort(), timeout=2)
 
     def action_refresh(self) -> None:
         self.table.poll_now()

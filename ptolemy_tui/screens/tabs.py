@@ -162,6 +162,7 @@ class TreePane(Pane, Vertical):
         self.scan_id: int | None = None
         self.nodes_by_key: dict[tuple[str, int], TreeNode] = {}
         self.reopen: set[int] = set()
+        self.filter_text = ""
         self.loads = 0  # chunks loaded, for tests
 
     def compose(self) -> ComposeResult:
@@ -171,10 +172,12 @@ class TreePane(Pane, Vertical):
         tree.guide_depth = 2
         yield tree
         yield Static("", id="scan-errors")
+        yield FilterInput(placeholder="filter names in each open directory (esc clears)", id="tree-filter")
 
     def on_mount(self) -> None:
         self._pid = self.screen.project_id
         self.query_one("#scan-errors").display = False
+        self.query_one("#tree-filter").display = False
         self.start_polling()
 
     @property
@@ -196,6 +199,8 @@ class TreePane(Pane, Vertical):
         else:
             line.append("not scanned yet: press s to scan", style="dim")
         line.append(f"   sort: {self.sort} (o)", style="dim")
+        if self.filter_text:
+            line.append(f"   filter: {self.filter_text}", style="yellow")
         self.query_one("#scan-line", Static).update(line)
         root = doc.root
         state = scan.state if scan else None
@@ -263,26 +268,26 @@ class TreePane(Pane, Vertical):
         if info.get("loading"):
             return
         info["loading"] = True
-        self._chunk_worker(node, info["id"], self.sort, info["loaded"])
+        self._chunk_worker(node, info["id"], self.sort, info["loaded"], self.filter_text)
 
     @work(thread=True, exit_on_error=False, group="tree-chunk")
-    def _chunk_worker(self, node: TreeNode, directory_id: int, sort: str, offset: int) -> None:
+    def _chunk_worker(self, node: TreeNode, directory_id: int, sort: str, offset: int, text: str) -> None:
         try:
-            rows = session.call(views.tree_children, self._pid, directory_id, sort, offset, self.CHUNK)
+            rows = session.call(views.tree_children, self._pid, directory_id, sort, offset, self.CHUNK, text)
         except Exception as exc:  # noqa: BLE001
             rows = exc
         try:
-            self.app.call_from_thread(self._add_chunk, node, sort, offset, rows)
+            self.app.call_from_thread(self._add_chunk, node, sort, offset, rows, text)
         except RuntimeError:
             pass
 
-    def _add_chunk(self, node: TreeNode, sort: str, offset: int, rows: Any) -> None:
+    def _add_chunk(self, node: TreeNode, sort: str, offset: int, rows: Any, text: str = "") -> None:
         info = node.data
         info["loading"] = False
         if isinstance(rows, Exception):
             self.notify(f"cannot read the tree: {rows}", severity="error")
             return
-        if sort != self.sort or node.tree is not self.tree or info.get("loaded") != offset:
+        if sort != self.sort or text != self.filter_text or node.tree is not self.tree or info.get("loaded") != offset:
             return  # the tree was re-sorted or reloaded meanwhile
         parent_bytes = info.get("bytes") or 0
         for child in rows:
@@ -310,25 +315,25 @@ class TreePane(Pane, Vertical):
         nodes = [n for n in [self.tree.root, *self.nodes_by_key.values()]
                  if n.data and n.data.get("kind") == "dir" and n.is_expanded and n.data.get("loaded")][:8]
         if nodes:
-            self._live_worker([(n, n.data["id"]) for n in nodes], self.sort)
+            self._live_worker([(n, n.data["id"]) for n in nodes], self.sort, self.filter_text)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="tree-live")
-    def _live_worker(self, targets: list[tuple[TreeNode, int]], sort: str) -> None:
+    def _live_worker(self, targets: list[tuple[TreeNode, int]], sort: str, text: str) -> None:
         results = []
         for node, directory_id in targets:
             try:
                 results.append((node, session.call(views.tree_children, self._pid, directory_id, sort, 0,
-                                                   self.CHUNK)))
+                                                   self.CHUNK, text)))
             except Exception:  # noqa: BLE001
                 continue
         if not get_current_worker().is_cancelled:
             try:
-                self.app.call_from_thread(self._apply_live, results, sort)
+                self.app.call_from_thread(self._apply_live, results, sort, text)
             except RuntimeError:
                 pass
 
-    def _apply_live(self, results: list[tuple[TreeNode, list[views.TreeNode]]], sort: str) -> None:
-        if sort != self.sort:
+    def _apply_live(self, results: list[tuple[TreeNode, list[views.TreeNode]]], sort: str, text: str = "") -> None:
+        if sort != self.sort or text != self.filter_text:
             return
         for node, rows in results:
             if node.tree is not self.tree or not node.data:
@@ -342,6 +347,24 @@ class TreePane(Pane, Vertical):
                 elif len(node.children) < self.CHUNK:
                     self._add_child(node, child, parent_bytes)
                     node.data["loaded"] += 1
+
+    def start_filter(self) -> None:
+        box = self.query_one("#tree-filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(FilterInput.Changed, "#tree-filter")
+    def filter_changed(self, event: FilterInput.Changed) -> None:
+        event.stop()
+        self.filter_text = event.value
+        self.reload()
+
+    @on(FilterInput.Submitted, "#tree-filter")
+    def filter_done(self, event: FilterInput.Submitted) -> None:
+        event.stop()
+        if not event.value:
+            event.input.display = False
+        self.tree.focus()
 
     def toggle_sort(self) -> None:
         self.sort = "name" if self.sort == "size" else "size"
@@ -373,6 +396,9 @@ class ContainersPane(Pane, Vertical):
     def on_mount(self) -> None:
         self._pid = self.screen.project_id
         table = self.query_one("#containers-table", NavTable)
+        table.sort_columns = [("#", "seq"), ("state", "state"), ("fill", "fill"), ("CAR size", "predicted_size"),
+                              ("data", "data_bytes"), ("items", "items"), ("shards", "shards"), ("tries", "attempts"),
+                              ("error", "error")]
         for key, label in CONTAINER_COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#containers-filter").display = False
@@ -391,11 +417,13 @@ class ContainersPane(Pane, Vertical):
         t.append("   " + "  ".join(f"{s} {n}" for s, n in sorted(states.items())), style="dim")
         if self.filter_text:
             t.append(f"   filter: {self.filter_text} ({len(doc.rows)} shown)", style="yellow")
+        t.append(f"   {self.query_one('#containers-table', NavTable).sort_label()}", style="dim")
         if not doc.count:
             t.append("\nno containers yet: scan (s) then containerize (c)", style="dim")
         self.query_one("#containers-summary", Static).update(t)
-        sync_table(self.query_one("#containers-table", NavTable), [(str(r.id), r) for r in doc.rows],
-                   [k for k, _ in CONTAINER_COLUMNS], self.cells)
+        table = self.query_one("#containers-table", NavTable)
+        sync_table(table, [(str(r.id), r) for r in doc.rows], [k for k, _ in CONTAINER_COLUMNS], self.cells)
+        table.apply_sort()
 
     @staticmethod
     def cells(r: views.ContainerRow) -> list[Any]:
@@ -592,6 +620,8 @@ class CarsPane(Pane, Vertical):
     def on_mount(self) -> None:
         self._pid = self.screen.project_id
         table = self.query_one("#cars-table", NavTable)
+        table.sort_columns = [("#", "seq"), ("piece CID", "piece_cid"), ("payload CID", "payload_cid"),
+                              ("CAR size", "car_size"), ("built", "built_at"), ("path", "path")]
         for key, label in CAR_COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#cars-filter").display = False
@@ -604,12 +634,14 @@ class CarsPane(Pane, Vertical):
         self.rows_by_key = {str(r.id): r for r in doc.rows}
         t = Text()
         t.append(f"{fmt.count(doc.count)} CARs", style="bold")
-        t.append(f", {fmt.size(doc.bytes)}   y/Y copy piece/payload CID", style="dim")
+        t.append(f", {fmt.size(doc.bytes)}   y/Y copy piece/payload CID   "
+                 f"{self.query_one('#cars-table', NavTable).sort_label()}", style="dim")
         if self.filter_text:
             t.append(f"   filter: {self.filter_text}", style="yellow")
         self.query_one("#cars-summary", Static).update(t)
-        sync_table(self.query_one("#cars-table", NavTable), [(str(r.id), r) for r in doc.rows],
-                   [k for k, _ in CAR_COLUMNS], self.cells)
+        table = self.query_one("#cars-table", NavTable)
+        sync_table(table, [(str(r.id), r) for r in doc.rows], [k for k, _ in CAR_COLUMNS], self.cells)
+        table.apply_sort()
 
     @staticmethod
     def cells(r: views.CarRow) -> list[Any]:
@@ -647,32 +679,95 @@ class CarsPane(Pane, Vertical):
 LEVEL_STYLES = {"error": "bold red", "warning": "yellow", "debug": "dim"}
 
 
+LEVELS = ("debug", "info", "warning", "error")
+
+
 class LogPane(Pane, Vertical):
+    """The project's events, newest last and followed; `/` filters by text, `L` raises the minimum level."""
+
     tab_id = "log"
+    KEEP = 5000
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.last_id = 0
         self.lines = 0
+        self.entries: collections.deque[views.EventRow] = collections.deque(maxlen=self.KEEP)
+        self.filter_text = ""
+        self.min_level = "debug"
 
     def compose(self) -> ComposeResult:
-        yield RichLog(max_lines=5000, wrap=True, auto_scroll=True, id="log-view")
+        yield Static("", id="log-filter-line")
+        yield RichLog(max_lines=self.KEEP, wrap=True, auto_scroll=True, id="log-view")
+        yield FilterInput(placeholder="filter the log (esc clears)", id="log-filter")
 
     def on_mount(self) -> None:
         self._pid = self.screen.project_id
+        self.query_one("#log-filter").display = False
+        self.query_one("#log-filter-line").display = False
         self.start_polling()
 
     def fetch(self) -> list[views.EventRow]:
         return views.events_after(self._pid, self.last_id, 500)
+
+    def shown(self, e: views.EventRow) -> bool:
+        level = e.level if e.level in LEVELS else "info"
+        if LEVELS.index(level) < LEVELS.index(self.min_level):
+            return False
+        return not self.filter_text or self.filter_text.lower() in e.text.lower()
 
     def show(self, rows: list[views.EventRow]) -> None:
         view = self.query_one("#log-view", RichLog)
         # follow the newest line unless the operator scrolled up to read
         view.auto_scroll = view.scroll_offset.y >= view.max_scroll_y - 1
         for e in rows:
-            line = Text(f"{fmt.clock(e.time)} ", style="dim")
-            line.append(f"{e.level:<7} ", style=LEVEL_STYLES.get(e.level, "green"))
-            line.append(e.text, style=LEVEL_STYLES.get(e.level, ""))
-            view.write(line)
+            self.entries.append(e)
             self.last_id = max(self.last_id, e.id)
-            self.lines += 1
+            if self.shown(e):
+                self.write(view, e)
+
+    def write(self, view: RichLog, e: views.EventRow) -> None:
+        line = Text(f"{fmt.clock(e.time)} ", style="dim")
+        line.append(f"{e.level:<7} ", style=LEVEL_STYLES.get(e.level, "green"))
+        line.append(e.text, style=LEVEL_STYLES.get(e.level, ""))
+        view.write(line)
+        self.lines += 1
+
+    def redraw(self) -> None:
+        view = self.query_one("#log-view", RichLog)
+        view.clear()
+        self.lines = 0
+        for e in self.entries:
+            if self.shown(e):
+                self.write(view, e)
+        label = self.query_one("#log-filter-line", Static)
+        parts = []
+        if self.min_level != "debug":
+            parts.append(f"level ≥ {self.min_level} (L)")
+        if self.filter_text:
+            parts.append(f"filter: {self.filter_text} (/)")
+        label.update(Text("   ".join(parts) + f"   {self.lines} shown", style="yellow"))
+        label.display = bool(parts)
+
+    def cycle_level(self) -> str:
+        self.min_level = LEVELS[(LEVELS.index(self.min_level) + 1) % len(LEVELS)]
+        self.redraw()
+        return f"log: {self.min_level} and above"
+
+    def start_filter(self) -> None:
+        box = self.query_one("#log-filter", FilterInput)
+        box.display = True
+        box.focus()
+
+    @on(FilterInput.Changed, "#log-filter")
+    def filter_changed(self, event: FilterInput.Changed) -> None:
+        event.stop()
+        self.filter_text = event.value
+        self.redraw()
+
+    @on(FilterInput.Submitted, "#log-filter")
+    def filter_done(self, event: FilterInput.Submitted) -> None:
+        event.stop()
+        if not event.value:
+            event.input.display = False
+        self.query_one("#log-view").focus()

@@ -60,10 +60,8 @@ def children(project: Project, directory_id: int | None, *, sort: str = "size", 
                          peewee.Case(None, [(File.kind == "file", 1)], 0), peewee.Value(0), peewee.Value(0),
                          File.error, File.link_target)
              .where((File.project == project) & (File.directory == parent.id)))
-    if text:  # the view's filter: names containing the text
-        needle = text.encode("utf-8", "surrogateescape")
-        dirs = dirs.where(bytes_contain(Directory.name, needle))
-        files = files.where(bytes_contain(File.name, needle))
+    if text:  # the view's filter: files whose name contains the text; directories stay, to be opened
+        files = files.where(bytes_contain(File.name, text.encode("utf-8", "surrogateescape")))
     union = dirs + files  # UNION ALL
     if sort == "size":
         order = (peewee.SQL("size").desc(), peewee.SQL("name"))

@@ -227,3 +227,78 @@ def test_add_a_worker_to_a_running_build(packed_project):
     finally:
         build.cancel(packed_project.name)
         build.wait_for_workers(packed_project.name, timeout=20)
+
+
+def test_column_sorting_in_the_containers_table(packed_project):
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("containers")
+        table = pane.query_one("#containers-table")
+        n = Container.select().where(Container.project == packed_project.id).count()
+        await wait_for(pilot, lambda: table.row_count == n)
+        table.focus()
+        await pilot.press("o")  # by #
+        await pilot.press("o")  # by state
+        await pilot.press("o")  # by fill
+        await wait_for(pilot, lambda: "sort: fill ↑" in text_of(screen, "#containers-summary"))
+        fills = [float(str(table.get_row_at(i)[2]).split()[-1].rstrip("%")) for i in range(n)]
+        assert fills == sorted(fills)
+        await pilot.press("O")
+        await wait_for(pilot, lambda: "sort: fill ↓" in text_of(screen, "#containers-summary"))
+        fills = [float(str(table.get_row_at(i)[2]).split()[-1].rstrip("%")) for i in range(n)]
+        assert fills == sorted(fills, reverse=True) and fills[0] > fills[-1]
+
+    run(packed_project, scenario, tab="containers")
+
+
+def test_filter_items_log_and_tree(packed_project):
+    from textual.widgets import RichLog
+
+    from ptolemy_tui.screens.items import ContainerItemsScreen, ItemsTable
+    from ptolemy_tui.services import events
+
+    events.record(packed_project, "an error worth finding", level="error")
+    events.record(packed_project, "routine news")
+    shard_box = Container.select().where((Container.project == packed_project.id) &
+                                         (Container.shard_count > 0)).order_by(Container.seq).first()
+
+    async def scenario(app, screen, pilot):
+        # the log: by level (L) and by text (/)
+        await pilot.press("6")
+        log = screen.pane("log")
+        await wait_for(pilot, lambda: log.lines >= 2)
+        for _ in range(3):  # debug -> info -> warning -> error
+            await pilot.press("L")
+        await wait_for(pilot, lambda: log.lines == 1)
+        await pilot.press("L")  # back to everything
+        await wait_for(pilot, lambda: log.lines >= 2)
+        await pilot.press("slash", *"routine")
+        await wait_for(pilot, lambda: log.lines == 1)
+        assert "routine" in str(screen.query_one("#log-filter-line").render())
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: log.lines >= 2)
+        # the tree: files by name in each open directory, directories stay
+        await pilot.press("2")
+        tree = screen.pane("tree")
+        await wait_for(pilot, lambda: tree.loads >= 1)
+        await pilot.press("slash", *"recording")
+        await wait_for(pilot, lambda: tree.filter_text == "recording" and tree.tree.root.children
+                       and all(c.data["kind"] == "dir" for c in tree.tree.root.children))
+        video = next(c for c in tree.tree.root.children if c.data["name"] == "video")
+        video.expand()
+        await wait_for(pilot, lambda: [c.data["name"] for c in video.children] == ["big-recording.bin"])
+        await pilot.press("escape")
+        # the items of one container
+        await pilot.press("3")
+        table = screen.pane("containers").query_one("#containers-table")
+        await wait_for(pilot, lambda: table.row_count > 0)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(str(shard_box.id)))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ContainerItemsScreen))
+        items = app.screen.query_one(ItemsTable)
+        await wait_for(pilot, lambda: items.row_count == shard_box.item_count)
+        await pilot.press("slash", *"ptolemy1")
+        await wait_for(pilot, lambda: items.row_count == 1 and items.total == 1)
+        assert "ptolemy1" in str(items.get_row_at(0)[1])
+
+    run(packed_project, scenario)
