@@ -165,18 +165,22 @@ class PtolemyApp(App):
             self.exit(return_code=0)
 
     @work(thread=True, exit_on_error=False, group="open")
-    def _open_named(self, name: str) -> None:
+    def _open_named(self, name: str, tab: str | None = None, then: str | None = None) -> None:
         try:
             info = session.call(views.project_ref, name)
         except Exception as exc:  # noqa: BLE001
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
-        self.call_from_thread(self._push_project, *info)
+        self.call_from_thread(self._push_project, *info, tab=tab, then=then)
 
-    def _push_project(self, project_id: int, name: str, target_name: str) -> None:
+    def _push_project(self, project_id: int, name: str, target_name: str, tab: str | None = None,
+                      then: str | None = None) -> None:
         from ptolemy_tui.screens.project import ProjectScreen
 
-        self.push_screen(ProjectScreen(project_id, name, target_name, tab=self.open_tab, autorun=self.autorun))
+        screen = ProjectScreen(project_id, name, target_name, tab=tab or self.open_tab, autorun=self.autorun)
+        self.push_screen(screen)
+        if then:  # the palette's "Build project X": the same action as its key on the project's screen
+            screen.call_after_refresh(lambda: self.run_action(then, screen))
 
     # Help and command palette -------------------------------------------------------------------------------
 
@@ -204,6 +208,13 @@ class PtolemyApp(App):
             yield SystemCommand(title, f"key: {keys}", partial(self._run_bound, binding.action, active.node))
         for name in self.project_names:
             yield SystemCommand(f"Open project {name}", "go to the project's tabs", partial(self._open_named, name))
+        for name in self.project_names:  # the pipeline from anywhere: "build" finds these on the Projects screen
+            yield SystemCommand(f"Build project {name}", "start its build and watch the Build tab",
+                                partial(self._open_named, name, tab="overview", then="build"))
+            yield SystemCommand(f"Scan project {name}", "scan its target and watch the Scan tree",
+                                partial(self._open_named, name, tab="tree", then="scan"))
+            yield SystemCommand(f"Pack project {name}", "containerize it and watch the Containers tab",
+                                partial(self._open_named, name, tab="containers", then="containerize"))
         yield SystemCommand("Pause refresh" if not self.paused_refresh else "Resume refresh",
                             "stop or restart polling the store (z)", self.action_toggle_refresh)
         yield from super().get_system_commands(screen)

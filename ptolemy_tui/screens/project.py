@@ -46,7 +46,9 @@ ACTION_TABS: dict[str, tuple[str, ...] | None] = {
 class ProjectScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", show=False),
-        *[Binding(str(n), f"tab('{tab}')", label, show=False) for n, (tab, label) in enumerate(TABS, 1)],
+        # the description without the number the key already shows (help read "1  1 Overview")
+        *[Binding(str(n), f"tab('{tab}')", label.split(" ", 1)[1], show=False)
+          for n, (tab, label) in enumerate(TABS, 1)],
         Binding("s", "scan", "Scan"),
         Binding("c", "containerize", "Pack"),
         Binding("b", "build", "Build"),

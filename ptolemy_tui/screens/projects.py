@@ -21,6 +21,9 @@ COLUMN_KEYS = [key for key, _ in COLUMNS]
 
 
 class ProjectsTable(Polling, NavTable):
+    # enter on the table opens the project: say so in the footer (DataTable's own enter binding is hidden)
+    BINDINGS = [Binding("enter", "select_cursor", "Open")]
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self.rows_by_name: dict[str, views.ProjectRow] = {}

@@ -302,3 +302,42 @@ def test_filter_items_log_and_tree(packed_project):
         assert "ptolemy1" in str(items.get_row_at(0)[1])
 
     run(packed_project, scenario)
+
+
+def test_footer_help_and_palette(packed_project):
+    import asyncio
+
+    from textual.widgets import Footer, Static
+
+    from ptolemy_tui.screens.app import PtolemyApp
+    from ptolemy_tui.screens.base import HelpScreen
+    from ptolemy_tui.screens.project import ProjectScreen
+    from ptolemy_tui.screens.projects import ProjectsTable
+
+    async def main():
+        app = PtolemyApp(watch_tty=False)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.screen.query_one(ProjectsTable).row_count == 1)
+            footer = {b.binding.description for b in app.screen.active_bindings.values() if b.binding.show}
+            assert "Open" in footer  # enter opens, and the footer says so
+            titles = [c.title for c in app.get_system_commands(app.screen)]
+            build = f"Build project {packed_project.name}"
+            assert build in titles and titles.index(build) < titles.index("Theme")  # before Textual's own
+            command = next(c for c in app.get_system_commands(app.screen) if c.title == build)
+            command.callback()
+            await wait_for(pilot, lambda: isinstance(app.screen, ProjectScreen) and app.screen.active_tab == "build")
+            await wait_for(pilot, lambda: Project.get_by_id(packed_project.id).status in ("building", "built"),
+                           timeout=20)
+            await pilot.press("question_mark")
+            await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+            body = str(app.screen.query_one("#help-body", Static).render())
+            assert "1  Overview" in body and "1 Overview" not in body
+
+    from ptolemy_tui.services import build as build_service
+
+    try:
+        asyncio.run(main())
+    finally:
+        if Project.get_by_id(packed_project.id).status == "building":
+            build_service.cancel(packed_project.name)
+        build_service.wait_for_workers(packed_project.name, timeout=20)
