@@ -65,6 +65,18 @@ def measure(url: str, name: str, tree: str, staging: str, env: dict) -> dict:
             "rescan_rss": rescan_rss}
 
 
+def store_size(url: str) -> int:
+    """Bytes the store takes on disk (cumulative over the projects a PostgreSQL database holds)."""
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[1]
+        return sum(os.path.getsize(p) for p in (path, path + "-wal") if os.path.exists(p))
+    import psycopg2
+
+    with psycopg2.connect(url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_database_size(current_database())")
+        return cur.fetchone()[0]
+
+
 class StallMeter:
     def __init__(self, app):
         self.last = time.monotonic()
@@ -151,9 +163,11 @@ def main() -> int:
             results[n] = {}
             for store, url in (("sqlite", f"sqlite:///{os.path.join(work, f'scale{n}.db')}"), ("postgres", pg_url)):
                 r = results[n][store] = measure(url, f"scale{n}", tree, os.path.join(work, "staging"), env)
+                r["store_bytes"] = store_size(url)
                 print(f"  {store:8s}  scan {r['scan']:6.1f}s ({n / r['scan']:,.0f} files/s, RSS {r['scan_rss'] >> 20} MiB)"
                       f"  containerize {r['pack']:6.1f}s (RSS {r['pack_rss'] >> 20} MiB)"
-                      f"  unchanged rescan {r['rescan']:6.1f}s (RSS {r['rescan_rss'] >> 20} MiB)")
+                      f"  unchanged rescan {r['rescan']:6.1f}s (RSS {r['rescan_rss'] >> 20} MiB)"
+                      f"  store {r['store_bytes'] / n:,.0f} B/file")
             s, p = results[n]["sqlite"], results[n]["postgres"]
             print(f"  PostgreSQL speed / SQLite speed: scan {s['scan'] / p['scan']:.2f}x, "
                   f"containerize {s['pack'] / p['pack']:.2f}x (target >= 0.5x)")
