@@ -220,6 +220,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     import json
 
     from ptolemy_tui.core.carread import CarFormatError, display_path, iter_ls
+    from ptolemy_tui.core.display import json_name_fields
 
     _check_file(args.file)
     problems: list[str] = []
@@ -230,11 +231,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             out.write('{\n  "entries": [')
         for e in iter_ls(args.file, problems):
             if args.json:
-                row = {"path": display_path(e.path), "cid": str(e.cid), "kind": e.kind}
-                try:
-                    e.path.decode("utf-8")
-                except UnicodeDecodeError:
-                    row["path_hex"] = e.path.hex()
+                # escaped text, plus the exact bytes (path_hex) whenever the name is not plain printable UTF-8
+                row = {**json_name_fields(e.path, "path"), "cid": str(e.cid), "kind": e.kind}
                 out.write(("\n    " if first else ",\n    ") + json.dumps(row))
                 first = False
             else:

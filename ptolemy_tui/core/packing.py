@@ -26,6 +26,7 @@ from ptolemy_tui.core.unixfs import SourceEntry
 
 CONTAINER_WRAP = True
 LOOKAHEAD = 512  # pieces examined to fill a container's gap; bounds the work per container
+HANDOVER = 10000  # placed pieces handed to on_pieces at a time
 SHARD_SUFFIX = b".ptolemy"
 # The least an entry adds to a CAR beyond its bytes: its block's CID and framing (37) and its link in the
 # directory (44 with a one-byte name). A cheap test that never turns away a piece that fits.
@@ -96,58 +97,67 @@ def exact_car_size(pieces: Sequence, profile: str = "kubo") -> tuple[int, bool]:
 
 def pack(pieces: Iterable, car_size: int, *, profile: str = "kubo", lookahead: int = LOOKAHEAD,
          exact: Callable[[list, str], tuple[int, bool]] = exact_car_size,
-         on_piece: Callable[[Sequence], None] | None = None) -> Iterator[PackedContainer]:
+         on_pieces: Callable[[list], None] | None = None) -> Iterator[PackedContainer]:
     """Yield containers, in order, holding every piece exactly once. Raises PackingError for a piece that fits
     no container. `pieces` is any iterable in path order; it is read as the packing goes, through a window
     of the look-ahead's length, so memory does not grow with the number of pieces.
 
-    With `on_piece`, each piece is handed over as it is placed (in item order) instead of being kept in the
-    container: memory then stays flat even for a container of millions of items. Such a container's
-    `pieces` stays empty; when it holds a HAMT directory its `exact` is False and `predicted_size` the
-    sizer's upper bound, for the caller to make exact from the items it kept."""
+    With `on_pieces`, the pieces are handed over in item order, a list at a time (HANDOVER at most), as they
+    are placed, instead of being kept in the container: memory then stays flat even for a container of
+    millions of items. Such a container's `pieces` stays empty; when it holds a HAMT directory its `exact` is
+    False and `predicted_size` the sizer's upper bound, for the caller to make exact from the items it kept."""
     window = _Window(iter(pieces))
     while window.has(0):
         sizer = car_size_model(profile)
         try_add = sizer.try_add
         box = PackedContainer()
-        placed = box.pieces
-        keep = placed.append if on_piece is None else None
-        give = on_piece
+        placed: list = []
         count = data = shards = 0
-        # In order while pieces fit.
-        while window.has(0):
-            if window.taken_first():
-                window.advance()
+        # In order while pieces fit (the hot loop: locals only, the window refilled when it runs dry).
+        buf, taken, pos = window.buf, window.taken, window.pos
+        while True:
+            if pos >= len(buf):
+                window.pos = pos
+                if not window.has(0):
+                    break
+                buf, taken, pos = window.buf, window.taken, window.pos
+            if taken[pos]:
+                pos += 1
                 continue
-            p = window.first()
+            p = buf[pos]
             if not try_add(p[1], p[3], car_size, p[5], p[6]):
                 break
-            if keep is not None:
-                keep(p)
-            else:
-                give(p)
-            count += 1
+            placed.append(p)
             data += p[3]
-            shards += p[4] is not None
-            window.advance()
+            if p[4] is not None:
+                shards += 1
+            pos += 1
+            if on_pieces is not None and len(placed) >= HANDOVER:
+                count += len(placed)
+                on_pieces(placed)
+                placed = []
+        window.pos = pos
+        count += len(placed)
         if not count:
             p = window.first()
             raise PackingError(
                 f"{p[CAR_PATH].decode('utf-8', 'backslashreplace')} ({p[LENGTH]} bytes) does not fit a "
                 f"{car_size}-byte CAR with its UnixFS overhead: lower the shard size below the CAR size")
         if window.has(0):
-            for p in _fill_gap(window, lookahead, sizer, car_size):
-                if keep is not None:
-                    keep(p)
-                else:
-                    give(p)
-                count += 1
-                data += p[LENGTH]
-                shards += p[SHARD_INDEX] is not None
+            gap = _fill_gap(window, lookahead, sizer, car_size)
+            placed.extend(gap)
+            count += len(gap)
+            data += sum(p[LENGTH] for p in gap)
+            shards += sum(1 for p in gap if p[SHARD_INDEX] is not None)
+        if on_pieces is not None:
+            if placed:
+                on_pieces(placed)
+        else:
+            box.pieces = placed
         box.item_count, box.data_bytes, box.shard_count = count, data, shards
         if not sizer.has_hamt:
             box.predicted_size, box.exact = sizer.car_size, True
-        elif on_piece is None:
+        elif on_pieces is None:
             box.predicted_size, box.exact = exact(placed, profile)
         else:
             box.predicted_size, box.exact = sizer.car_size, False
@@ -173,10 +183,9 @@ class _Window:
 
     def has(self, offset: int) -> bool:
         """True when the piece `offset` places after the first unplaced one exists (reading it if need be)."""
-        want = self.pos + offset + 1
-        if len(self.buf) < want and not self.done:
-            self._read(want - len(self.buf))
-        return len(self.buf) >= want
+        if len(self.buf) <= self.pos + offset and not self.done:
+            self._read(self.pos + offset + 1 - len(self.buf))  # may compact: pos moves, so compare afresh
+        return len(self.buf) > self.pos + offset
 
     def _read(self, at_least: int) -> None:
         if self.pos >= self.COMPACT_AT:

@@ -158,12 +158,13 @@ class _ContainerWriter:
         self.rows: list[tuple] = []
         self.db = database.obj
 
-    def add(self, p) -> None:
+    def add(self, placed: list) -> None:
         if self.container_id is None:
             self.container_id = Container.insert(project=self.project, seq=self.seq, state="pending").execute()
             self.item_seq = 0
-        self.rows.append((self.container_id, p[0], self.item_seq, p[2], p[3], p[4], p[1]))
-        self.item_seq += 1
+        cid, first = self.container_id, self.item_seq
+        self.rows.extend([(cid, p[0], n, p[2], p[3], p[4], p[1]) for n, p in enumerate(placed, first)])
+        self.item_seq += len(placed)
         if len(self.rows) >= ITEM_BATCH:
             self.flush()
 
@@ -311,7 +312,7 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
         boxes = []
         with _bulk_writes(), database.atomic():
             writer = _ContainerWriter(project, next_seq)
-            for box in pack(_pieces(project, repack, stats), project.car_size, on_piece=writer.add):
+            for box in pack(_pieces(project, repack, stats), project.car_size, on_pieces=writer.add):
                 boxes.append(writer.close(box))
     except PackingError as exc:
         projects.set_status(project, "failed", f"containerize failed: {exc}")

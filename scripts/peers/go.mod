@@ -1,3 +1,5 @@
+// The thin `car` and `stream-commp` mains of scripts/install-peers: go-car v2, go-unixfsnode and
+// go-fil-commp-hashhash at the versions below (go-car's and stream-commp's own command modules are not served).
 module ptolemy.invalid/peers
 
 go 1.25.7

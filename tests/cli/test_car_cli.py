@@ -208,3 +208,22 @@ def test_cid_only_and_output_together_is_a_usage_error(capsys, tmp_path):
     (tmp_path / "x").write_bytes(b"1")
     code, _, err = run(capsys, "car", "create", tmp_path / "x", "--cid-only", "-o", tmp_path / "o.car")
     assert code == 2 and err.count("\n") == 1 and not (tmp_path / "o.car").exists()
+
+
+def test_ls_tells_a_control_byte_from_its_escape_text(capsys, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    byte_one, literal = b"a\x01", b"a\\x01"
+    for name in (byte_one, literal, b"plain"):
+        with open(os.fsencode(d) + b"/" + name, "wb") as fh:
+            fh.write(name)
+    assert run(capsys, "car", "create", d, "-o", tmp_path / "o.car")[0] == 0
+    code, stdout, _ = run(capsys, "car", "ls", tmp_path / "o.car")
+    shown = [line.split("\t")[1] for line in stdout.splitlines()]
+    assert code == 0 and len(set(shown)) == len(shown) == 4
+    assert {"a\\x01", "a\\\\x01"} <= set(shown)  # the byte 0x01 and the four characters a\x01
+    code, stdout, _ = run(capsys, "car", "ls", tmp_path / "o.car", "--json")
+    rows = {r["path"].split("/")[-1]: r for r in json.loads(stdout)["entries"]}
+    assert bytes.fromhex(rows["a\\x01"]["path_hex"]).endswith(byte_one)
+    assert bytes.fromhex(rows["a\\\\x01"]["path_hex"]).endswith(literal)
+    assert "path_hex" not in rows["plain"]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptolemy_tui.core import carmodel
+from ptolemy_tui.core import carmodel, packing
 from ptolemy_tui.core.carmodel import ContainerSizer, file_dag
 from ptolemy_tui.core.carsize import file_stats, predict_car_size
 from ptolemy_tui.core.packing import (CONTAINER_WRAP, PackingError, Piece, exact_car_size, pack, pieces_of, shard_name,
@@ -191,14 +191,17 @@ def test_hamt_directory_is_bounded_then_exact(monkeypatch):
     assert exact_car_size(pieces)[0] == exact
 
 
-def test_streaming_pack_reads_as_it_goes_and_places_the_same_pieces():
-    """pack() over an iterator with on_piece: every piece once, the same containers as the list form, and the
-    source never read further ahead than the look-ahead window plus one read chunk."""
+@pytest.mark.parametrize("sizes, car_size", [
+    ([0, 1, 100, 4000, 300_000, 2 * MiB], 8 * MiB),  # many small containers
+    ([0, 1, 100, 4000], 64 * MiB),  # containers of more items than the window keeps
+])
+def test_streaming_pack_reads_as_it_goes_and_places_the_same_pieces(sizes, car_size):
+    """pack() over an iterator with on_pieces: every piece once, the same containers as the list form, and the
+    source never read further ahead than the look-ahead window, one read chunk and one hand-over."""
     rng = random.Random(11)
-    files = [(n + 1, f"d{n // 700:03d}/f{n:06d}".encode(), rng.choice([0, 1, 100, 4000, 300_000, 2 * MiB]), "file", 0)
-             for n in range(30_000)]
+    files = [(n + 1, f"d{n // 700:03d}/f{n:06d}".encode(), rng.choice(sizes), "file", 0)
+             for n in range(40_000)]  # past _Window.COMPACT_AT: the window drops what it placed and reads on
     pieces = _pieces(files, 1 * MiB)
-    car_size = 8 * MiB
     listed = list(pack(pieces, car_size, lookahead=64))
 
     state = {"read": 0, "placed": 0, "worst": 0}
@@ -210,14 +213,15 @@ def test_streaming_pack_reads_as_it_goes_and_places_the_same_pieces():
             state["worst"] = max(state["worst"], state["read"] - state["placed"])
             yield p
 
-    def on_piece(p):
-        state["placed"] += 1
-        streamed_items.append(p)
+    def on_pieces(placed):
+        state["placed"] += len(placed)
+        streamed_items.extend(placed)
 
-    boxes = list(pack(source(), car_size, lookahead=64, on_piece=on_piece))
+    boxes = list(pack(source(), car_size, lookahead=64, on_pieces=on_pieces))
     assert [b.item_count for b in boxes] == [len(b.pieces) for b in listed]
     assert [b.predicted_size for b in boxes] == [b.predicted_size for b in listed]
     assert [b.data_bytes for b in boxes] == [b.data_bytes for b in listed]
+    assert sorted(streamed_items) == sorted(pieces), "every piece exactly once"
     assert streamed_items == [p for b in listed for p in b.pieces]
     assert all(not b.pieces for b in boxes)
-    assert state["worst"] <= 64 + 1024 + 1
+    assert state["worst"] <= 64 + 1024 + packing.HANDOVER + 1

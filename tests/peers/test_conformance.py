@@ -71,6 +71,11 @@ def test_kubo_car_imports_and_ipfs_get_restores_the_tree(capsys, bins, kubo, tre
     assert made["root_cid"] == kubo.add_only_hash(tree)
     check_car(bins, car, made)
     kubo("dag", "import", "--pin-roots=false", car)
+    # car ls --json names every entry exactly (path_hex where the text is escaped)
+    code = main(["car", "ls", str(car), "--json"])
+    listed = json.loads(capsys.readouterr().out)["entries"]
+    exact = {bytes.fromhex(r["path_hex"]) if "path_hex" in r else r["path"].encode() for r in listed}
+    assert code == 0 and exact == {b"."} | set(tree_digest(tree))
     out = work / "kubo-get"
     kubo("get", "-o", out, made["root_cid"])
     assert tree_digest(out) == tree_digest(tree)

@@ -293,3 +293,22 @@ def test_walker_widens_when_listings_wait(tmp_path, monkeypatch):
     assert walker.active == 4
     assert sorted(c[0] for c in chunks) == [b""] + [f"d{d}".encode() for d in range(6)]
     assert sum(c[2] for c in chunks) == 6
+
+
+def test_rescan_of_an_unchanged_tree_writes_no_file_row(sqlite_store, tmp_path):
+    """At a million files a rescan that rewrote every row would cost as much as the first scan: a trigger
+    counts every INSERT, UPDATE and DELETE on the file table while an unchanged tree is scanned again."""
+    make_tree(tmp_path / "src")
+    project = new_project(tmp_path)
+    scan.run_scan(project)
+    db = sqlite_store
+    db.execute_sql("CREATE TABLE probe (op TEXT)")
+    for op in ("INSERT", "UPDATE", "DELETE"):
+        db.execute_sql(f"CREATE TRIGGER probe_{op.lower()} AFTER {op} ON file BEGIN "
+                       f"INSERT INTO probe VALUES ('{op}'); END")
+    again = scan.run_scan(project)
+    assert (again.added, again.changed, again.removed) == (0, 0, 0)
+    assert db.execute_sql("SELECT COUNT(*) FROM probe").fetchone()[0] == 0
+    (tmp_path / "src" / "new-file.txt").write_bytes(b"fresh")
+    scan.run_scan(project)
+    assert db.execute_sql("SELECT op, COUNT(*) FROM probe GROUP BY op").fetchall() == [("INSERT", 1)]

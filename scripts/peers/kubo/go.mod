@@ -1,3 +1,5 @@
+// kubo's `ipfs` for scripts/install-peers: kubo v0.43.1 built with go-libp2p v0.52.0, since kubo's own go.mod
+// replaces go-libp2p with a fork the module proxy does not serve (so `go install kubo/cmd/ipfs@v0.43.1` refuses).
 module ptolemy.invalid/peers/kubo
 
 go 1.26.5
