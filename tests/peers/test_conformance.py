@@ -124,12 +124,13 @@ def test_go_car_wrapped_inputs_keep_command_line_order(capsys, bins, tree, work)
     one = work / "gocar-wrapped-one.car"
     peers.run([bins / "car", "create", "--version", "1", "-f", one, tree / "names"])
     made = ptolemy_create(capsys, tree / "names", "--profile", "go-car", "--wrap", "-o", work / "p-one.car")
+    check_car(bins, work / "p-one.car", made)
     assert (work / "p-one.car").read_bytes() == one.read_bytes()
 
 
 def test_go_car_extract_restores_a_ptolemy_car(capsys, bins, tree, work):
     car = work / "extract-me.car"
-    ptolemy_create(capsys, tree, "--profile", "kubo", "-o", car)
+    check_car(bins, car, ptolemy_create(capsys, tree, "--profile", "kubo", "-o", car))
     out = work / "gocar-extract"
     peers.run([bins / "car", "extract", "-f", car, out])
     assert tree_digest(out) == tree_digest(tree)
