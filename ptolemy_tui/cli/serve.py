@@ -84,7 +84,7 @@ def cmd_serve(args) -> int:
     host, port = parse_listen(args.listen)
     token = read_token(args.token_file) if args.token_file else None
     base_url = check_base_url(args.base_url) if args.base_url else None
-    if args.source_root and not os.path.isdir(args.source_root):
+    if args.source_root and not args.source_root.startswith("s3://") and not os.path.isdir(args.source_root):
         raise UsageError(f"--source-root {args.source_root} is not a directory: give the mounted target tree")
     open_store(args)
     ids = pieces.project_ids(args.project)

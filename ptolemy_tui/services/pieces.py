@@ -100,7 +100,7 @@ def find_piece(cid_text: str, project_ids: list[int] | None = None, source_root:
     cid = canonical_cid(cid_text)
     if cid is None:
         return None
-    query = (Car.select(Car, Container.id, Container.seq, Project.id, Project.name, Project.target_dir).join(Container)
+    query = (Car.select(Car, Container.id, Container.seq, Project).join(Container)
              .switch(Car).join(Project)
              .where((Car.piece_cid == cid) | (Car.piece_cid_v2 == cid)))
     if project_ids is not None:
@@ -116,12 +116,12 @@ def find_piece(cid_text: str, project_ids: list[int] | None = None, source_root:
         piece.plan = Plan.decode(bytes(row.data))
         piece.source = source_for(car.project, source_root)
         items = (ContainerItem.select(ContainerItem.offset, ContainerItem.length, File.path, File.size,
-                                      File.mtime_ns, File.kind, File.link_target).join(File)
+                                      File.mtime_ns, File.kind, File.link_target, File.etag).join(File)
                  .where(ContainerItem.container == car.container.id).order_by(ContainerItem.seq).tuples())
         piece.sources = [SourceItem(bytes(p), off, length,
-                                    ScanFacts("symlink" if kind == "symlink" else "file", size, mtime, None,
+                                    ScanFacts("symlink" if kind == "symlink" else "file", size, mtime, etag,
                                               bytes(target) if target else b""))
-                         for off, length, p, size, mtime, kind, target in items]
+                         for off, length, p, size, mtime, kind, target, etag in items]
     return piece
 
 

@@ -267,3 +267,44 @@ def test_car_export_writes_the_staged_bytes(served, tmp_path):
     staged = run_ptolemy("car", "export", "staged", str(s["container"]), "-o", str(tmp_path / "x.car"),
                          env={"PTOLEMY_DB": served["url"]})
     assert staged.code == 2 and "not inline" in staged.err and not (tmp_path / "x.car").exists()
+
+
+def test_slow_clients_hold_up_no_one_and_memory_stays_bounded(served, tmp_path):
+    """Eight clients that ask for a 24 MiB inline CAR and never read: the server keeps serving others at once,
+    and its memory grows by less than a bounded amount per stalled connection."""
+    import psutil
+
+    src = tmp_path / "bigsrc"
+    src.mkdir()
+    (src / "big.bin").write_bytes(random.Random(24).randbytes(24 << 20))
+    url = served["url"]
+    cli(url, "project", "create", "big", "--target", str(src), "--staging", str(tmp_path / "stg"),
+        "--car-size", "32MiB", "--shard-size", "32MiB", "--load-type", "inline")
+    cli(url, "scan", "big")
+    cli(url, "containerize", "big")
+    cli(url, "build", "big", "--wait")
+    big = json.loads(cli(url, "cars", "big", "--json").out)["cars"][0]
+    server = served["server"]
+    proc = psutil.Process(server.proc.pid)
+    before = proc.memory_info().rss
+    stalled = []
+    try:
+        for _ in range(8):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", server.port))
+            sock.sendall(f"GET /piece/{big['piece_cid']} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+                         .encode())
+            stalled.append(sock)
+        wait_until(lambda: sum(t["live"] and t["piece_cid"] == big["piece_cid"] for t in _transfers(url)) >= 8,
+                   what="eight live transfers")
+        with httpx.Client(headers=AUTH, timeout=30) as client:
+            for s, i in zip(served["staged"], served["inline"]):
+                assert client.get(server.url(i["piece_cid"])).content == _bytes(s)
+        grown = proc.memory_info().rss - before
+        assert grown < 8 * 16 * 1024 * 1024, grown
+        live = [t for t in _transfers(url) if t["live"] and t["piece_cid"] == big["piece_cid"]]
+        assert len(live) == 8 and all(t["bytes_sent"] < t["bytes_total"] for t in live)  # really stalled
+    finally:
+        for sock in stalled:
+            sock.close()

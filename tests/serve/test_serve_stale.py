@@ -112,3 +112,51 @@ def test_a_full_download_is_cut_short_rather_than_wrong(tmp_path):
         assert got == original[:len(got)]  # what did go out is a prefix of the CAR as built
     finally:
         db.close_database()
+
+
+def test_inline_cars_of_a_bucket_are_served_from_the_bucket(tmp_path, monkeypatch):
+    """An inline build of an S3 target (a real `rclone serve s3`) regenerates through the Source seam: the same
+    bytes as the local tree's staged CARs; an object rewritten afterwards (same size and mtime, new ETag) is
+    refused with 500."""
+    from tests.s3server import S3Server
+    from tests.worker.test_s3_build import make_bucket
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    bucket = make_bucket(tmp_path / "served" / "bkt")
+    s3 = S3Server(str(tmp_path / "served")).start()
+    url = f"sqlite:///{tmp_path / 'ptolemy.db'}"
+    try:
+        for name, target, extra in (("cloud", "s3://bkt", ["--s3-endpoint", s3.url, "--no-sign-request",
+                                                           "--load-type", "inline"]),
+                                    ("disk", str(bucket), [])):
+            cli(url, "project", "create", name, "--target", target, "--staging", str(tmp_path / f"stg-{name}"),
+                "--car-size", "2MiB", "--shard-size", "1MiB", *extra)
+            cli(url, "scan", name)
+            cli(url, "containerize", name)
+            cli(url, "build", name, "--wait")
+        cloud = json.loads(cli(url, "cars", "cloud", "--json").out)["cars"]
+        disk = json.loads(cli(url, "cars", "disk", "--json").out)["cars"]
+        assert len(cloud) == len(disk) >= 2 and all(c["path"] == "" for c in cloud)
+        server = ServeProc(url, "--project", "cloud")
+        try:
+            with httpx.Client(timeout=30) as client:
+                for c, d in zip(cloud, disk):
+                    with open(d["path"], "rb") as fh:
+                        want = fh.read()
+                    assert client.get(server.url(c["piece_cid"])).content == want
+                    r = client.get(server.url(c["piece_cid"]), headers={"Range": "bytes=300000-900000"})
+                    assert r.status_code == 206 and r.content == want[300000:900001]
+                leaf = bucket / "big.bin"
+                st = leaf.stat()
+                leaf.write_bytes(bytes(st.st_size))
+                os.utime(leaf, ns=(st.st_atime_ns, st.st_mtime_ns))
+                codes = [client.get(server.url(c["piece_cid"])).status_code for c in cloud]
+                assert 500 in codes
+        finally:
+            server.stop()
+    finally:
+        s3.stop()
