@@ -123,7 +123,34 @@ def test_read_buffers_are_recycled_and_memory_stays_bounded(tmp_path, monkeypatc
         created.append(self)
 
     monkeypatch.setattr(carmod._SourceReader, "__init__", spy)
+    monkeypatch.setattr(carmod, "_spares", carmod._Spares())
     entries = _entries(tmp_path)
     assert _to_bytesio(entries) == _expected(entries)
     reader = created[0]
-    assert reader.free.qsize() == carmod._SourceReader.BUFFERS  # every read buffer came back
+    assert reader.free.retired and reader.free.qsize() == 0
+    assert len(carmod._spares.by_size[C]) == carmod._SourceReader.BUFFERS  # every read buffer came back
+
+
+def test_buffers_are_reused_by_the_next_car(tmp_path):
+    """A worker writes CAR after CAR: the read and frame buffers of one come back (after CommP is done with
+    them) and the next takes them, instead of faulting in 40 MiB of fresh pages per container."""
+    from ptolemy_tui.core import car as car_module
+    from ptolemy_tui.core.commp import CommP
+
+    src = tmp_path / "big.bin"
+    src.write_bytes(hashlib.shake_128(b"reuse").digest(9 << 20))
+    results = []
+    for i in range(2):
+        hasher = CommP(deferred_prefix=car_module.CARV1_HEADER_LENGTH, threads=2)
+        with open(tmp_path / f"out{i}.car", "w+b") as out:
+            res = car_module.write_car(car_module.entries_for_paths([str(src)]), out, sink=hasher)
+        results.append((res.root_cid, hasher.digest().piece_cid_v1, (tmp_path / f"out{i}.car").read_bytes()))
+        hasher.close()
+        spares = car_module._spares.by_size
+        if i == 0:
+            first = {id(b) for size in (car_module.READ_SIZE, car_module.WRITE_BUFFER) for b in spares.get(size, [])}
+            assert len(spares[car_module.READ_SIZE]) >= car_module._SourceReader.BUFFERS
+            assert len(spares[car_module.WRITE_BUFFER]) >= car_module._Output.BUFFERS
+    after = {id(b) for size in (car_module.READ_SIZE, car_module.WRITE_BUFFER) for b in spares.get(size, [])}
+    assert after == first  # the same buffers, taken and given back
+    assert results[0] == results[1]
