@@ -156,6 +156,9 @@ def _open_store_patiently(args) -> None:
 
 
 def cmd_worker(args) -> int:
+    from ptolemy_tui.worker.driver import skip_postgres_driver
+
+    skip_postgres_driver(getattr(args, "db", None), getattr(args, "db_ini", None))  # before peewee is imported
     from ptolemy_tui.services import projects
     from ptolemy_tui.worker.main import WorkerOptions, run_worker
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ptolemy_tui import faults
+from ptolemy_tui.store.bulk import insert_rows
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.models import Car, CarEntry, CarPlan, Container, Event, Project, database, now
 from ptolemy_tui.store.queries import containers_by_state
@@ -125,10 +126,16 @@ def mark_failed(container: Container, owner: str, error: str) -> bool:
     return done
 
 
-def mark_built(container: Container, owner: str, car_fields: dict, entries: list[dict],
+ENTRY_COLUMNS = ("path", "cid", "file", "offset", "length")  # the order of mark_built's entry tuples
+
+
+def mark_built(container: Container, owner: str, car_fields: dict, entries: list[tuple],
                plan: bytes | None = None) -> bool:
     """Record the CAR and its entries (and an inline CAR's plan) and mark the container built, all or nothing,
-    if the claim still holds."""
+    if the claim still holds.
+
+    entries: (path bytes, cid text, file id, offset, length) tuples, inserted by store.bulk (COPY or one
+    prepared executemany: peewee's insert_many of dicts cost ~45 us per entry)."""
     with write_transaction():
         at = now()
         done = Container.update(state="built", error=None, lease_expires_at=None, finished_at=at,
@@ -141,8 +148,9 @@ def mark_built(container: Container, owner: str, car_fields: dict, entries: list
         car = Car.create(project=container.project_id, container=container.id, built_at=at, **car_fields)
         if plan is not None:
             CarPlan.create(car=car.id, data=plan)
-        for start in range(0, len(entries), 500):
-            CarEntry.insert_many([dict(row, car=car.id) for row in entries[start:start + 500]]).execute()
+        meta = CarEntry._meta
+        columns = [meta.fields[name].column_name for name in ("car",) + ENTRY_COLUMNS]
+        insert_rows(database.obj, meta.table_name, columns, [(car.id,) + row for row in entries])  # the proxied db
         Event.create(project=container.project_id,
                      text=f"container {container.seq} built: {car_fields['piece_cid']} "
                           f"({car_fields['car_size']:,} bytes, {car_fields['seconds']:.1f}s on {car_fields['host']})")

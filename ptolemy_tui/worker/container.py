@@ -47,19 +47,21 @@ class Outcome:
     car_path: str | None = None
 
 
-def _entries(container: Container) -> tuple[list[SourceEntry], dict[bytes, ScanFacts], list[dict]]:
+def _entries(container: Container) -> tuple[list[SourceEntry], dict[bytes, ScanFacts], list[tuple]]:
     """SourceEntries in item order (`source`: the path relative to the source's root), the scan facts to check
-    per CAR path, and CarEntry rows to fill in."""
+    per CAR path, and (car path, file id, offset, length) for the CarEntry rows. Plain tuples, not model
+    instances: building a ContainerItem and a File per item cost ~35 us."""
     entries, expected, rows = [], {}, []
-    query = (ContainerItem.select(ContainerItem, File).join(File)
-             .where(ContainerItem.container == container.id).order_by(ContainerItem.seq))
-    for item in query:
-        f = item.file
-        kind = "symlink" if f.kind == "symlink" else "file"
-        entries.append(SourceEntry(dag_path=item.car_path, source=bytes(f.path), offset=item.offset,
-                                   length=item.length, kind=kind, link_target=f.link_target or b""))
-        expected[item.car_path] = ScanFacts(kind, f.size, f.mtime_ns, f.etag, f.link_target or b"")
-        rows.append(dict(path=item.car_path, file=f.id, offset=item.offset, length=item.length))
+    query = (ContainerItem.select(ContainerItem.car_path, ContainerItem.offset, ContainerItem.length, File.id,
+                                  File.path, File.kind, File.size, File.mtime_ns, File.etag, File.link_target)
+             .join(File).where(ContainerItem.container == container.id).order_by(ContainerItem.seq).tuples())
+    for car_path, offset, length, file_id, path, kind, size, mtime_ns, etag, link_target in query:
+        car_path, path, link_target = bytes(car_path), bytes(path), bytes(link_target) if link_target else b""
+        kind = "symlink" if kind == "symlink" else "file"
+        entries.append(SourceEntry(dag_path=car_path, source=path, offset=offset, length=length, kind=kind,
+                                   link_target=link_target))
+        expected[car_path] = ScanFacts(kind, size, mtime_ns, etag, link_target)
+        rows.append((car_path, file_id, offset, length))
     return entries, expected, rows
 
 
@@ -226,7 +228,8 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
                       piece_cid_v2=piece.piece_cid_v2, car_size=result.car_size,
                       padded_piece_size=piece.padded_piece_size, seconds=round(seconds, 3), host=host)
     cids = {path: str(cid) for path, cid in result.entry_cids}
-    entry_rows = [dict(row, cid=cids[row["path"]]) for row in rows if row["path"] in cids]
+    entry_rows = [(path, cids[path], file_id, offset, length) for path, file_id, offset, length in rows
+                  if path in cids]
     recorded = dbretry.retrying(lambda: claims.mark_built(container, owner, car_fields, entry_rows), "recording the CAR")
     if not recorded:
         # The claim went away between the rename and the record. The CAR is complete and byte-identical to

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 COMMP_THREADS = 2
 
 
-def build(container: Container, entries: list[SourceEntry], rows: list[dict], *, owner: str, host: str, reporter,
+def build(container: Container, entries: list[SourceEntry], rows: list[tuple], *, owner: str, host: str, reporter,
           profile: str, source, checks, before_read: Callable, on_progress: Callable, fail: Callable,
           started: float):
     """Record one claimed container as an inline CAR. Never raises for a per-container problem."""
@@ -61,7 +61,8 @@ def build(container: Container, entries: list[SourceEntry], rows: list[dict], *,
                       piece_cid_v2=piece.piece_cid_v2, car_size=result.car_size,
                       padded_piece_size=piece.padded_piece_size, seconds=round(seconds, 3), host=host)
     cids = {path: str(cid) for path, cid in result.entry_cids}
-    entry_rows = [dict(row, cid=cids[row["path"]]) for row in rows if row["path"] in cids]
+    entry_rows = [(path, cids[path], file_id, offset, length) for path, file_id, offset, length in rows
+                  if path in cids]
     recorded = dbretry.retrying(lambda: claims.mark_built(container, owner, car_fields, entry_rows, plan=blob),
                                 "recording the CAR")
     if not recorded:
