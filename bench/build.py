@@ -203,6 +203,103 @@ def two_pass(project, scratch: str, cold: bool = False) -> dict:
     return {"write": t_write, "commp": t_commp, "data": data, "cpu": time.process_time() - cpu0}
 
 
+def two_pass_child(db_url: str, project_name: str, out_dir: str) -> int:
+    """The two-pass way as a worker would run it, in its own process (start-up paid): for each container, read
+    its items from the store (the worker's query), write_car() without a sink into a file, fsync, then
+    commp_of_file() of it (threads=2, the worker's CommP threads), and record the CAR's entries (the worker's
+    bulk insert, rolled back: nothing is kept). Prints nothing; its CPU time is read by the parent."""
+    from ptolemy_tui.core.car import write_car
+    from ptolemy_tui.core.commp import commp_of_file
+    from ptolemy_tui.core.packing import CONTAINER_WRAP
+    from ptolemy_tui.core.sources import source_for
+    from ptolemy_tui.store import db
+    from ptolemy_tui.store.bulk import insert_rows
+    from ptolemy_tui.store.models import Car, CarEntry, Container, Project, database
+    from ptolemy_tui.worker.claims import ENTRY_COLUMNS
+    from ptolemy_tui.worker.container import Checks, _entries
+
+    db.open_database(db_url, migrate=False)
+    project = Project.get(Project.name == project_name)
+    source = source_for(project)
+    for box in Container.select().where(Container.project == project.id).order_by(Container.seq):
+        entries, expected, rows = _entries(box)
+        checks = Checks(source, expected)  # the same source checks (a stat before and after each item)
+        out = os.path.join(out_dir, f"two-pass-{box.seq}.car")
+        with open(out, "wb") as fh:
+            result = write_car(entries, fh, wrap=CONTAINER_WRAP, before_read=checks.before,
+                               after_read=checks.unchanged_while_read,
+                               open_reader=lambda e: source.open(e.source, e.offset, e.length))
+            fh.flush()
+            os.fsync(fh.fileno())
+        piece = commp_of_file(out, threads=2)
+        car = Car.get(Car.container == box.id)
+        assert (str(result.root_cid), piece.piece_cid_v1) == (car.payload_cid, car.piece_cid), "two-pass mismatch"
+        cids = {path: str(cid) for path, cid in result.entry_cids}
+        with database.atomic() as txn:
+            meta = CarEntry._meta
+            insert_rows(database.obj, meta.table_name,
+                        [meta.fields[n].column_name for n in ("car",) + ENTRY_COLUMNS],
+                        [(car.id, path, cids[path], fid, off, ln) for path, fid, off, ln in rows if path in cids])
+            txn.rollback()
+        os.unlink(out)
+    db.close_database()
+    return 0
+
+
+def two_pass_process(db_url: str, project, out_dir: str) -> dict:
+    """two_pass_child in a subprocess: (CPU seconds of the child, wall seconds)."""
+    import subprocess
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, os.path.abspath(__file__), "--two-pass-child", db_url, project.name, out_dir],
+                   check=True)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"cpu": cpu, "wall": wall}
+
+
+def reset_build(project) -> None:
+    """Back to 'containerized' with every container pending, so the same containers build again."""
+    from ptolemy_tui.store.models import Car, Container, Project
+
+    Car.delete().where(Car.project == project.id).execute()
+    Container.update(state="pending", claimed_by=None, error=None, bytes_done=0).where(
+        Container.project == project.id).execute()
+    Project.update(status="containerized", message=None).where(Project.id == project.id).execute()
+
+
+def cpu_comparison(args, project, db_url: str, staging: str, total: int) -> int:
+    """One serial worker build (one pass: CAR and CommP together) against the two-pass process on the same
+    containers, alternating; both pay process start-up, the store and the source checks. CPU seconds of the
+    children (rusage), so the machine's other users matter less than for wall time."""
+    from ptolemy_tui.store.models import Project
+
+    one, two = [], []
+    for i in range(args.repeat):
+        if i:
+            clear_staging(staging, project.name)
+            reset_build(project)
+        r = run_build(Project.get_by_id(project.id), "serial", 1)
+        assert r["states"] == {"built"}, r
+        one.append(r)
+        two.append(two_pass_process(db_url, project, staging))
+    data = one[0]["data"]
+    c1 = sorted(r["cpu"] for r in one)[len(one) // 2]
+    c2 = sorted(r["cpu"] for r in two)[len(two) // 2]
+    print(f"source {data / MB:,.0f} MB in {one[0]['containers']} containers; median of {args.repeat} alternating runs")
+    runs1 = ", ".join("%.2f" % r["cpu"] for r in one)
+    runs2 = ", ".join("%.2f" % r["cpu"] for r in two)
+    print(f"one pass (worker build, serial, start-up and store included): {c1:.2f} CPU-s, "
+          f"{data / c1 / MB:.1f} MB per CPU-second; runs: {runs1}")
+    print(f"two passes (write_car, then commp_of_file; a process with the same store and checks): {c2:.2f} CPU-s, "
+          f"{data / c2 / MB:.1f} MB per CPU-second; runs: {runs2}")
+    print(f"two-pass CPU / one-pass CPU: {c2 / c1:.2f}x (target >= 1.10)")
+    print(f"load average: {', '.join(f'{x:.2f}' for x in os.getloadavg())} (a shared machine)")
+    return 0
+
+
 def clear_staging(staging: str, name: str) -> None:
     shutil.rmtree(os.path.join(staging, name), ignore_errors=True)
 
@@ -213,19 +310,26 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--car-size", default="256MiB")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--cpu-only", action="store_true",
+                    help="only the CPU comparison: one serial worker build and the two-pass process on its containers")
+    ap.add_argument("--repeat", type=int, default=1, help="alternate one-pass and two-pass runs this many times")
+    ap.add_argument("--two-pass-child", nargs=3, metavar=("DB_URL", "PROJECT", "OUT_DIR"), help=argparse.SUPPRESS)
     ap.add_argument("--staging-dir", help="where CARs are written, by the build and the two-pass baseline alike "
                                           "(default: the work dir in /tmp; /dev/shm takes the disk's fsync out)")
     args = ap.parse_args()
+    if args.two_pass_child:
+        return two_pass_child(*args.two_pass_child)
     size = parse_size(args.size)
     car_size = parse_size(args.car_size)
 
     tmp = tempfile.mkdtemp(prefix="ptolemy-bench-build-", dir="/tmp")
     os.environ["XDG_STATE_HOME"] = os.path.join(tmp, "state")
     os.environ["XDG_DATA_HOME"] = os.path.join(tmp, "data")
-    from ptolemy_tui.core.commp import engine_name
+    from ptolemy_tui.core.commp import engine_name, engine_reason
     from ptolemy_tui.store import db
 
-    db.open_database(f"sqlite:///{tmp}/bench.db")
+    db_url = f"sqlite:///{tmp}/bench.db"
+    db.open_database(db_url)
     src = os.path.join(tmp, "src")
     staging = tempfile.mkdtemp(prefix="ptolemy-bench-staging-", dir=args.staging_dir) if args.staging_dir \
         else os.path.join(tmp, "staging")
@@ -238,6 +342,9 @@ def main() -> int:
         warm(src)
 
         one = setup_project("one", src, staging, f"{car_size}B", 1)
+        print(f"CommP engine: {engine_name()} ({engine_reason()})")
+        if args.cpu_only:
+            return cpu_comparison(args, one, db_url, staging, total)
         r1 = run_build(one, "serial", 1)
         assert r1["states"] == {"built"}, r1
         clear_staging(staging, "one")

@@ -2,9 +2,12 @@
 """CommP throughput: Ptolemy's engines against the Node reference (../shared/oracle), on the same file, in one run.
 
     .venv/bin/python bench/commp.py [--size 1GiB] [--oracle DIR] [--python-slice 32MiB] [--repeat 2] [--file PATH]
+                                    [--ratio-only]
 
 Creates SIZE random bytes in /tmp (deleted afterwards; --file uses an existing file instead), reads it once into
-the page cache, then times:
+the page cache, then prints the ratio the speed target is stated in, CPU seconds (rusage of the child) of
+`ptolemy commp --threads 1 FILE` over `openssl dgst -sha256 FILE`, and each C engine's MB per CPU-second as the
+CLI runs it (alternating runs, medians; --ratio-only stops there), then times:
   - the C engine's fastest path (c-avx512 here) on 1 thread and on 2 threads, and its SHA-NI path on 1 thread
     (ptolemy_tui.core.commp.commp_of_file, the whole file),
   - the portable C engine and the pure-Python engine on the first --python-slice bytes (MB/s scale),
@@ -78,6 +81,27 @@ def warm(path: str) -> None:
             pass
 
 
+def cli_ratio(path: str, size: int, repeat: int) -> None:
+    """`ptolemy commp --threads 1` CPU / `openssl dgst -sha256` CPU (target <= 1.3), then every C engine's MB per
+    CPU-second as the CLI runs it (process start-up included), alternating, medians."""
+    from cpu_ratio import child_cpu, compare, median, openssl_sha256, ptolemy
+
+    repeat = max(3, repeat)
+    compare(f"ptolemy commp --threads 1 ({commp.engine_name()})", ptolemy("commp", "--threads", "1", path),
+            openssl_sha256(path), repeat)
+    engines = [e for e in commp.available_engines() if e not in ("c-portable", "python")]
+    runs: dict[str, list[float]] = {e: [] for e in engines}
+    for _ in range(repeat):
+        for engine in engines:
+            runs[engine].append(child_cpu(ptolemy("commp", "--threads", "1", "--engine", engine, path)))
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"per engine, `ptolemy commp --threads 1 --engine E` of {size / 1e6:.0f} MB (medians of {repeat}; "
+          f"load average {load}):")
+    for engine in sorted(engines, key=lambda e: median(runs[e])):
+        cpu = median(runs[engine])
+        print(f"  {engine:12} {cpu:6.2f} CPU-s  {size / cpu / 1e6:7.1f} MB per CPU-second", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="1GiB")
@@ -86,6 +110,8 @@ def main() -> int:
     ap.add_argument("--python-slice", default="32MiB", help="bytes given to the Python and portable-C engines")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--no-node", action="store_true")
+    ap.add_argument("--ratio-only", action="store_true",
+                    help="only the CPU ratio to openssl and each engine's MB per CPU-second (CLI subprocesses)")
     args = ap.parse_args()
 
     tmpdir = None
@@ -101,7 +127,10 @@ def main() -> int:
     rows: list[tuple[str, float, float, int, str]] = []  # (label, wall s, CPU s, bytes, piece CID)
     try:
         warm(path)
-        print(f"engine (auto): {commp.engine_name()}; cpu cores: {os.cpu_count()}", file=sys.stderr)
+        print(f"engine (auto): {commp.engine_name()} ({commp.engine_reason()}); cpu cores: {os.cpu_count()}")
+        cli_ratio(path, size, args.repeat)
+        if args.ratio_only:
+            return 0
         reference = None
         best_c = commp.engine_name("c")
         runs = [(best_c, 1), (best_c, 2)] + [(e, 1) for e in commp.available_engines()
