@@ -2,6 +2,7 @@
 space, and the piece size and utilisation that the CAR size implies."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -30,6 +31,23 @@ FIELDS = [
     ("workers", "Workers", "default: CPU count"),
     ("staging_budget", "Staging budget", "default: free space"),
 ]
+
+
+FLAG_LABELS = {"--target": "Target dir", "--staging-budget": "Staging budget", "--staging": "Staging dir",
+               "--car-size": "CAR size", "--shard-size": "Shard size", "--load-type": "Load type",
+               "--encryption": "Encryption", "--workers": "Workers", "project name": "Name"}
+_FLAG_VALUE = re.compile(r"^(--[a-z-]+|project name) (?:'[^']*'|\S+): ")
+
+
+def form_words(message: str) -> str:
+    """A validation message in the form's words: '--target /x: no such directory; …' reads 'Target dir: no such
+    directory; …' (the value is in the field already), and every other flag becomes its field's label."""
+    match = _FLAG_VALUE.match(message)
+    if match:
+        message = f"{FLAG_LABELS.get(match.group(1), match.group(1))}: {message[match.end():]}"
+    for flag, label in FLAG_LABELS.items():
+        message = message.replace(flag, label)
+    return message[:1].upper() + message[1:]
 
 
 class DirectoryPicker(ModalScreen[str | None]):
@@ -108,6 +126,7 @@ class ProjectForm(ModalScreen[str | None]):
         self.errors: dict[str, str] = {}
         self.saving = False
         self.touched: set[str] = set()  # fields the operator changed: only their errors show before a save
+        self.save_errors: dict[str, str] = {}  # what the save refused (a duplicate name) that validation cannot see
         self.tried_save = False
 
     def compose(self) -> ComposeResult:
@@ -129,7 +148,9 @@ class ProjectForm(ModalScreen[str | None]):
                             yield Input(placeholder=placeholder, compact=True, id=key,
                                         value=self._default(key))
                         if key in ("target_dir", "staging_dir"):
-                            yield Button("…", id=f"pick-{key}", classes="pick", compact=True)
+                            pick = Button("…", id=f"pick-{key}", classes="pick", compact=True)
+                            pick.can_focus = False  # tab goes field to field; ctrl+o (or a click) picks
+                            yield pick
                     yield Static("", classes="field-error", id=f"err-{key}")
                 yield Static("", id="piece-info", classes="info")
                 yield Static("", id="staging-info", classes="info")
@@ -184,6 +205,7 @@ class ProjectForm(ModalScreen[str | None]):
     def changed(self, event) -> None:
         if self.loaded and event.control.id:
             self.touched.add(event.control.id)
+            self.save_errors.pop(event.control.id, None)
         if event.control.id == "car_size":
             self._update_piece()
         self._validate_later()
@@ -213,24 +235,22 @@ class ProjectForm(ModalScreen[str | None]):
     def _validate_worker(self, values: dict[str, str]) -> None:
         from ptolemy_tui.services import projects
 
-        error: tuple[str, str] | None = None
+        errors: dict[str, str] = {}
         warnings: list[str] = []
         spec = projects.ProjectSpec(**values)
         try:
-            valid = projects.validate(spec, check_name=self.project_id is None)
-            warnings = valid.warnings
-        except projects.FieldError as exc:
-            error = (exc.field, str(exc))
+            valid, errors = projects.validate_all(spec, check_name=self.project_id is None)
+            warnings = valid.warnings if valid else []
         except PtolemyError as exc:
-            error = ("name", str(exc))
+            errors = {"name": str(exc)}
         usage = views.disk_usage(values["staging_dir"])
         if get_current_worker().is_cancelled:
             return
-        self.app.call_from_thread(self._show_validation, error, warnings, usage, values["staging_dir"])
+        self.app.call_from_thread(self._show_validation, errors, warnings, usage, values["staging_dir"])
 
-    def _show_validation(self, error: tuple[str, str] | None, warnings: list[str], usage: views.StagingView | None,
+    def _show_validation(self, errors: dict[str, str], warnings: list[str], usage: views.StagingView | None,
                          staging: str) -> None:
-        self.errors = {error[0]: error[1]} if error else {}
+        self.errors = {key: form_words(message) for key, message in {**errors, **self.save_errors}.items()}
         if not self.tried_save:
             self.errors = {k: v for k, v in self.errors.items() if k in self.touched}
         for key, _, _ in FIELDS:
@@ -245,7 +265,7 @@ class ProjectForm(ModalScreen[str | None]):
         else:
             info.update("staging: -")
         warning = self.query_one("#warnings", Static)
-        warning.update("\n".join(f"⚠ {w}" for w in warnings))
+        warning.update("\n".join(f"⚠ {form_words(w)}" for w in warnings))
         warning.display = bool(warnings)
 
     # Actions ------------------------------------------------------------------------------------------------
@@ -313,7 +333,8 @@ class ProjectForm(ModalScreen[str | None]):
     def _save_failed(self, field: str | None, message: str) -> None:
         self.saving = False
         if field:
-            self._show_validation((field, message), [], None, "")
+            self.save_errors[field] = message  # kept until that field changes (a later check cannot see it)
+            self._show_validation({}, [], None, "")
             self.query_one(f"#{field}").focus()
         else:
             self.notify(message, severity="error", timeout=8)

@@ -158,6 +158,12 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
             raise FieldError("staging_budget", f"--staging-budget {format_size(budget)} is below --car-size {format_size(car_size)}: a CAR must fit in the budget")
     fit = piece_fit(car_size)
     warnings = []
+    good = max(MIN_SHARD_SIZE, car_size // 8 // (1 << 20) * (1 << 20))
+    if shard_size > good:
+        # Containers close when the next shard does not fit: with big shards the gap left can be most of a shard.
+        warnings.append(f"{format_size(shard_size)} shards in {format_size(car_size)} CARs can leave each container "
+                        f"up to a shard short of full; --shard-size {format_size(good)} (at most CAR size / 8) "
+                        f"fills them")
     if fit.utilisation < UTILISATION_WARNING:
         warnings.append(
             f"a {format_size(car_size)} CAR fills {fit.utilisation:.0%} of a {format_size(fit.padded_piece)} piece; "
@@ -165,6 +171,40 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
         )
     return ValidProject(spec.name, target, staging, car_size, shard_size, load_type, "none", workers, budget,
                         warnings=warnings, **(s3 or {}))
+
+
+def validate_all(spec: ProjectSpec, *, check_name: bool = True) -> tuple[ValidProject | None, dict[str, str]]:
+    """Every field's error at once (the form shows them together): validate, and after each FieldError put a
+    known-good stand-in for that field and validate again, so the next field's problem shows too."""
+    errors: dict[str, str] = {}
+    stand_in = _stand_ins()
+    for _ in range(len(stand_in) + 1):
+        try:
+            valid = validate(spec, check_name=check_name)
+            return (valid if not errors else None), errors
+        except FieldError as exc:
+            if exc.field in errors or exc.field not in stand_in:
+                errors.setdefault(exc.field, str(exc))
+                return None, errors
+            errors[exc.field] = str(exc)
+            spec = replace(spec, **{exc.field: stand_in[exc.field]})
+    return None, errors
+
+
+_STAND_INS: dict[str, Any] = {}
+
+
+def _stand_ins() -> dict[str, Any]:
+    """Values that pass validation by themselves: two empty sibling directories made once per process."""
+    if not _STAND_INS:
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="ptolemy-form-")
+        os.makedirs(os.path.join(base, "target"))
+        _STAND_INS.update(name="x", target_dir=os.path.join(base, "target"), staging_dir=os.path.join(base, "staging"),
+                          car_size=DEFAULT_CAR_SIZE, shard_size="1MiB", load_type="blitz", encryption="none",
+                          workers=1, staging_budget=None)
+    return _STAND_INS
 
 
 S3_FLAGS = {"s3_endpoint": "--s3-endpoint", "s3_region": "--s3-region", "s3_profile": "--s3-profile",

@@ -341,3 +341,57 @@ def test_footer_help_and_palette(packed_project):
         if Project.get_by_id(packed_project.id).status == "building":
             build_service.cancel(packed_project.name)
         build_service.wait_for_workers(packed_project.name, timeout=20)
+
+
+def test_form_shows_every_error_in_its_own_words_and_tabs_field_to_field(sqlite_store, tmp_path):
+    import asyncio
+
+    from textual.widgets import Input, Static
+
+    from ptolemy_tui.screens.app import PtolemyApp
+    from ptolemy_tui.screens.form import ProjectForm
+
+    (tmp_path / "tree").mkdir()
+
+    async def main():
+        app = PtolemyApp(watch_tty=False)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProjectForm))
+            form = app.screen
+            await pilot.press(*"night")
+            await pilot.press("tab")
+            assert app.focused.id == "target_dir"
+            await pilot.press(*str(tmp_path / "nowhere"))
+            await pilot.press("tab")
+            assert app.focused.id == "staging_dir"  # not the "…" button between them
+            form.query_one("#staging_dir", Input).value = str(tmp_path / "staging")
+            form.query_one("#car_size", Input).value = "12XB"
+            form.query_one("#workers", Input).value = "0"
+            await pilot.press("ctrl+s")
+
+            def errors():
+                return {key: str(form.query_one(f"#err-{key}", Static).render())
+                        for key in ("target_dir", "car_size", "workers")
+                        if form.query_one(f"#err-{key}", Static).display}
+
+            await wait_for(pilot, lambda: len(errors()) == 3)
+            shown = errors()
+            assert shown["target_dir"].startswith("✗ Target dir: no such directory")
+            assert "--" not in "".join(shown.values())  # the form's words, not the CLI's flags
+            assert "Workers" in shown["workers"] and "CAR size" in shown["car_size"]
+            assert isinstance(app.screen, ProjectForm)
+
+    asyncio.run(main())
+
+
+def test_shard_size_hint(tmp_path):
+    from ptolemy_tui.services import projects
+
+    (tmp_path / "t").mkdir()
+    spec = projects.ProjectSpec("p", str(tmp_path / "t"), str(tmp_path / "s"), car_size="254MiB", shard_size="64MiB")
+    (hint,) = [w for w in projects.validate(spec).warnings if "shards" in w]
+    assert "--shard-size 31MiB" in hint
+    spec = projects.ProjectSpec("p", str(tmp_path / "t"), str(tmp_path / "s"), car_size="254MiB", shard_size="16MiB")
+    assert not [w for w in projects.validate(spec).warnings if "shards" in w]
