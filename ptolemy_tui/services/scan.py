@@ -61,12 +61,44 @@ class _DirAgg:
     error: str | None = None
 
 
-@dataclass
 class _Prev:
-    """The previous scan, for a rescan: path -> (id, size, mtime_ns, kind, link_target, etag)."""
+    """The previous scan, for a rescan, read a directory at a time as the walk reaches it, so a rescan holds
+    the directories' ids and the entries not seen yet, never the whole File table (100M rows do not fit).
 
-    files: dict = field(default_factory=dict)
-    dirs: dict = field(default_factory=dict)  # path -> id
+    take() hands over (id, size, mtime_ns, kind, link_target, etag) of a path seen again; removed() is every
+    previous entry the walk did not see: those left in the directories it visited, and all of those it never
+    reached (removed directories)."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.dirs: dict[bytes, int] = {bytes(path): did for path, did in Directory.select(
+            Directory.path, Directory.id).where(Directory.project == project).tuples().iterator()}
+        self.unseen: dict[int, dict[bytes, tuple]] = {}  # visited directory id -> its entries not seen yet
+
+    @staticmethod
+    def _entries(where) -> dict[bytes, tuple]:
+        query = File.select(File.path, File.id, File.size, File.mtime_ns, File.kind, File.link_target,
+                            File.etag).where(where).tuples()
+        return {bytes(path): (fid, size, mtime_ns, kind, bytes(target) if target is not None else None, etag)
+                for path, fid, size, mtime_ns, kind, target, etag in query.iterator()}
+
+    def visit(self, did: int) -> dict[bytes, tuple]:
+        entries = self.unseen.get(did)
+        if entries is None:
+            entries = self.unseen[did] = self._entries((File.project == self.project) & (File.directory == did))
+        return entries
+
+    def take(self, did: int, path: bytes) -> tuple | None:
+        return self.visit(did).pop(path, None)
+
+    def removed(self) -> dict[bytes, tuple]:
+        gone: dict[bytes, tuple] = {}
+        for entries in self.unseen.values():
+            gone.update(entries)
+        never = [did for did in self.dirs.values() if did not in self.unseen]
+        for part in _chunks(never):
+            gone.update(self._entries((File.project == self.project) & File.directory.in_(part)))
+        return gone
 
 
 class _Writer:
@@ -174,9 +206,8 @@ class _Writer:
 
     def _row(self, did, path, name, kind, size, mtime_ns, inode, target, error, etag) -> None:
         """One entry the slow way: rescan diff, or a kind other than a regular file."""
-        prev = self.prev.files if self.prev else None
-        if prev is not None:
-            old = prev.pop(path, None)
+        if self.prev is not None:
+            old = self.prev.take(did, path)
             if old is not None:
                 fid, osize, omtime, okind, otarget, oetag = old
                 if osize != size or omtime != mtime_ns or okind != kind or otarget != target or oetag != etag:
@@ -261,14 +292,7 @@ def _load_previous(project: Project) -> _Prev | None:
     if not File.select().where(File.project == project).exists() and not Directory.select().where(
             Directory.project == project).exists():
         return None
-    prev = _Prev()
-    query = File.select(File.path, File.id, File.size, File.mtime_ns, File.kind, File.link_target, File.etag).where(
-        File.project == project).tuples()
-    for path, fid, size, mtime_ns, kind, target, etag in query.iterator():
-        prev.files[bytes(path)] = (fid, size, mtime_ns, kind, bytes(target) if target is not None else None, etag)
-    for path, did in Directory.select(Directory.path, Directory.id).where(Directory.project == project).tuples():
-        prev.dirs[bytes(path)] = did
-    return prev
+    return _Prev(project)
 
 
 def _chunks(ids: list[int], size: int = 500):
@@ -411,7 +435,7 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
         if fk_off:  # the rescan's deletes below rely on ON DELETE CASCADE
             database.obj.execute_sql("PRAGMA foreign_keys = ON")
             fk_off = False
-        removed = prev.files if prev else {}
+        removed = prev.removed() if prev else {}
         scan.removed = len(removed)
         effects = _apply_changes(project, writer, removed) if prev else {}
         scan.state, scan.finished_at, scan.current_dir = "done", now(), None
