@@ -17,6 +17,10 @@ def register(sub) -> None:
     p.add_argument("--files", type=int, default=300, help="how many small files (default 300)")
     p.add_argument("--no-run", action="store_true", help="only create the project; do not start the steps")
     p.add_argument("--no-tui", action="store_true", help="create the sample and print where it is; no UI")
+    p.add_argument("--keep", action="store_true", help="keep the temporary sample, its CARs and its store on exit")
+    p.add_argument("--rate", default="512KiB", metavar="SIZE",
+                   help="cap each demo worker's reads per second, so the build lasts long enough to watch "
+                        "(default 512KiB; 0 for no cap)")
     p = add_command(sub, "web", "serve the TUI to a browser (textual-serve); loopback only by default", run_web)
     p.add_argument("--listen", default="127.0.0.1:8000", metavar="HOST:PORT",
                    help="address to listen on (default 127.0.0.1:8000; there is no login: keep it on loopback "
@@ -41,18 +45,52 @@ def run_tui(args: argparse.Namespace, *, project: str | None = None, autorun: bo
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """The demo keeps out of the operator's real store: unless --db/--db-ini name one, it uses a SQLite file
+    beside its sample tree; a temporary sample (no --dir) is removed on exit with its CARs and store."""
+    import os
+    import tempfile
+
+    temporary = not args.dir
+    base = args.dir or tempfile.mkdtemp(prefix="ptolemy-demo-")
+    own_store = not getattr(args, "db", None) and not getattr(args, "db_ini", None)
+    if own_store:
+        os.makedirs(base, exist_ok=True)
+        args.db = f"sqlite:///{os.path.abspath(base)}/ptolemy-demo.db"
+    if args.rate not in ("0", "") and not os.environ.get("PTOLEMY_READ_RATE"):
+        os.environ["PTOLEMY_READ_RATE"] = args.rate  # the workers inherit it
     open_store(args)
     from ptolemy_tui.services import demo
 
-    project, base = demo.create_demo(args.dir, files=args.files)
-    print(f"demo project {project.name}: sample tree in {base}/data, CARs go to {base}/staging", file=sys.stderr)
+    project, base = demo.create_demo(base, files=args.files)
+    print(f"demo project {project.name}: sample tree in {base}/data, CARs go to {base}/staging"
+          + (f", store {args.db}" if own_store else ""), file=sys.stderr)
     if args.no_tui:
         print(project.name)
         return 0
     args.tab = "overview"
-    code = run_tui(args, project=project.name, autorun=not args.no_run)
-    print(f"demo project {project.name}: files in {base}", file=sys.stderr)
+    try:
+        code = run_tui(args, project=project.name, autorun=not args.no_run)
+    finally:
+        if temporary and not args.keep:
+            _remove_demo(project.name, base)
+    if not temporary or args.keep:
+        print(f"demo project {project.name}: files in {base}", file=sys.stderr)
     return code
+
+
+def _remove_demo(name: str, base: str) -> None:
+    """Stop the demo's build (its workers read and write inside `base`), then remove the sample, CARs and store."""
+    import shutil
+
+    from ptolemy_tui.services import build, session
+
+    try:
+        session.call(build.stop_and_wait, name, 20)
+    except Exception as exc:  # noqa: BLE001 - the files go either way; say why the build could not be stopped
+        print(f"ptolemy: demo build not stopped cleanly: {exc}", file=sys.stderr)
+    session.close()
+    shutil.rmtree(base, ignore_errors=True)
+    print(f"demo removed: {base}", file=sys.stderr)
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

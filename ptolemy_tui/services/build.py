@@ -220,6 +220,14 @@ def retry(project: Project | str) -> int:
     return n
 
 
+def stop_and_wait(project: Project | str, timeout: float) -> int:
+    """Cancel the project's build when one runs, then wait for its workers; returns how many are still alive."""
+    project = _project(project)
+    if project.status == "building":
+        cancel(project)
+    return wait_for_workers(project, timeout)
+
+
 def wait_for_workers(project: Project | str, timeout: float) -> int:
     """Wait until no live worker of the project is left (after a cancel); returns how many are still alive."""
     import time

@@ -19,3 +19,10 @@ def call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     with db.connection_context():
         return fn(*args, **kwargs)
+
+
+def close() -> None:
+    """Close the store (every pooled connection too)."""
+    from ptolemy_tui.store import db
+
+    db.close_database()

@@ -35,8 +35,16 @@ def test_demo_cli_without_ui(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "demo"
-    listing = subprocess.run([PTOLEMY, "project", "list"], env=env, capture_output=True, text=True, timeout=30)
+    # the demo keeps out of the real store: its project lives in a store beside the sample
+    assert not (tmp_path / "xdg" / "ptolemy" / "ptolemy.db").exists()
+    own = f"sqlite:///{tmp_path}/d/ptolemy-demo.db"
+    assert own in out.stderr
+    listing = subprocess.run([PTOLEMY, "--db", own, "project", "list"], env=env, capture_output=True, text=True,
+                             timeout=30)
     assert "demo" in listing.stdout
+    again = subprocess.run([PTOLEMY, "demo", "--dir", str(tmp_path / "e"), "--files", "5", "--no-tui"], env=env,
+                           capture_output=True, text=True, timeout=30)
+    assert again.stdout.strip() == "demo"  # not demo-2: each demo has a store of its own
 
 
 class Tmux:
@@ -83,7 +91,9 @@ def test_demo_in_tmux(tmp_path):
     tmux = Tmux(tmp_path, "demo")
     env = (f"env -u PTOLEMY_DB XDG_DATA_HOME={tmp_path}/xdg XDG_STATE_HOME={tmp_path}/state NO_COLOR=1 "
            f"TERM=xterm-256color")
-    tmux.start(f"{env} {PTOLEMY} demo --dir {tmp_path}/demo --files 120")
+    (tmp_path / "tmp").mkdir()
+    env += f" TMPDIR={tmp_path}/tmp"
+    tmux.start(f"{env} {PTOLEMY} demo --files 120 --rate 4MiB")  # a temporary sample, removed on exit
     try:
         tmux.wait_for("Ptolemy — demo", 20)
         # the demo scans, packs and builds by itself, then shows the build tab
@@ -108,8 +118,9 @@ def test_demo_in_tmux(tmp_path):
             time.sleep(0.2)
     finally:
         tmux.kill()
-    db = tmp_path / "xdg" / "ptolemy" / "ptolemy.db"
-    assert db.exists()
+    # nothing left behind: no project in the real store, no temporary tree, CARs or store
+    assert not (tmp_path / "xdg" / "ptolemy" / "ptolemy.db").exists()
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 def test_tui_subcommand_arguments():
