@@ -8,7 +8,8 @@ component; a name that is both an object and a prefix; a non-empty "directory ma
 Reading: a worker announces the ranges it will read, in the order the CAR writer reads them (`plan`), and a
 `Prefetcher` keeps several range GETs in flight ahead of the reader — PART bytes each, at most READ_AHEAD bytes
 and INFLIGHT requests at a time — so a 20-50 ms round trip overlaps the CPU work, across small objects too.
-Memory is bounded by READ_AHEAD + INFLIGHT parts, never by object size, and nothing is written to local disk.
+Read buffers hold at most READ_AHEAD + 2 x PART bytes (32 MiB), whatever the object sizes; big parts reuse
+pooled buffers (freeing and reallocating 8 MiB ones fragments the heap), and nothing is written to local disk.
 Every response's ETag, total size (Content-Range) and Last-Modified must equal the scan's: the first range's
 answer is the check before an object is read, the last one's the check after (GETs also send If-Match, for
 servers that honour it). Transient errors (5xx, throttling, timeouts, resets, a body cut short) are retried with
@@ -30,8 +31,9 @@ from ptolemy_tui.core.source import EntryState, SourceChanged, SourceError, Sour
 
 PAGE_KEYS = 1000
 PART = 8 << 20            # bytes per range GET
-READ_AHEAD = 64 << 20     # bytes fetched ahead of the reader, at most
-INFLIGHT = 8              # range GETs in flight, at most (small objects: one GET each)
+SMALL_PART = 1 << 20      # parts up to this size get a buffer of their own; bigger ones a pooled PART buffer
+READ_AHEAD = 16 << 20     # bytes fetched ahead of the reader, at most (more only cost memory in tests)
+INFLIGHT = 16             # range GETs in flight, at most (small objects: one GET each)
 RETRY_SECONDS = 120.0     # a transient failure is retried this long (PTOLEMY_S3_RETRY_SECONDS)
 CHUNK_ENTRIES = 4096
 
@@ -118,6 +120,7 @@ class S3Source:
         self._client = None
         self._lock = threading.Lock()
         self.prefetcher: Prefetcher | None = None
+        self.spare: list[bytearray] = []  # read buffers of PART bytes, reused from container to container
         self.on_retry = None  # tests: called with (exception, attempt) before each backoff
 
     # -- the client
@@ -266,33 +269,47 @@ class S3Source:
 
     # -- ranges
 
-    def fetch(self, rel: bytes, start: int, end: int, etag: str | None) -> tuple[bytes, EntryState]:
-        """Bytes [start, end) of the object (a HEAD when empty) and its state from the response headers."""
+    def fetch(self, rel: bytes, start: int, end: int, etag: str | None, buf: bytearray) -> tuple[int, EntryState]:
+        """Bytes [start, end) of the object into buf (a HEAD when empty): how many, and the object's state from
+        the response headers. The body is read with readinto, straight into buf (half the CPU of read())."""
         key = self.key(rel)
         shown = self.describe(rel)
         if end <= start:
-            return b"", self.stat_direct(rel)
+            return 0, self.stat_direct(rel)
+        want = end - start
         kwargs = dict(Bucket=self.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
         if etag:
             kwargs["IfMatch"] = etag
+        view = memoryview(buf)
 
         def get():
             resp = self.client.get_object(**kwargs)
-            data = resp["Body"].read()
-            return resp, data
+            body = resp["Body"]
+            got = 0
+            try:
+                while got < want:
+                    n = body.readinto(view[got:want])
+                    if not n:
+                        break
+                    got += n
+            finally:
+                body.close()
+            return resp, got
 
         try:
-            resp, data = self.call(shown, get)
+            resp, got = self.call(shown, get)
         except SourceMissing:
             raise SourceMissing(f"source object vanished since scan: {shown}") from None
-        total = resp.get("ContentRange", "").rpartition("/")[2]
-        size = int(total) if total.isdigit() else int(resp.get("ContentLength", len(data)))
+        content_range = resp.get("ContentRange") or ""
+        if not content_range and int(resp.get("ContentLength", 0)) != want:
+            raise SourceError(f"{shown}: the server ignored the byte range (no Content-Range): it cannot be read "
+                              "in parts")
+        total = content_range.rpartition("/")[2]
+        size = int(total) if total.isdigit() else int(resp.get("ContentLength", got))
         state = EntryState("file", size, _mtime_ns(resp.get("LastModified")), etag=_etag(resp.get("ETag")))
-        if len(data) != end - start:
-            if size < end:
-                return data, state  # shorter than planned: the caller sees the short read (a changed object)
-            raise SourceUnreachable(f"{shown}: asked for {end - start} bytes, the server sent {len(data)}")
-        return data, state
+        if got != want and size >= end:
+            raise SourceUnreachable(f"{shown}: asked for {want} bytes, the server sent {got}")
+        return got, state  # fewer than planned when the object is shorter now: the reader sees a short read
 
     def stat_direct(self, rel: bytes) -> EntryState:
         key = self.key(rel)
@@ -335,14 +352,17 @@ class Prefetcher:
         self.submitted = 0   # parts submitted and not yet consumed
         self.closed = False
         self.read_last: dict[bytes, EntryState] = {}  # rel -> the state its last range answered with
+        self.spare = source.spare  # PART-sized buffers back from readers, reused (kept by the source)
         self._fill()
 
     def _fill(self, force: bool = False) -> None:
         """Submit parts while the window allows; `force`: at least one (the reader waits for it)."""
         with self.lock:
-            while self.todo and not self.closed and (force or self.submitted < INFLIGHT * 2):
+            while self.todo and not self.closed and (force or self.submitted < INFLIGHT):
                 item, start, end = self.todo[0]
                 size = max(end - start, 1)
+                if size > SMALL_PART:
+                    size = PART  # it takes a whole pooled buffer: the window counts what memory holds
                 if not force and self.submitted and self.ahead + size > READ_AHEAD:
                     break
                 force = False
@@ -350,8 +370,12 @@ class Prefetcher:
                 item.unsubmitted -= 1
                 self.ahead += size
                 self.submitted += 1
-                fut = self.pool.submit(self.source.fetch, item.rel, start, end, item.etag)
-                item.parts.append((start, end, fut))
+                if size < PART:
+                    buf = bytearray(size)
+                else:
+                    buf = self.spare.pop() if self.spare else bytearray(PART)
+                fut = self.pool.submit(self.source.fetch, item.rel, start, end, item.etag, buf)
+                item.parts.append((start, end, fut, buf))
 
     def first_part(self, item: _Item):
         """The item's next submitted part, submitting up to it if the window had held it back."""
@@ -360,10 +384,16 @@ class Prefetcher:
         return item.parts[0] if item.parts else None
 
     def _consumed(self, start: int, end: int) -> None:
+        size = max(end - start, 1)
         with self.lock:
-            self.ahead -= max(end - start, 1)
+            self.ahead -= PART if size > SMALL_PART else size
             self.submitted -= 1
         self._fill()
+
+    def recycle(self, buf: bytearray | None) -> None:
+        if buf is not None and len(buf) == PART:
+            with self.lock:
+                self.spare.append(buf)
 
     def _head(self, rel: bytes) -> _Item | None:
         """The next planned item if it is rel. Empty items are never opened (the CAR writer has nothing to
@@ -374,8 +404,8 @@ class Prefetcher:
 
     def _drop(self, item: _Item) -> None:
         while item.parts:
-            start, end, fut = item.parts.popleft()
-            fut.cancel()
+            start, end, fut, _buf = item.parts.popleft()
+            fut.cancel()  # a fetch already running keeps its buffer: not recycled
             self._consumed(start, end)
 
     def state_of(self, rel: bytes) -> EntryState | None:
@@ -403,7 +433,7 @@ class Prefetcher:
             self.closed = True
             self.todo.clear()
         for item in self.items:
-            for _s, _e, fut in item.parts:
+            for _s, _e, fut, _buf in item.parts:
                 fut.cancel()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -414,26 +444,35 @@ class _Reader:
     def __init__(self, prefetcher: Prefetcher, item: _Item):
         self.p = prefetcher
         self.item = item
-        self.data = b""
-        self.start = item.offset   # absolute position of self.data[0]
+        self.buf: bytearray | None = None  # the part being read ...
+        self.data = memoryview(b"")        # ... and its bytes
+        self.start = item.offset           # absolute position of data[0]
         self.first: EntryState | None = item.state
 
     def _next_part(self) -> bool:
         if self.p.first_part(self.item) is None:
             return False
-        start, end, fut = self.item.parts.popleft()
+        start, end, fut, buf = self.item.parts.popleft()
         try:
-            data, state = fut.result()
+            got, state = fut.result()
         finally:
             self.p._consumed(start, end)
+        self._release()
+        self.buf = buf
         if self.first is None:
             self.first = state
         elif state != self.first:
             raise SourceChanged(f"source changed while reading: {self.p.source.describe(self.item.rel)}")
         if not self.item.parts and not self.item.unsubmitted:
             self.p.read_last[self.item.rel] = state
-        self.data, self.start = data, start
+        self.data, self.start = memoryview(buf)[:got], start
         return True
+
+    def _release(self) -> None:
+        self.data.release()
+        self.data = memoryview(b"")
+        self.p.recycle(self.buf)
+        self.buf = None
 
     def readinto_at(self, view: memoryview, pos: int) -> int:
         while not (self.start <= pos < self.start + len(self.data)):
@@ -441,12 +480,12 @@ class _Reader:
                 return 0
         at = pos - self.start
         n = min(len(view), len(self.data) - at)
-        view[:n] = memoryview(self.data)[at:at + n]
+        view[:n] = self.data[at:at + n]
         return n
 
     def close(self) -> None:
         self.p._drop(self.item)  # not read to the end (an error upstream): release the window
-        self.data = b""
+        self._release()
         if self.p.own:
             self.p.close()
 
