@@ -36,6 +36,10 @@ def register(sub) -> None:
     p.add_argument("--staging", metavar="DIR", help="this host's path of the staging directory")
     p.add_argument("--source-root", metavar="DIR", help="this host's path of the project's target directory")
 
+    p = add_command(sub, "supervise", "keep a build's workers alive (started by `ptolemy build`, detached)",
+                    cmd_supervise)
+    p.add_argument("name")
+
     for name, help_text, handler in (
         ("pause", "workers finish their current container, then wait", cmd_pause),
         ("resume", "resume a paused build", cmd_resume),
@@ -119,6 +123,10 @@ def cmd_build(args) -> int:
     from ptolemy_tui.worker import launch
 
     open_store(args)
+    if args.workers is not None and build.is_supervised(args.name):
+        count = patiently(lambda: build.set_build_workers(args.name, args.workers), "changing the worker count")
+        print(f"the build of {args.name} now keeps {count} worker(s) running")
+        return follow(args.name) if args.wait else 0
     pids = build.start_build(args.name, mode=args.mode, workers=args.workers, force=args.force)
     if not args.wait:
         print(f"build of {args.name} started: {len(pids)} worker(s), pids {' '.join(map(str, pids))}; "
@@ -153,6 +161,23 @@ def _open_store_patiently(args) -> None:
             logging.getLogger(__name__).warning("%s; retrying in %.1fs", exc, delay)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+def cmd_supervise(args) -> int:
+    import os
+
+    from ptolemy_tui.worker import launch
+    from ptolemy_tui.worker.supervisor import run_supervisor
+
+    token = os.environ.pop(launch.SUPERVISOR_TOKEN_ENV, "")
+    ids = [int(x) for x in os.environ.pop(launch.SUPERVISOR_WORKERS_ENV, "").split(",") if x.isdigit()]
+    if not token:
+        raise UsageError("`ptolemy supervise` is started by `ptolemy build`; run `ptolemy build NAME` instead")
+    _open_store_patiently(args)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return run_supervisor(args.name, token, ids)
 
 
 def cmd_worker(args) -> int:

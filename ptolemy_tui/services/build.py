@@ -23,7 +23,7 @@ from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, projects
 from ptolemy_tui.store.models import Car, Container, Project, Worker, now
 from ptolemy_tui.store.queries import containers_by_state, live_workers
-from ptolemy_tui.worker import claims, launch, settings, staging
+from ptolemy_tui.worker import claims, launch, settings, staging, supervisor
 from ptolemy_tui.worker.staging import human as _h
 
 MODES = ("blitz", "serial", "inline")
@@ -89,9 +89,15 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     # before they notice and exit: they are on their way out, not a running build.
     lingering = [w for w in running if project.status != "building" and w.state == "idle"]
     running = [w for w in running if w not in lingering]
-    if running:
+    supervised = is_supervised(project)
+    if running and not supervised:
+        # Workers that no live supervisor keeps (`ptolemy worker` on other hosts, or a supervisor killed -9):
+        # starting more here would double them.
         raise UsageError(f"a build of {project.name} is already running with {len(running)} worker(s): "
                          f"`ptolemy status {project.name}`, or `ptolemy cancel {project.name}` first")
+    if supervised:
+        raise UsageError(f"a build of {project.name} is already running: `ptolemy build {project.name} --workers N` "
+                         f"changes its worker count, `ptolemy cancel {project.name}` stops it")
     with claims.write_transaction():
         # No worker is alive, so a container still "building" lost its worker (killed, host down): requeue it
         # now rather than waiting for its lease to expire.
@@ -116,9 +122,19 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     if problem and not force:
         raise OperationFailed(f"refusing to build {project.name}: {problem}")
     spawn = 1 if mode == "serial" else min(count, todo)
+    token = supervisor.new_token()
+    at = now()
     with claims.write_transaction():
-        Project.update(status="building", message=None, paused=False, load_type=mode, updated_at=now()).where(
-            Project.id == project.id).execute()
+        # One build per project, decided by the store: this compare-and-set succeeds for exactly one of two
+        # `build` commands started at once (the loser sees the winner's supervisor and is refused).
+        taken = Project.update(status="building", message=None, paused=False, load_type=mode, updated_at=at,
+                               supervisor=token, supervised_at=at, build_workers=spawn).where(
+            (Project.id == project.id) & (Project.status.in_(projects.STEP_REQUIRES["build"]))
+            & (Project.supervisor.is_null() | (Project.supervised_at < at - supervisor.SUPERVISOR_STALE))
+        ).execute()
+        if not taken:
+            raise UsageError(f"a build of {project.name} was started at the same moment: `ptolemy status "
+                             f"{project.name}` follows it")
         events.record(project, f"build started: {mode}, {spawn} worker(s), {todo} container(s) to build"
                                + (f", {orphans} orphaned container(s) requeued" if orphans else "")
                                + (f" (forced past: {problem})" if problem else ""),
@@ -131,10 +147,45 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     Worker.delete().where((Worker.project == project.id) & Worker.id.not_in([w.id for w in lingering] or [0])).execute()
     ids = [Worker.create(host=host, pid=os.getpid(), project=project.id, state="idle", message="starting").id
            for _ in range(spawn)]
-    pids = launch.spawn_workers(project.name, ids)
-    for worker_id, pid in zip(ids, pids):
-        Worker.update(pid=pid).where((Worker.id == worker_id) & (Worker.message == "starting")).execute()
-    return pids
+    launch.spawn_supervisor(project.name, token, ids)
+    return _wait_for_pids(ids)
+
+
+def _wait_for_pids(ids: list[int], timeout: float = 30.0) -> list[int]:
+    """The pids the supervisor gave the pre-registered workers (it starts them within a second or so)."""
+    import time
+
+    me = os.getpid()
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [pid for (pid,) in Worker.select(Worker.pid).where(Worker.id.in_(ids)).order_by(Worker.id).tuples()]
+        if all(pid != me for pid in pids) or time.monotonic() > deadline:
+            return [pid for pid in pids if pid != me]
+        time.sleep(0.05)
+
+
+def is_supervised(project: Project | str) -> bool:
+    """A build of the project is running under a live supervisor (its heartbeat is fresh)."""
+    project = _project(project)
+    return (project.status == "building" and project.supervisor is not None
+            and (project.supervised_at or 0) >= now() - supervisor.SUPERVISOR_STALE)
+
+
+def set_build_workers(project: Project | str, count: int) -> int:
+    """Change the number of workers a running build keeps alive (its supervisor adds or stops workers)."""
+    project = _project(project)
+    if not isinstance(count, int) or not 1 <= count <= 256:
+        raise UsageError(f"--workers {count!r} is out of range: give a whole number from 1 to 256")
+    changed = Project.update(build_workers=count, updated_at=now()).where(
+        (Project.id == project.id) & (Project.status == "building") & Project.supervisor.is_null(False)).execute()
+    if not changed:
+        raise UsageError(f"no build of {project.name} is running: `ptolemy build {project.name} --workers {count}` "
+                         "starts one")
+    if project.load_type == "serial" and count > 1:
+        events.record(project, f"worker count set to {count}; a serial build still builds one CAR at a time")
+    else:
+        events.record(project, f"worker count set to {count}")
+    return count
 
 
 def add_workers(project: Project | str, count: int = 1) -> list[int]:
@@ -145,6 +196,9 @@ def add_workers(project: Project | str, count: int = 1) -> list[int]:
         raise UsageError(f"{project.name} builds serially, one CAR at a time: more workers would only wait")
     if not 1 <= count <= 256:
         raise UsageError(f"cannot add {count} workers: give a whole number from 1 to 256")
+    if is_supervised(project):  # its supervisor starts them (and keeps them alive)
+        set_build_workers(project, min(256, (project.build_workers or 0) + count))
+        return []
     host = settings.hostname()
     ids = [Worker.create(host=host, pid=os.getpid(), project=project.id, state="idle", message="starting").id
            for _ in range(count)]

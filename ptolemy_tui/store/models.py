@@ -57,6 +57,11 @@ class Project(BaseModel):
     paused = peewee.BooleanField(default=False)
     created_at = peewee.DoubleField(default=now)
     updated_at = peewee.DoubleField(default=now)
+    # The running build's supervisor ("host:pid"; one per project, taken by compare-and-set in the store), its
+    # heartbeat, and the number of workers it keeps alive (`ptolemy build NAME --workers N` changes it live).
+    supervisor = peewee.CharField(max_length=128, null=True)
+    supervised_at = peewee.DoubleField(null=True)
+    build_workers = peewee.IntegerField(null=True)
 
 
 class Scan(BaseModel):
@@ -141,6 +146,9 @@ class Container(BaseModel):
     bytes_done = peewee.BigIntegerField(default=0)
     started_at = peewee.DoubleField(null=True)
     finished_at = peewee.DoubleField(null=True)
+    # The fencing token: raised by every claim, so a worker that stalled past its lease can tell (and the store
+    # can refuse) that the container is no longer its own; its files are named after it.
+    generation = peewee.BigIntegerField(default=0)
 
     class Meta:
         indexes = ((("project", "seq"), True), (("project", "state"), False))

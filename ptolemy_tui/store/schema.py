@@ -86,11 +86,23 @@ def _v3_serve_tables(db: peewee.Database, migrator: SchemaMigrator) -> None:
     db.create_tables([CarPlan, Transfer])
 
 
+def _v4_supervision_and_fencing(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """The build supervisor's claim on its project, the worker count it keeps, and the claim generation
+    (fencing token) of every container."""
+    pm.migrate(
+        migrator.add_column("project", "supervisor", peewee.CharField(max_length=128, null=True)),
+        migrator.add_column("project", "supervised_at", peewee.DoubleField(null=True)),
+        migrator.add_column("project", "build_workers", peewee.IntegerField(null=True)),
+        migrator.add_column("container", "generation", peewee.BigIntegerField(default=0)),
+    )
+
+
 # MIGRATIONS[n] brings a store from version n to n + 1. Append only.
 MIGRATIONS: list[Step] = [
     _v1_create,
     _v2_s3_source,
     _v3_serve_tables,
+    _v4_supervision_and_fencing,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -45,6 +45,37 @@ def log_dir() -> str:
 WORKER_ID_ENV = "PTOLEMY_WORKER_ID"  # the Worker row registered for the child before it started
 
 
+def _detached(argv: list[str], log_path: str, extra_env: dict[str, str]) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PTOLEMY_DB"] = store_url()
+    env.update(extra_env)
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen([sys.executable, "-m", "ptolemy_tui", *argv], stdin=subprocess.DEVNULL,
+                                stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                close_fds=True, cwd="/")
+    _CHILDREN.append(proc)
+    return proc
+
+
+def spawn_worker(project_name: str, worker_id: int) -> subprocess.Popen:
+    """One detached worker for a pre-registered Worker row (the supervisor's way)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = os.path.join(log_dir(), f"{project_name}-{stamp}-w{worker_id}.log")
+    return _detached(["worker", "--project", project_name], log_path, {WORKER_ID_ENV: str(worker_id)})
+
+
+SUPERVISOR_TOKEN_ENV = "PTOLEMY_SUPERVISOR_TOKEN"
+SUPERVISOR_WORKERS_ENV = "PTOLEMY_SUPERVISOR_WORKERS"  # the pre-registered Worker rows it starts first
+
+
+def spawn_supervisor(project_name: str, token: str, worker_ids: list[int]) -> subprocess.Popen:
+    """The detached supervisor of a build (worker/supervisor.py); it starts the workers."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = os.path.join(log_dir(), f"{project_name}-{stamp}-supervisor.log")
+    return _detached(["supervise", project_name], log_path,
+                     {SUPERVISOR_TOKEN_ENV: token, SUPERVISOR_WORKERS_ENV: ",".join(map(str, worker_ids))})
+
+
 def spawn_workers(project_name: str, worker_ids: list[int]) -> list[int]:
     """Start one detached worker per pre-registered Worker row; returns their pids."""
     env = dict(os.environ)

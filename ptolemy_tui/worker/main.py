@@ -27,6 +27,8 @@ from ptolemy_tui.worker.staging import check_serial
 
 log = logging.getLogger(__name__)
 
+STOPPED_EXIT = 143  # stopped by SIGTERM/SIGINT (128 + 15); worker.supervisor does not replace such a worker
+
 
 @dataclass
 class WorkerOptions:
@@ -131,6 +133,8 @@ def run_worker(options: WorkerOptions) -> int:
         except dbretry.TRANSIENT:
             log.warning("could not mark worker %s stopped; it leaves the live view when its heartbeat ages", owner)
         log.info("worker %s stopped", owner)
+    if stopping.is_set():
+        return STOPPED_EXIT  # on purpose: a supervisor does not replace it
     return 1 if failed_any else 0
 
 
