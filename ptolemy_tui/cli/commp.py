@@ -89,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     except OSError as exc:
         raise OperationFailed(f"reading {args.file or 'stdin'} failed: {exc.strerror or exc}") from None
+    if min_padded and result.padded_piece_size > min_padded:
+        # the payload's own piece is bigger: the option would be silently ignored
+        from ptolemy_tui.core.sizes import format_size
+
+        raise UsageError(f"--padded-size {args.padded_size} is smaller than the payload's own piece "
+                         f"({format_size(result.padded_piece_size)}): give at least that, or leave it out")
     if args.engine == SHOW_ENGINE:
         sys.stderr.write(f"engine: {commp.engine_name(engine)} ({commp.engine_reason(engine)})\n")
     if args.json:

@@ -212,9 +212,12 @@ class ProjectScreen(Screen):
                 self.set_timer(1.5, self._autorun_pack)
 
         def summary(scan: Any) -> str:
-            files = getattr(scan, "files", None)
-            state = getattr(scan, "state", "done")
-            return f"scan {state}" + (f": {files:,} files" if files is not None else "")
+            """A rescan says what changed: "rescan: 0 added, 1 changed, 1 removed; 3 container(s) back to
+            packing, 0 CAR(s) stale"; a first scan, how many files."""
+            message = getattr(scan, "message", None) or ""
+            if scan.state == "done" and message.startswith("rescan:"):
+                return message
+            return f"scan {scan.state}: {scan.files:,} files" + (f" ({message})" if message else "")
 
         self.notify(f"scanning {self.project_name}…")
         call_service(self, "scan", "run_scan", ProjectRef(self.project_id), cancel=cancel, always=finished,

@@ -167,10 +167,17 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
     if fit.utilisation < UTILISATION_WARNING:
         warnings.append(
             f"a {format_size(car_size)} CAR fills {fit.utilisation:.0%} of a {format_size(fit.padded_piece)} piece; "
-            f"--car-size {format_size(fit.unpadded_piece // (1 << 20) * (1 << 20))} would fill it"
+            f"--car-size {format_size(_filling_size(fit.unpadded_piece))} would fill it"
         )
     return ValidProject(spec.name, target, staging, car_size, shard_size, load_type, "none", workers, budget,
                         warnings=warnings, **(s3 or {}))
+
+
+def _filling_size(unpadded_piece: int) -> int:
+    """The largest CAR size that fits the piece, in whole MiB when that is close (within 1 %), else whole KiB: a
+    7 MiB CAR is told 8128KiB, not the 7MiB it already has."""
+    mib = unpadded_piece // (1 << 20) * (1 << 20)
+    return mib if mib >= unpadded_piece * 0.99 else unpadded_piece // 1024 * 1024
 
 
 def validate_all(spec: ProjectSpec, *, check_name: bool = True) -> tuple[ValidProject | None, dict[str, str]]:

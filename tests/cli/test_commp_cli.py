@@ -132,3 +132,11 @@ def test_stdin_as_a_real_process(car):
 def test_missing_file_as_a_real_process(tmp_path):
     r = run_ptolemy("commp", str(tmp_path / "nope.car"))
     assert r.code == 2 and r.err.startswith("ptolemy: ") and "no such file" in r.err and "Traceback" not in r.err
+
+
+def test_padded_size_below_the_payloads_piece_is_refused(capsys, car):
+    path, _v = car  # a 1 MiB + 1 byte payload: its own piece is 2 MiB padded
+    r = run_cli(capsys, "commp", str(path), "--padded-size", "1MiB")
+    assert r.code == 2 and r.out == ""
+    assert "--padded-size 1MiB is smaller than the payload's own piece (2MiB)" in r.err
+    assert run_cli(capsys, "commp", str(path), "--padded-size", "8MiB", "--json").json()["padded_piece_size"] == 8 << 20

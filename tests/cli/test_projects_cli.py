@@ -141,3 +141,15 @@ def test_password_never_reaches_log_or_error(capsys, tmp_path):
                 "--db", "postgresql://op:hunter2@127.0.0.1:1/x", "project", "list")
     assert r.code == 2 and "hunter2" not in r.err and "postgresql://***@127.0.0.1:1/x" in r.err
     assert "hunter2" not in log_file.read_text()
+
+
+def test_small_cli_slips(capsys, store_url, dirs):
+    src, stg = dirs
+    assert run_cli(capsys, "--db", store_url, "project", "create", "slip", "--target", str(src), "--staging",
+                   str(stg), "--car-size", "31GiB").code == 0
+    r = run_cli(capsys, "--db", store_url, "scan", "slip", "--threads", "0")
+    assert r.code == 2 and "out of range" in r.err and r.err.count("\n") == 1
+    # the suggestion is never the value already set
+    r = run_cli(capsys, "--db", store_url, "project", "edit", "slip", "--car-size", "7MiB", "--shard-size", "1MiB")
+    assert r.code == 0, r.err
+    assert "--car-size 8128KiB would fill it" in r.err + r.out and "--car-size 7MiB would" not in r.err + r.out

@@ -395,3 +395,22 @@ def test_shard_size_hint(tmp_path):
     assert "--shard-size 31MiB" in hint
     spec = projects.ProjectSpec("p", str(tmp_path / "t"), str(tmp_path / "s"), car_size="254MiB", shard_size="16MiB")
     assert not [w for w in projects.validate(spec).warnings if "shards" in w]
+
+
+def test_a_rescan_says_what_changed(packed_project):
+    from pathlib import Path
+
+    target = Path(packed_project.target_dir)
+    changed = next(p for p in sorted(target.rglob("*.txt")))
+    changed.write_text(changed.read_text() + " and more")
+    removed = sorted(target.rglob("*.txt"))[-1]
+    removed.unlink()
+
+    async def scenario(app, screen, pilot):
+        await wait_for(pilot, lambda: screen.pane("overview").polls > 0)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: any("rescan: 0 added, 1 changed, 1 removed;" in n.message
+                                          and "back to packing" in n.message for n in app._notifications),
+                       timeout=30)
+
+    run(packed_project, scenario)
