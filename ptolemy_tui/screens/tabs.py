@@ -268,12 +268,14 @@ class TreePane(Pane, Vertical):
         if info.get("loading"):
             return
         info["loading"] = True
-        self._chunk_worker(node, info["id"], self.sort, info["loaded"], self.filter_text)
+        self._chunk_worker(node, info["id"], self.sort, info["loaded"], self.filter_text, info.get("cursor"))
 
     @work(thread=True, exit_on_error=False, group="tree-chunk")
-    def _chunk_worker(self, node: TreeNode, directory_id: int, sort: str, offset: int, text: str) -> None:
+    def _chunk_worker(self, node: TreeNode, directory_id: int, sort: str, offset: int, text: str,
+                      after: tuple | None = None) -> None:
         try:
-            rows = session.call(views.tree_children, self._pid, directory_id, sort, offset, self.CHUNK, text)
+            rows = session.call(views.tree_children, self._pid, directory_id, sort, offset, self.CHUNK, text,
+                                after if offset else None)
         except Exception as exc:  # noqa: BLE001
             rows = exc
         try:
@@ -293,6 +295,8 @@ class TreePane(Pane, Vertical):
         for child in rows:
             self._add_child(node, child, parent_bytes)
         info["loaded"] = offset + len(rows)
+        if rows:
+            info["cursor"] = rows[-1].cursor  # the next chunk seeks past it (keyset), never OFFSET deep
         if len(rows) >= self.CHUNK:
             node.add_leaf(Text(f"… more (enter loads {self.CHUNK} more)", style="italic dim"),
                           data={"kind": "more"})

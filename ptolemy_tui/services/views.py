@@ -245,6 +245,7 @@ class TreeNode:
     file_kind: str | None = None  # file, symlink, special, error, removed; None for a directory
     link_target: str | None = None
     entries: int | None = None  # a directory's direct entries (0: nothing to expand)
+    cursor: tuple | None = None  # the sort key: tree_children(after=) of the last row gives the next page
 
 
 @dataclass(frozen=True)
@@ -293,10 +294,11 @@ def tree_view(project_id: int, problems: int = 50) -> TreeView:
 
 
 def tree_children(project_id: int, directory_id: int, sort: str, offset: int, limit: int = PAGE,
-                  text: str = "") -> list[TreeNode]:
+                  text: str = "", after: tuple | None = None) -> list[TreeNode]:
     """One chunk of a directory's entries (directories and files together), sorted like ncdu; `text` keeps
-    only entries whose name contains it."""
-    rows = tree.children(project(project_id), directory_id, sort=sort, offset=offset, limit=limit, text=text)
+    only entries whose name contains it; `after` (the last row's cursor) pages by key, not by offset."""
+    rows = tree.children(project(project_id), directory_id, sort=sort, offset=offset, limit=limit, text=text,
+                         after=after)
     out = []
     for r in rows:
         is_dir = r["kind"] == "dir"
@@ -304,7 +306,8 @@ def tree_children(project_id: int, directory_id: int, sort: str, offset: int, li
             kind="dir" if is_dir else "file", id=r["id"], name=r["name"] or "?", bytes=int(r["size"] or 0),
             files=int(r["files"] or 0), error=r.get("error"), file_kind=None if is_dir else r["kind"],
             link_target=r.get("link_target"),
-            entries=int(r.get("file_count") or 0) + int(r.get("dir_count") or 0) if is_dir else None))
+            entries=int(r.get("file_count") or 0) + int(r.get("dir_count") or 0) if is_dir else None,
+            cursor=r["cursor"]))
     return out
 
 
@@ -412,10 +415,17 @@ def container_items(container_id: int, offset: int = 0, limit: int = 1000, text:
     query = (ContainerItem.select(ContainerItem.seq, ContainerItem.car_path, ContainerItem.offset,
                                   ContainerItem.length, ContainerItem.shard_index, File.path, File.size)
              .join(File).where(where).order_by(ContainerItem.seq))
+    if text:
+        page = query.limit(limit).offset(offset)
+        total = ContainerItem.select().where(where).count()
+    else:
+        # A container's items are numbered 0..n-1, so a page is a range of the (container, seq) index: no
+        # OFFSET that counts past a million rows, and the total is the container's own count.
+        page = query.where((ContainerItem.seq >= offset) & (ContainerItem.seq < offset + limit)).limit(limit)
+        total = c.item_count
     rows = tuple(ItemRow(seq=i.seq, car_path=path_text(i.car_path), source=path_text(i.file.path), offset=i.offset,
                          length=i.length, shard_index=i.shard_index, file_size=i.file.size)
-                 for i in query.limit(limit).offset(offset))
-    total = ContainerItem.select().where(where).count()
+                 for i in page)
     return ItemsView(container=head, rows=rows, total=total)
 
 
