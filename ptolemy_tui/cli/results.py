@@ -1,6 +1,7 @@
 """`ptolemy cars|manifest|files|verify NAME`: what a build produced, for operators and deal tools."""
 from __future__ import annotations
 
+import os
 import sys
 
 from humanize import naturalsize
@@ -8,7 +9,7 @@ from humanize import naturalsize
 from ptolemy_tui.cli.common import add_command, open_store
 from ptolemy_tui.cli.output import print_csv, print_json, print_table
 from ptolemy_tui.core.display import display_text
-from ptolemy_tui.errors import OperationFailed
+from ptolemy_tui.errors import OperationFailed, UsageError
 
 
 def register(sub) -> None:
@@ -35,6 +36,7 @@ def register(sub) -> None:
     p = add_command(sub, "verify", "re-read every CAR: block hashes, root CID and piece CID against the record",
                     cmd_verify)
     p.add_argument("name")
+    p.add_argument("--where", metavar="DIR", help="verify the CARs in DIR (where they were moved to), by file name")
     p.add_argument("--json", action="store_true", help="one JSON document")
 
 
@@ -97,19 +99,25 @@ def cmd_verify(args) -> int:
 
     open_store(args)
     project = projects.get(args.name)
-    report = results.verify(project)
-    bad = [r for r in report if not r["ok"]]
+    if args.where and not os.path.isdir(args.where):
+        raise UsageError(f"--where {args.where}: no such directory; give the directory the CARs were moved to")
+    report = results.verify(project, where=args.where)
+    bad = [r for r in report if r["ok"] is False]
+    moved = [r for r in report if r["ok"] is None and r.get("location") == "moved"]
     if args.json:
-        print_json({"project": project.name, "ok": not bad, "cars": report})
+        print_json({"project": project.name, "ok": not bad, "moved": len(moved), "cars": report})
     else:
         for r in report:
-            status = "ok" if r["ok"] else "BAD: " + "; ".join(r["problems"])
+            status = ("ok" if r["ok"] else "moved (not verified)" if r["ok"] is None
+                      else "BAD: " + "; ".join(r["problems"]))
             if r["stale"]:
                 status += f" (STALE: {r['stale_reason']})"
             print(f"container {r['container']}  {r['piece_cid']}  {status}")
         stale = sum(1 for r in report if r["stale"])
-        print((f"{len(report) - len(bad)} of {len(report)} CARs verified" if report else
+        print((f"{len(report) - len(bad) - len(moved)} of {len(report)} CARs verified" if report else
                f"no CARs built yet in {project.name}")
+              + (f"; {len(moved)} moved off staging, not verified (`--where DIR` verifies them there)"
+                 if moved else "")
               + (f"; {stale} intact but stale (sources changed since the build)" if stale else ""))
     if bad:
         raise OperationFailed(f"{len(bad)} of {len(report)} CARs of {project.name} failed verification")

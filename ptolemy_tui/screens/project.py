@@ -364,20 +364,13 @@ def _pack_summary(result: Any) -> str:
     return "packed"
 
 
-def _verify_summary(result: Any) -> str:
-    if isinstance(result, dict):
-        bad = result.get("failed", result.get("bad"))
-        ok = result.get("ok", result.get("verified"))
-        if isinstance(bad, (list, tuple)):
-            bad = len(bad)
-        if isinstance(ok, (list, tuple)):
-            ok = len(ok)
-        return f"verify: {ok} ok, {bad} failed" if bad is not None or ok is not None else f"verify: {result}"
-    if isinstance(result, (list, tuple)):
-        bad = [r for r in result if isinstance(r, dict) and not r.get("ok", True)]
-        if bad:
-            first = bad[0]
-            problems = "; ".join(first.get("problems") or [])
-            return f"verify: {len(bad)} of {len(result)} CARs FAILED (container {first.get('container')}: {problems})"
-        return f"verify: all {len(result)} CARs ok"
-    return f"verify: {result}"
+def _verify_summary(result: list[dict[str, Any]]) -> str:
+    """services.results.verify's report in one line: failures first, CARs moved off staging counted apart."""
+    bad = [r for r in result if r.get("ok") is False]
+    moved = sum(1 for r in result if r.get("ok") is None)
+    note = f"; {moved} moved off staging, not verified (ptolemy verify NAME --where DIR)" if moved else ""
+    if bad:
+        first = bad[0]
+        problems = "; ".join(first.get("problems") or [])
+        return f"verify: {len(bad)} of {len(result)} CARs FAILED (container {first['container']}: {problems}){note}"
+    return f"verify: {len(result) - moved} of {len(result)} CARs ok{note}"

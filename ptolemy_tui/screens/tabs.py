@@ -650,8 +650,10 @@ class CarsPane(Pane, Vertical):
     @staticmethod
     def cells(r: views.CarRow) -> list[Any]:
         piece = Text(r.piece_cid, style="red strike" if r.stale else "")
-        return [str(r.seq), piece, r.payload_cid, fmt.size(r.car_size), format_size(r.piece_size),
-                r.path or Text("inline (ptolemy serve / car export)", style="dim")]
+        path: Any = r.path or Text("inline (ptolemy serve / car export)", style="dim")
+        if r.location == "moved":  # gone from staging: moved to deal storage, not broken
+            path = Text.assemble(("moved ", "yellow"), (r.path, "dim"))
+        return [str(r.seq), piece, r.payload_cid, fmt.size(r.car_size), format_size(r.piece_size), path]
 
     def selected(self) -> views.CarRow | None:
         key = self.query_one("#cars-table", NavTable).selected_key()

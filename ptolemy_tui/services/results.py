@@ -126,10 +126,24 @@ def list_files(project: Project | str) -> list[dict[str, Any]]:
     return list(iter_files(project))
 
 
-def verify(project: Project | str) -> list[dict[str, Any]]:
+def car_location(path: str, where: str | None = None) -> tuple[str, str]:
+    """Where a CAR is now and what became of it: ("staging" | "moved" | "elsewhere" | "missing", path).
+
+    CARs leave staging once finished (the operator moves them to their deal storage): a CAR no longer at its
+    recorded path is "moved", not bad. `where` names the directory it went to (same file name)."""
+    if where:
+        found = os.path.join(where, os.path.basename(path))
+        if os.path.exists(found):
+            return "elsewhere", found
+        return ("staging", path) if os.path.exists(path) else ("missing", found)
+    return ("staging", path) if os.path.exists(path) else ("moved", path)
+
+
+def verify(project: Project | str, where: str | None = None) -> list[dict[str, Any]]:
     """Re-read every CAR: block hashes and DAG completeness, the root CID and the piece CID against the record.
 
-    Two reads per CAR (the block check, then CommP): verification is an audit, not the hot path.
+    Two reads per CAR (the block check, then CommP): verification is an audit, not the hot path. A CAR gone from
+    staging is reported `moved` (ok None, not verified); `where` verifies the CARs in that directory instead.
     """
     from ptolemy_tui.core import carread
     from ptolemy_tui.core.commp import commp_of_file
@@ -146,15 +160,24 @@ def verify(project: Project | str) -> list[dict[str, Any]]:
             problems = pieces.verify_inline(car.piece_cid, project.id)
             results.append(doc | {"ok": not problems, "problems": problems})
             continue
+        location, path = car_location(car.path, where)
+        doc["location"], doc["path"] = location, path
+        if location == "moved":
+            results.append(doc | {"ok": None, "problems": [f"not in staging any more (moved?): verify it where it "
+                                                           f"is with `ptolemy verify {project.name} --where DIR`"]})
+            continue
+        if location == "missing":
+            results.append(doc | {"ok": False, "problems": [f"not found in {where} nor in staging"]})
+            continue
         try:
-            size = os.path.getsize(car.path)
+            size = os.path.getsize(path)
         except OSError as exc:
             results.append(doc | {"ok": False, "problems": [f"cannot read the CAR: {exc.strerror}"]})
             continue
         if size != car.car_size:
             problems.append(f"size {size:,} bytes, recorded {car.car_size:,}")
         try:
-            report = carread.verify(car.path)
+            report = carread.verify(path)
             roots = [str(r) for r in report.roots]
             if roots != [car.payload_cid]:
                 problems.append(f"root {', '.join(roots) or 'none'}, recorded {car.payload_cid}")
@@ -163,7 +186,7 @@ def verify(project: Project | str) -> list[dict[str, Any]]:
         except OSError as exc:
             problems.append(f"cannot read the CAR: {exc.strerror}")
         try:
-            piece = commp_of_file(car.path)
+            piece = commp_of_file(path)
             if piece.piece_cid_v1 != car.piece_cid:
                 problems.append(f"piece CID {piece.piece_cid_v1}, recorded {car.piece_cid}")
             if car.piece_cid_v2 and piece.piece_cid_v2 != car.piece_cid_v2:

@@ -511,6 +511,7 @@ class CarRow:
     stale: str | None
     host: str
     built_at: float
+    location: str = "staging"  # staging, moved (gone from its recorded path), inline (no file: served from sources)
 
 
 @dataclass(frozen=True)
@@ -529,11 +530,17 @@ def cars(project_id: int, text: str = "", limit: int = 5000) -> CarsView:
         query = query.where(Car.path.contains(text) | Car.payload_cid.contains(text) | Car.piece_cid.contains(text))
     rows = tuple(CarRow(id=c.id, seq=c.container.seq, path=c.path, payload_cid=c.payload_cid, piece_cid=c.piece_cid,
                         car_size=c.car_size, piece_size=c.padded_piece_size, stale=c.stale_reason, host=c.host,
-                        built_at=c.built_at)
+                        built_at=c.built_at, location=_location(c.path))
                  for c in query.order_by(Container.seq).limit(limit))
     totals = (Car.select(peewee.fn.COUNT(Car.id), peewee.fn.COALESCE(peewee.fn.SUM(Car.car_size), 0))
               .where(Car.project == project_id).tuples().get())
     return CarsView(rows=rows, count=int(totals[0]), bytes=int(totals[1]))
+
+
+def _location(path: str) -> str:
+    if not path:
+        return "inline"
+    return "staging" if os.path.exists(path) else "moved"
 
 
 # Log --------------------------------------------------------------------------------------------------------

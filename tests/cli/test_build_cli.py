@@ -156,3 +156,28 @@ def test_ctrl_c_of_build_wait_says_the_workers_keep_running(store, store_url, tm
     assert build.build_progress("cc")["workers"], "the detached worker still builds"
     build.cancel("cc")
     assert build.wait_for_workers("cc", timeout=20) == 0
+
+
+def test_moved_cars_are_moved_not_bad_and_verify_where_finds_them(store, store_url, tmp_path):
+    src = make_tree(tmp_path / "src")
+    seed_project("mv", src, tmp_path / "stg")
+    assert _cli(store_url, "build", "mv", "--wait").code == 0
+    n = Car.select().count()
+    moved_dir = tmp_path / "deals"
+    moved_dir.mkdir()
+    first = Car.select().order_by(Car.id).first()
+    shutil.move(first.path, moved_dir / os.path.basename(first.path))  # what the waiting banner asks for
+    r = _cli(store_url, "verify", "mv")
+    assert r.code == 0, r.err
+    assert "moved (not verified)" in r.out and "BAD" not in r.out
+    assert f"{n - 1} of {n} CARs verified; 1 moved off staging" in r.out
+    doc = json.loads(_cli(store_url, "verify", "mv", "--json").out)
+    assert doc["ok"] and doc["moved"] == 1 and [c["location"] for c in doc["cars"]].count("moved") == 1
+    r = _cli(store_url, "verify", "mv", "--where", str(moved_dir))
+    assert r.code == 0 and f"{n} of {n} CARs verified" in r.out
+    with open(moved_dir / os.path.basename(first.path), "r+b") as fh:  # a bad copy at its new home is caught
+        fh.seek(-3, os.SEEK_END)
+        fh.write(b"\x00\x00\x00")
+    assert _cli(store_url, "verify", "mv", "--where", str(moved_dir)).code == 1
+    r = _cli(store_url, "verify", "mv", "--where", str(tmp_path / "nowhere"))
+    assert r.code == 2 and "--where" in r.err and r.err.count("\n") == 1

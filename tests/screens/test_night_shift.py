@@ -414,3 +414,17 @@ def test_a_rescan_says_what_changed(packed_project):
                        timeout=30)
 
     run(packed_project, scenario)
+
+
+def test_a_car_moved_off_staging_shows_as_moved(packed_project, tmp_path):
+    from ptolemy_tui.store.models import Car
+
+    helpers.fake_build_rows(packed_project)  # CAR rows whose files are not in staging: moved
+
+    async def scenario(app, screen, pilot):
+        table = screen.pane("cars").query_one("#cars-table")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        assert str(table.get_row_at(0)[5]).startswith("moved ")
+
+    run(packed_project, scenario, tab="cars")
+    assert Car.select().count() == 2
