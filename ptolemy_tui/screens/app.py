@@ -100,6 +100,7 @@ PALETTE_TITLES = {
     "verify": "Verify every CAR",
     "copy('piece_cid')": "Copy the piece CID",
     "copy('payload_cid')": "Copy the payload CID",
+    "copy('path')": "Copy the CAR's path",
     "sort": "Sort the tree by size or name",
     "edit": "Edit the project",
     "new": "New project",

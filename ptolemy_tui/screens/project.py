@@ -66,6 +66,7 @@ class ProjectScreen(Screen):
         Binding("R", "reload_tree", "Reload", show=False),
         Binding("y", "copy('piece_cid')", "Copy piece CID"),
         Binding("Y", "copy('payload_cid')", "Copy payload CID", show=False),
+        Binding("P", "copy('path')", "Copy CAR path", show=False),
         Binding("m", "manifest", "Manifest"),
         Binding("m", "manifest_here", "Export manifest", show=False),
         Binding("v", "verify", "Verify"),

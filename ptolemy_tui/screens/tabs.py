@@ -619,6 +619,7 @@ class CarsPane(Pane, Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", id="cars-summary")
         yield NavTable(id="cars-table")
+        yield Static("", id="car-detail")
         yield FilterInput(placeholder="filter by CID or path (esc clears)", id="cars-filter")
 
     def on_mount(self) -> None:
@@ -646,6 +647,7 @@ class CarsPane(Pane, Vertical):
         table = self.query_one("#cars-table", NavTable)
         sync_table(table, [(str(r.id), r) for r in doc.rows], [k for k, _ in CAR_COLUMNS], self.cells)
         table.apply_sort()
+        self.show_detail()
 
     @staticmethod
     def cells(r: views.CarRow) -> list[Any]:
@@ -658,6 +660,34 @@ class CarsPane(Pane, Vertical):
     def selected(self) -> views.CarRow | None:
         key = self.query_one("#cars-table", NavTable).selected_key()
         return self.rows_by_key.get(key) if key else None
+
+    @on(NavTable.RowHighlighted, "#cars-table")
+    def highlighted(self, event: NavTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        """The highlighted CAR whole, wrapped rather than cut: both CIDs, the path, where it is, size and origin."""
+        row = self.selected()
+        box = self.query_one("#car-detail", Static)
+        if row is None:
+            box.update("")
+            return
+        t = Text()
+        t.append(f"container {row.seq}  ", style="bold")
+        t.append(f"{fmt.size(row.car_size)} in a {format_size(row.piece_size)} piece, built {fmt.stamp(row.built_at)}"
+                 f" on {row.host or '?'}\n", style="dim")
+        t.append("piece   ", style="bold")
+        t.append(row.piece_cid + "\n")
+        t.append("payload ", style="bold")
+        t.append(row.payload_cid + "\n")
+        t.append("path    ", style="bold")
+        t.append(row.path or "inline (no file: ptolemy serve / car export)")
+        if row.location == "moved":
+            t.append("  (moved off staging: ptolemy verify --where DIR)", style="yellow")
+        if row.stale:
+            t.append(f"\nSTALE: {row.stale}", style="red")
+        t.append("\ny piece · Y payload · P path: copy", style="dim")
+        box.update(t)
 
     def start_filter(self) -> None:
         box = self.query_one("#cars-filter", FilterInput)

@@ -132,7 +132,8 @@ def fake_build_rows(project: Project, *, waiting: bool = False) -> None:
         Car.create(project=project, container=c, path=f"/staging/{project.name}/{c.seq:06d}.car",
                    payload_cid=f"bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbz{c.seq:02d}",
                    piece_cid=f"baga6ea4seaqao7s73y24kcutaosvacpdjgfe5pw76ooefnyqw4ynr3d2y6x2m{c.seq:02d}",
-                   car_size=c.predicted_size, padded_piece_size=2 * 1024 * 1024 * 2)
+                   car_size=c.predicted_size, padded_piece_size=2 * 1024 * 1024 * 2,
+                   built_at=1_764_000_000.0 + c.seq, host="stage1")  # fixed: the snapshots show them
     if len(boxes) > 2:
         boxes[2].state = "building"
         boxes[2].save()

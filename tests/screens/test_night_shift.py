@@ -428,3 +428,26 @@ def test_a_car_moved_off_staging_shows_as_moved(packed_project, tmp_path):
 
     run(packed_project, scenario, tab="cars")
     assert Car.select().count() == 2
+
+
+def test_car_detail_panel_shows_the_path_whole_and_copies_it(packed_project):
+    from ptolemy_tui.store.models import Car
+
+    helpers.fake_build_rows(packed_project)
+    first = Car.select().order_by(Car.id).first()
+    long_path = "/staging/" + "deep/" * 12 + "baga6ea4seaqao7s73y24kcutaosvacpdjgfe5pw76ooefnyqw4ynr3d2y6x2m01.car"
+    Car.update(path=long_path).where(Car.id == first.id).execute()
+
+    async def scenario(app, screen, pilot):
+        table = screen.pane("cars").query_one("#cars-table")
+        await wait_for(pilot, lambda: table.row_count == 2)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(str(first.id)))
+        detail = screen.query_one("#car-detail")
+        await wait_for(pilot, lambda: "deep/" in str(detail.render()))
+        body = str(detail.render()).replace("\n", "")
+        assert long_path in body and first.payload_cid in body and first.piece_cid in body
+        await pilot.press("P")
+        await wait_for(pilot, lambda: app.clipboard == long_path)
+
+    run(packed_project, scenario, tab="cars")
