@@ -2,6 +2,7 @@
 space, and the piece size and utilisation that the CAR size implies."""
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -50,8 +51,28 @@ def form_words(message: str) -> str:
     return message[:1].upper() + message[1:]
 
 
+def complete_path(text: str) -> str:
+    """Shell-like completion of a directory path: the longest common continuation of the last component among the
+    directories there (hidden ones only when asked for), with a trailing / when exactly one matches."""
+    expanded = os.path.expanduser(text or "")
+    parent, prefix = os.path.split(expanded)
+    try:
+        names = sorted(e.name for e in os.scandir(parent or ".") if e.is_dir()
+                       and e.name.startswith(prefix) and (prefix.startswith(".") or not e.name.startswith(".")))
+    except OSError:
+        return text
+    if not names:
+        return text
+    common = os.path.commonprefix(names)
+    done = os.path.join(parent, common)
+    if len(names) == 1:
+        done += os.sep
+    return done if not text.startswith("~") else "~" + done[len(os.path.expanduser("~")):]
+
+
 class DirectoryPicker(ModalScreen[str | None]):
-    """Pick a directory: arrows and enter walk the tree, `u` (or the button) takes the highlighted directory."""
+    """Pick a directory: type a path (tab completes, enter jumps there), or walk the tree with arrows and enter;
+    `u` (or the button) takes the highlighted directory. Opens at the nearest existing parent of the field."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
@@ -65,6 +86,13 @@ class DirectoryPicker(ModalScreen[str | None]):
         def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
             return [p for p in paths if p.is_dir() and not p.name.startswith(".")]
 
+    class PathInput(Input):
+        BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
+
+        def action_complete(self) -> None:
+            self.value = complete_path(self.value)
+            self.cursor_position = len(self.value)
+
     def __init__(self, start: str):
         super().__init__()
         path = Path(start).expanduser() if start else Path.home()
@@ -74,7 +102,8 @@ class DirectoryPicker(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog picker"):
-            yield Label("Choose a directory", classes="title")
+            yield Label("Choose a directory (type a path: tab completes, enter goes there)", classes="title")
+            yield self.PathInput(str(self.start) + os.sep, id="picked-path", compact=True)
             yield Static(str(self.start), id="picked")
             yield self.DirsOnly(str(self.start), id="dirs")
             with Horizontal(classes="buttons"):
@@ -95,6 +124,18 @@ class DirectoryPicker(ModalScreen[str | None]):
     def on_tree_node_highlighted(self, event) -> None:
         self.query_one("#picked", Static).update(str(self.current()))
 
+    @on(Input.Submitted, "#picked-path")
+    def jump(self, event: Input.Submitted) -> None:
+        """Enter on a typed path: show that directory (or its nearest existing parent) in the tree."""
+        event.stop()
+        path = Path(os.path.expanduser(event.value.strip() or "/"))
+        while not path.is_dir() and path != path.parent:
+            path = path.parent
+        tree = self.query_one("#dirs", DirectoryTree)
+        tree.path = path
+        self.query_one("#picked", Static).update(str(path))
+        tree.focus()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
         {"use": self.action_use, "up": self.action_up, "cancel": self.action_cancel}[event.button.id]()
@@ -103,6 +144,8 @@ class DirectoryPicker(ModalScreen[str | None]):
         self.dismiss(str(self.current()))
 
     def action_up(self) -> None:
+        if isinstance(self.focused, Input):
+            return  # backspace edits the typed path
         tree = self.query_one("#dirs", DirectoryTree)
         tree.path = Path(tree.path).parent
 

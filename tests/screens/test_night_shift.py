@@ -451,3 +451,44 @@ def test_car_detail_panel_shows_the_path_whole_and_copies_it(packed_project):
         await wait_for(pilot, lambda: app.clipboard == long_path)
 
     run(packed_project, scenario, tab="cars")
+
+
+def test_directory_picker_takes_a_typed_path_with_completion(sqlite_store, tmp_path):
+    import asyncio
+
+    from textual.widgets import Input
+
+    from ptolemy_tui.screens.app import PtolemyApp
+    from ptolemy_tui.screens.form import DirectoryPicker, ProjectForm, complete_path
+
+    (tmp_path / "archive-2019" / "photos").mkdir(parents=True)
+    (tmp_path / "archive-2020").mkdir()
+    assert complete_path(str(tmp_path / "arch")) == str(tmp_path / "archive-20")
+    assert complete_path(str(tmp_path / "archive-2019")) == str(tmp_path / "archive-2019") + "/"
+    assert complete_path(str(tmp_path / "zzz")) == str(tmp_path / "zzz")
+
+    async def main():
+        app = PtolemyApp(watch_tty=False)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.pause()
+            await pilot.press("n")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProjectForm))
+            form = app.screen
+            form.query_one("#target_dir", Input).value = str(tmp_path / "not-yet" / "deeper")
+            form.query_one("#target_dir", Input).focus()
+            await pilot.press("ctrl+o")
+            await wait_for(pilot, lambda: isinstance(app.screen, DirectoryPicker))
+            picker = app.screen
+            assert picker.start == tmp_path  # the nearest existing parent
+            typed = picker.query_one("#picked-path", Input)
+            typed.focus()
+            typed.value = str(tmp_path / "archive-2019" / "ph")
+            await pilot.press("tab")
+            assert typed.value == str(tmp_path / "archive-2019" / "photos") + "/"
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: str(picker.query_one("#dirs").path) == str(tmp_path / "archive-2019" / "photos"))
+            await pilot.press("u")
+            await wait_for(pilot, lambda: isinstance(app.screen, ProjectForm))
+            assert form.query_one("#target_dir", Input).value == str(tmp_path / "archive-2019" / "photos")
+
+    asyncio.run(main())
