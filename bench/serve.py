@@ -5,7 +5,7 @@ from disk in the same run (the baseline). Every client is curl, so the ratios co
     .venv/bin/python bench/serve.py [--size 512MiB] [--repeat 3] [--dir /dev/shm] [--no-verify]
 
 Targets (issue 13): staged ≥ 0.9× the file baseline, inline ≥ 0.5× on one client. Figures are MB/s (10^6 B/s),
-best of --repeat; the load average is printed with them (a shared machine moves every figure).
+medians of --repeat interleaved rounds; the load average is printed with them (a shared machine moves every figure).
 """
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+import psutil
 
 MB = 1e6
 
@@ -60,8 +63,25 @@ def curl_many(urls: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def best_rate(urls: list[str], nbytes: int, repeat: int) -> float:
-    return max(len(urls) * nbytes / curl_many(urls) / MB for _ in range(repeat))
+def stalled_rss(pid: int, port: int, cid: str, clients: int) -> tuple[int, int]:
+    """The server's RSS before and while `clients` connections ask for the CAR and never read."""
+    import psutil
+    import socket
+
+    proc = psutil.Process(pid)
+    before = proc.memory_info().rss
+    socks = []
+    for _ in range(clients):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.sendall(f"GET /piece/{cid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        socks.append(s)
+    time.sleep(3)  # a benchmark, not a test: let every connection fill its socket buffers and stall
+    during = proc.memory_info().rss
+    for s in socks:
+        s.close()
+    return before, during
 
 
 def main() -> int:
@@ -110,17 +130,36 @@ def main() -> int:
         curl_many([file_url, staged_url, inline_url])  # warm the page cache and the servers
         rows = []
         for clients in (1, args.clients):
-            base = best_rate([file_url] * clients, nbytes, args.repeat)
-            for label, url in (("staged", staged_url), ("inline", inline_url)):
-                rate = best_rate([url] * clients, nbytes, args.repeat)
-                rows.append((clients, label, rate, base))
+            # interleaved: each round measures the baseline and both servers back to back, and its ratios are
+            # taken within the round (a shared machine's load moves between rounds far more than within one)
+            rounds = []
+            cpu = {"staged": 0.0, "inline": 0.0}
+            for _ in range(args.repeat):
+                rates = {}
+                for label, url in (("file", file_url), ("staged", staged_url), ("inline", inline_url)):
+                    proc = psutil.Process({"staged": s_proc.pid, "inline": i_proc.pid}.get(label, os.getpid()))
+                    used = sum(proc.cpu_times()[:2])
+                    rates[label] = clients * nbytes / curl_many([url] * clients) / MB
+                    if label in cpu:
+                        cpu[label] += sum(proc.cpu_times()[:2]) - used
+                rounds.append(rates)
+            for label in ("staged", "inline"):
+                ratios = sorted(r[label] / r["file"] for r in rounds)
+                cpu_per_gb = cpu[label] / (args.repeat * clients * nbytes / 1e9)
+                rows.append((clients, label, statistics.median(r[label] for r in rounds),
+                             statistics.median(r["file"] for r in rounds), statistics.median(ratios), cpu_per_gb))
+        rss = stalled_rss(i_proc.pid, i_port, cid, args.clients)
         load = os.getloadavg()
-        print(f"CAR of {nbytes / MB:.0f} MB (one {size / (1 << 20):.0f} MiB file), best of {args.repeat}; "
+        print(f"CAR of {nbytes / MB:.0f} MB (one {size / (1 << 20):.0f} MiB file), medians of {args.repeat} "
+              f"interleaved rounds; "
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs (shared machine)"
               + (" ; inline without leaf re-hashing" if args.no_verify else ""))
-        print(f"{'clients':>7}  {'CAR':<7} {'MB/s':>8}  {'curl file:// MB/s':>18}  {'ratio':>6}")
-        for clients, label, rate, base in rows:
-            print(f"{clients:>7}  {label:<7} {rate:>8.0f}  {base:>18.0f}  {rate / base:>5.2f}x")
+        print(f"{'clients':>7}  {'CAR':<7} {'MB/s':>8}  {'curl file:// MB/s':>18}  {'ratio (median of rounds)':>24}"
+              f"  {'server CPU s/GB':>15}")
+        for clients, label, rate, base, ratio, cpu_per_gb in rows:
+            print(f"{clients:>7}  {label:<7} {rate:>8.0f}  {base:>18.0f}  {ratio:>23.2f}x  {cpu_per_gb:>15.2f}")
+        print(f"inline server RSS: {rss[0] / 2**20:.0f} MiB idle, {rss[1] / 2**20:.0f} MiB with {args.clients} "
+              f"clients stalled mid-CAR (+{(rss[1] - rss[0]) / args.clients / 2**20:.1f} MiB per connection)")
     finally:
         for proc in servers:
             proc.terminate()

@@ -10,8 +10,9 @@ with Content-Range; several ranges in one request, or a range past the end, give
 sends the whole CAR. With a token, every request needs `Authorization: Bearer <token>`; the token is compared in
 constant time and never logged.
 
-Memory per connection is bounded: nothing for a staged CAR (the kernel copies), one read batch (4 MiB) plus
-one write for an inline one, since each write waits for the socket to drain.
+Memory per connection is bounded: nothing for a staged CAR (the kernel copies); for an inline one the read
+buffer (4 MiB), the batch being sent and the one made ahead of it, since each write waits for the socket to
+drain before the next batch is made.
 
 Every request is logged (client, method, CID, status, range, bytes sent, seconds), and transfers are written
 to the store about once a second so the TUI can show them live.
@@ -36,7 +37,7 @@ from ptolemy_tui.services import pieces
 
 log = logging.getLogger("ptolemy.serve")
 
-SENDFILE_STEP = 8 * 1024 * 1024   # bytes per sendfile call: progress granularity for staged CARs
+SENDFILE_STEP = 32 * 1024 * 1024  # bytes per sendfile call: progress granularity for staged CARs
 CACHE_SECONDS = 5.0               # a piece's record (and plan) is re-read from the store after this
 FLUSH_SECONDS = 1.0               # transfers are written to the store this often
 REGEN_THREADS = 8                 # inline regeneration (read + SHA-256, both release the GIL)
@@ -371,9 +372,15 @@ class Server:
             faults.reach("serve-before-body")
             chunk = first
             while chunk is not None:
-                await resp.write(chunk)
+                # the next batch is read and hashed on the pool while this one goes out: one batch ahead, no more
+                ahead = loop.run_in_executor(self.pool, _next, gen)
+                try:
+                    await resp.write(chunk)
+                finally:
+                    if not ahead.done():
+                        await asyncio.wait([ahead])  # never leave the generator running on its own
                 live.sent += len(chunk)
-                chunk = await loop.run_in_executor(self.pool, _next, gen)
+                chunk = await ahead
             await resp.write_eof()
             return resp
         except SourceChanged as exc:
