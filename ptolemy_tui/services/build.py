@@ -238,7 +238,7 @@ def cancel(project: Project | str) -> dict[str, int]:
         # see the build stopped, so the containers requeued below include every claim ever made.
         Project.update(status="containerized", paused=False, updated_at=now()).where(
             Project.id == project.id).execute()
-        inflight = list(Container.select(Container.id, Container.seq).where(
+        inflight = list(Container.select(Container.id, Container.seq, Container.generation).where(
             (Container.project == project.id) & (Container.state == "building")))
         Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0, started_at=None).where(
             Container.id.in_([c.id for c in inflight])).execute()
@@ -249,10 +249,12 @@ def cancel(project: Project | str) -> dict[str, int]:
         events.record(project, f"build cancelled: {len(inflight)} in-flight container(s) back to pending, "
                                f"{built} of {total} built", level="warning")
     for box in inflight:  # the workers remove theirs too; this covers workers that are already dead
-        try:
-            os.unlink(staging.part_path(project.staging_dir, project.name, box.seq))
-        except OSError:
-            pass
+        # Only the generations cancelled here: a later build's claim (a higher generation) is not ours to touch.
+        for part in staging.expired_parts(project.staging_dir, project.name, box.seq, box.generation + 1):
+            try:
+                os.unlink(part)
+            except OSError:
+                pass
     return {"requeued": len(inflight), "workers": len(running_workers(project))}
 
 

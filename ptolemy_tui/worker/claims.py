@@ -8,12 +8,20 @@ Atomicity: on PostgreSQL the candidate row is locked with SELECT … FOR UPDATE 
 each take a different row without waiting; on SQLite the claim runs in a BEGIN IMMEDIATE transaction, which
 takes the database's write lock before reading, so claims are serialised.
 
+Fencing: every claim raises the container's generation, a token that only grows. A worker's claim is
+(owner, generation), and every write it makes to the store — lease renewal, the CAR record, a failure, a
+release — is conditional on that token, so a worker that stalled past its lease (SIGSTOP, a VM freeze, a long
+network cut) and resumed after another worker took over can change nothing. Its files carry the token in their
+names (`container-000042.g7.part`, see staging.part_path) and its final rename runs inside a transaction that
+holds the container row while the store still shows the token (`rename_if_mine`).
+
 Serial builds build one container at a time across all workers and hosts: the claim also checks that no other
 container holds a live lease, and on PostgreSQL it first locks the project row so two claimers cannot both see
 "nobody is building".
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ptolemy_tui import faults
@@ -84,7 +92,7 @@ def claim_next(project_id: int, owner: str, lease: float, *, serial: bool = Fals
         previous = candidate.claimed_by if candidate.state == "building" else None
         Container.update(
             state="building", claimed_by=owner, lease_expires_at=at + lease, attempts=Container.attempts + 1,
-            bytes_done=0, started_at=at, finished_at=None,
+            bytes_done=0, started_at=at, finished_at=None, generation=Container.generation + 1,
         ).where(Container.id == candidate.id).execute()
         Event.create(project=project_id, level="warning" if previous else "debug",
                      text=(f"container {candidate.seq} reclaimed by {owner}: the lease of {previous} expired"
@@ -92,34 +100,53 @@ def claim_next(project_id: int, owner: str, lease: float, *, serial: bool = Fals
     return Claim(Container.get_by_id(candidate.id), previous)
 
 
-def renew(container_id: int, owner: str, lease: float, bytes_done: int) -> bool:
+def _mine(container_id: int, owner: str, generation: int | None):
+    where = (Container.id == container_id) & (Container.claimed_by == owner) & (Container.state == "building")
+    return where & (Container.generation == generation) if generation is not None else where
+
+
+def renew(container_id: int, owner: str, lease: float, bytes_done: int, generation: int | None = None) -> bool:
     """Extend the lease and record progress. False: the claim is gone (cancelled, or taken over)."""
     return Container.update(lease_expires_at=now() + lease, bytes_done=bytes_done).where(
-        (Container.id == container_id) & (Container.claimed_by == owner) & (Container.state == "building")
-    ).execute() == 1
+        _mine(container_id, owner, generation)).execute() == 1
 
 
-def still_mine(container_id: int, owner: str) -> bool:
-    return Container.select().where(
-        (Container.id == container_id) & (Container.claimed_by == owner) & (Container.state == "building")
-    ).exists()
+def still_mine(container_id: int, owner: str, generation: int | None = None) -> bool:
+    return Container.select().where(_mine(container_id, owner, generation)).exists()
 
 
-def release(container_id: int, owner: str, *, undo_attempt: bool = False) -> None:
+def rename_if_mine(container: Container, owner: str, src: str, dst: str) -> bool:
+    """Rename `src` (this claim's own partial file) to `dst` only while the store still shows this claim's
+    token, holding the container row meanwhile (PostgreSQL: FOR UPDATE, so no reclaim can commit in between;
+    SQLite: the write lock of BEGIN IMMEDIATE). False, and nothing renamed, when the claim is gone."""
+    with write_transaction():
+        query = Container.select(Container.id).where(_mine(container.id, owner, container.generation))
+        if is_postgres():
+            query = query.for_update()
+        if query.first() is None:
+            return False
+        try:
+            os.rename(src, dst)
+        except FileNotFoundError:
+            # Re-run after a lost commit (dbretry) finds its rename done; otherwise our file was removed as an
+            # orphan by a worker that reclaimed the container, which the query above would have shown.
+            return os.path.exists(dst) and not os.path.exists(src)
+    return True
+
+
+def release(container_id: int, owner: str, *, undo_attempt: bool = False, generation: int | None = None) -> None:
     """Give the container back unbuilt (a serial worker that found too little space after claiming)."""
     changes = dict(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0, started_at=None)
     if undo_attempt:
         changes["attempts"] = Container.attempts - 1
-    Container.update(**changes).where(
-        (Container.id == container_id) & (Container.claimed_by == owner) & (Container.state == "building")).execute()
+    Container.update(**changes).where(_mine(container_id, owner, generation)).execute()
 
 
 def mark_failed(container: Container, owner: str, error: str) -> bool:
     """Record a failed attempt; the message also goes to the event log so every failure's reason is kept."""
     with write_transaction():
         done = Container.update(state="failed", error=error, lease_expires_at=None, finished_at=now()).where(
-            (Container.id == container.id) & (Container.claimed_by == owner) & (Container.state == "building")
-        ).execute() == 1
+            _mine(container.id, owner, container.generation)).execute() == 1
         if done:
             Event.create(project=container.project_id, level="error",
                          text=f"container {container.seq} failed (attempt {container.attempts}, {owner}): {error}")
@@ -140,8 +167,7 @@ def mark_built(container: Container, owner: str, car_fields: dict, entries: list
         at = now()
         done = Container.update(state="built", error=None, lease_expires_at=None, finished_at=at,
                                 bytes_done=container.data_bytes).where(
-            (Container.id == container.id) & (Container.claimed_by == owner) & (Container.state == "building")
-        ).execute() == 1
+            _mine(container.id, owner, container.generation)).execute() == 1
         if not done:
             return False
         Car.delete().where(Car.container == container.id).execute()  # a record left by an earlier build

@@ -1,5 +1,5 @@
 """One container, one pass: its items are read straight from the source tree into the CAR writer, whose output
-goes to `<staging>/<project>/container-NNNNNN.car.part` and, byte for byte as it is written, to the CommP hasher
+goes to `<staging>/<project>/container-NNNNNN.gG.part` (G: the claim's generation, see claims.py) and, byte for byte as it is written, to the CommP hasher
 (the 59-byte header, known last, is handed over at the end). fsync, then rename to `<pieceCID>.car`: a file with
 that name is always complete. Any failure removes the partial file.
 
@@ -134,7 +134,12 @@ def _fsync_dir(path: str) -> None:
 def build(project: Project, container: Container, *, staging_dir: str, source: Source, owner: str, host: str,
           reporter: Reporter, profile: str = "kubo") -> Outcome:
     """Build one claimed container into staging and record it. Never raises for a per-container problem."""
-    part = staging.part_path(staging_dir, project.name, container.seq)
+    generation = container.generation
+    part = staging.part_path(staging_dir, project.name, container.seq, generation)
+    for orphan in staging.expired_parts(staging_dir, project.name, container.seq, generation):
+        log.info("removing %s, left by an earlier claim of container %s", orphan, container.seq)
+        _remove(orphan)  # an older generation of this container: its claim expired when ours was granted
+    faults.reach("after-claim")
     entries, expected, rows = dbretry.retrying(lambda: _entries(container), "reading items")
     checks = Checks(source, expected)
 
@@ -167,7 +172,6 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
 
     try:
         os.makedirs(os.path.dirname(part), exist_ok=True)
-        _remove(part)  # a partial file left by a worker that died (or was cancelled) with this container
         # a source that reads ahead (S3) learns the ranges in the order the CAR writer will ask for them
         source.plan([(e.source, e.offset, e.length, expected[e.dag_path].etag)
                      for e in read_order(entries, CONTAINER_WRAP, profile)])
@@ -186,15 +190,15 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
             source.close()  # stop reading ahead (S3), whatever happened
         if piece.payload_size != result.car_size:
             raise ContainerFailed(f"internal error: CommP saw {piece.payload_size} bytes, the CAR has {result.car_size}")
-        # Another worker may have taken the container over (our lease expired during a stall) and be writing
-        # the same .part path now: only rename the file that is ours, and only while the claim is ours.
-        if reporter.claim_lost.is_set() or not dbretry.retrying(lambda: claims.still_mine(container.id, owner),
-                                                               "checking the claim"):
-            raise Aborted()
-        if os.stat(part).st_ino != ours[0]:
+        # Another worker may have taken the container over (our lease expired during a stall): the rename is
+        # fenced by our claim's generation, in the store, while the container row is held.
+        faults.reach("before-rename")
+        if reporter.claim_lost.is_set():
             raise Aborted()
         final = staging.car_path(staging_dir, project.name, piece.piece_cid_v1)
-        os.rename(part, final)
+        if not dbretry.retrying(lambda: claims.rename_if_mine(container, owner, part, final), "renaming the CAR"):
+            raise Aborted()
+        faults.reach("after-rename")
         _fsync_dir(os.path.dirname(final))
     except Aborted:
         _remove_if_ours(part, ours)
@@ -230,6 +234,7 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
     cids = {path: str(cid) for path, cid in result.entry_cids}
     entry_rows = [(path, cids[path], file_id, offset, length) for path, file_id, offset, length in rows
                   if path in cids]
+    faults.reach("before-record")
     recorded = dbretry.retrying(lambda: claims.mark_built(container, owner, car_fields, entry_rows), "recording the CAR")
     if not recorded:
         # The claim went away between the rename and the record. The CAR is complete and byte-identical to

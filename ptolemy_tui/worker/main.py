@@ -111,9 +111,11 @@ def run_worker(options: WorkerOptions) -> int:
             if serial:
                 check = check_serial(staging_dir, project.name, box.predicted_size, project.staging_budget)
                 if not check.ok:  # another container than the one peeked at, and it does not fit
-                    dbretry.retrying(lambda: claims.release(box.id, owner, undo_attempt=True), "releasing")
+                    dbretry.retrying(lambda: claims.release(box.id, owner, undo_attempt=True,
+                                                            generation=box.generation), "releasing")
                     continue
-            reporter.set("building", f"container {box.seq}", container_id=box.id, bytes_total=box.data_bytes)
+            reporter.set("building", f"container {box.seq}", container_id=box.id, bytes_total=box.data_bytes,
+                         generation=box.generation)
             outcome = container_build.build(project, box, staging_dir=staging_dir, source=source,
                                             owner=owner, host=host, reporter=reporter)
             reporter.set("idle")
@@ -121,7 +123,7 @@ def run_worker(options: WorkerOptions) -> int:
                 failed_any = True
             if outcome.status == "aborted" and stopping.is_set():
                 # Our own stop (SIGTERM): hand the container back now instead of leaving it to lease expiry.
-                dbretry.retrying(lambda: claims.release(box.id, owner), "releasing")
+                dbretry.retrying(lambda: claims.release(box.id, owner, generation=box.generation), "releasing")
             if options.once:
                 break
     finally:

@@ -36,6 +36,7 @@ class Reporter:
         self.state = "idle"
         self.message: str | None = None
         self.container_id: int | None = None
+        self.generation: int | None = None  # the claim's fencing token: renewals only extend our own claim
         self.bytes_done = 0
         self.bytes_total = 0
         self.space_needed = 0
@@ -49,9 +50,10 @@ class Reporter:
 
     # --- called by the worker's main thread ---------------------------------------------------------------
     def set(self, state: str, message: str | None = None, *, container_id: int | None = None,
-            bytes_total: int = 0, space_needed: int = 0) -> None:
+            bytes_total: int = 0, space_needed: int = 0, generation: int | None = None) -> None:
         with self.lock:
             self.state, self.message, self.container_id = state, message, container_id
+            self.generation = generation
             self.bytes_total, self.bytes_done, self.space_needed = bytes_total, 0, space_needed
             self._samples.clear()
             self.claim_lost.clear()
@@ -82,11 +84,11 @@ class Reporter:
 
     def _report(self) -> None:
         with self.lock:
-            state, message, container_id = self.state, self.message, self.container_id
+            state, message, container_id, generation = self.state, self.message, self.container_id, self.generation
             bytes_total, space_needed = self.bytes_total, self.space_needed
             done = self.bytes_done
             rate = self._rate(time.monotonic(), done) if container_id else 0.0
-        if container_id is not None and not claims.renew(container_id, self.owner, self.lease, done):
+        if container_id is not None and not claims.renew(container_id, self.owner, self.lease, done, generation):
             with self.lock:
                 if self.container_id == container_id:  # not a container that just finished normally
                     self.claim_lost.set()

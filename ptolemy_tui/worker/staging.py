@@ -7,6 +7,7 @@ staging budget (when it has one). Blitz builds check the whole build once, befor
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import psutil
@@ -18,9 +19,28 @@ def project_dir(staging_dir: str, project_name: str) -> str:
     return os.path.join(staging_dir, project_name)
 
 
-def part_path(staging_dir: str, project_name: str, seq: int) -> str:
-    """Where container `seq` is written; it only gets its final `<pieceCID>.car` name once complete."""
-    return os.path.join(project_dir(staging_dir, project_name), f"container-{seq:06d}.car.part")
+def part_path(staging_dir: str, project_name: str, seq: int, generation: int) -> str:
+    """Where claim `generation` of container `seq` writes; no other claim ever uses this name, and the file only
+    gets its final `<pieceCID>.car` name once complete (and only while the claim holds)."""
+    return os.path.join(project_dir(staging_dir, project_name), f"container-{seq:06d}.g{generation}.part")
+
+
+_PART = re.compile(r"^container-(\d{6,})(?:\.g(\d+))?\.(?:car\.)?part$")
+
+
+def expired_parts(staging_dir: str, project_name: str, seq: int, below: int) -> list[str]:
+    """Partial files of container `seq` left by claims older than generation `below` (dead or superseded
+    workers; `.car.part` is the name before generations): what the claim `below` may clean up."""
+    out = []
+    try:
+        names = os.listdir(project_dir(staging_dir, project_name))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        match = _PART.match(name)
+        if match and int(match.group(1)) == seq and int(match.group(2) or 0) < below:
+            out.append(os.path.join(project_dir(staging_dir, project_name), name))
+    return out
 
 
 def car_path(staging_dir: str, project_name: str, piece_cid: str) -> str:
@@ -49,7 +69,7 @@ def project_bytes(staging_dir: str, project_name: str) -> int:
     try:
         with os.scandir(project_dir(staging_dir, project_name)) as it:
             for entry in it:
-                if entry.name.endswith((".car", ".car.part")):
+                if entry.name.endswith((".car", ".part")):
                     try:
                         total += entry.stat(follow_symlinks=False).st_blocks * 512
                     except OSError:
