@@ -53,9 +53,16 @@ class ThrowawayCluster:
         subprocess.run([*self.run_as, *cmd], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        cwd=self.root)
 
-    def start(self) -> str:
+    def start(self, *, also_listen: str | None = None, trust_net: str | None = None) -> str:
+        """`also_listen`: one more address to listen on (a veth end); `trust_net`: a CIDR let in without a
+        password (the network partition test's namespace)."""
         self._run(self.initdb, "-D", self.datadir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-        self.opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} -c fsync=off"
+        if trust_net:
+            with open(os.path.join(self.datadir, "pg_hba.conf"), "a") as fh:
+                fh.write(f"host all all {trust_net} trust\n")
+        listen = "127.0.0.1" + (f",{also_listen}" if also_listen else "")
+        self.opts = (f"-p {self.port} -c listen_addresses={listen} -c unix_socket_directories={self.root} "
+                     "-c fsync=off")
         self._run(self.pg_ctl, "-D", self.datadir, "-o", self.opts, "-l", os.path.join(self.root, "log"), "-w", "start")
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 

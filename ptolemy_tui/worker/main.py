@@ -119,6 +119,8 @@ def run_worker(options: WorkerOptions) -> int:
             outcome = container_build.build(project, box, staging_dir=staging_dir, source=source,
                                             owner=owner, host=host, reporter=reporter)
             reporter.set("idle")
+            if outcome.status == "aborted":
+                log.warning("container %s: %s; this worker keeps nothing of it", box.seq, outcome.message)
             if outcome.status == "failed":
                 failed_any = True
             if outcome.status == "aborted" and stopping.is_set():
