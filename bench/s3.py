@@ -201,6 +201,7 @@ def main() -> int:
     ap.add_argument("--rtt-ms", type=float, default=30.0)
     ap.add_argument("--car-size", default="128MiB")
     ap.add_argument("--objects", type=int, default=0, help="also time the scan of a bucket of this many objects")
+    ap.add_argument("--scan-only", action="store_true", help="only the --objects scan, no builds")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     size = parse_size(args.size)
@@ -211,7 +212,7 @@ def main() -> int:
     served = os.path.join(work, "served")
     server = None
     try:
-        files, total = make_tree(os.path.join(served, "tree"), size)
+        files, total = make_tree(os.path.join(served, "tree"), 0 if args.scan_only else size)
         print(f"tree: {files:,} files, {total / MB:,.0f} MB in {work}")
         server = S3Server(served, changing=False).start()  # the scan warms rclone's ETags (MD5s), as S3 has them
         proxy = DelayProxy(server.port, args.rtt_ms / 2000)
@@ -222,18 +223,21 @@ def main() -> int:
                 ("S3 loopback", "s3://tree", s3_direct),
                 (f"S3 +{args.rtt_ms:g} ms RTT", "s3://tree", s3_slow)]
         results = []
-        for i, (label, target, s3) in enumerate(runs):
+        for i, (label, target, s3) in enumerate([] if args.scan_only else runs):
             r = build_once(db, f"run{i}", target, os.path.join(work, f"stg{i}"), s3, args.car_size)
             results.append((label, r))
             shutil.rmtree(os.path.join(work, f"stg{i}"), ignore_errors=True)
-        local = results[0][1]
-        local_rate = local["bytes"] / local["seconds"] / MB
-        print(f"{'source':<22} {'MB/s per worker':>16} {'x local':>8} {'wall s':>7} {'peak RSS MiB':>13}")
-        for label, r in results:
-            rate = r["bytes"] / r["seconds"] / MB
-            print(f"{label:<22} {rate:>16.0f} {rate / local_rate:>8.2f} {r['wall']:>7.1f} {r['rss'] / 2**20:>13.0f}")
-        same = all(r["cids"] == local["cids"] for _l, r in results)
-        print(f"CARs identical across the three builds (payload CID, piece CID): {same}")
+        same = True
+        if results:
+            local = results[0][1]
+            local_rate = local["bytes"] / local["seconds"] / MB
+            print(f"{'source':<22} {'MB/s per worker':>16} {'x local':>8} {'wall s':>7} {'peak RSS MiB':>13}")
+            for label, r in results:
+                rate = r["bytes"] / r["seconds"] / MB
+                print(f"{label:<22} {rate:>16.0f} {rate / local_rate:>8.2f} {r['wall']:>7.1f} "
+                      f"{r['rss'] / 2**20:>13.0f}")
+            same = all(r["cids"] == local["cids"] for _l, r in results)
+            print(f"CARs identical across the three builds (payload CID, piece CID): {same}")
         if args.objects:
             took = scan_objects(db, served, server.url, args.objects)
             print(f"scan of {args.objects:,} objects from S3 loopback: {took:.1f} s ({args.objects / took:,.0f}/s)")

@@ -22,8 +22,13 @@ from ptolemy_tui.services import session, views
 
 FIELDS = [
     # key, label, placeholder
+    ("source", "Source", ""),
     ("name", "Name", "letters, digits, . _ -"),
     ("target_dir", "Target dir", "the tree to prepare"),
+    ("s3_endpoint", "S3 endpoint", "default: AWS S3; any S3-compatible URL"),
+    ("s3_region", "S3 region", "default: the AWS config's region"),
+    ("s3_profile", "S3 profile", "default: the AWS credential chain"),
+    ("s3_no_sign", "Anonymous", ""),
     ("staging_dir", "Staging dir", "where CARs are written"),
     ("car_size", "CAR size", "e.g. 31.5GiB"),
     ("shard_size", "Shard size", "e.g. 1GiB"),
@@ -36,7 +41,26 @@ FIELDS = [
 
 FLAG_LABELS = {"--target": "Target dir", "--staging-budget": "Staging budget", "--staging": "Staging dir",
                "--car-size": "CAR size", "--shard-size": "Shard size", "--load-type": "Load type",
-               "--encryption": "Encryption", "--workers": "Workers", "project name": "Name"}
+               "--encryption": "Encryption", "--workers": "Workers", "project name": "Name",
+               "--s3-endpoint": "S3 endpoint", "--s3-region": "S3 region", "--s3-profile": "S3 profile",
+               "--no-sign-request": "Anonymous"}
+S3_FIELDS = ("s3_endpoint", "s3_region", "s3_profile", "s3_no_sign")
+TARGET_HINTS = {"local": "the tree to prepare", "s3": "BUCKET or BUCKET/PREFIX (s3:// optional)"}
+
+
+def spec_values(values: dict[str, str]) -> dict[str, Any]:
+    """The form's raw values as ProjectSpec fields: a bucket target gets its s3:// (the field takes a bare
+    BUCKET[/PREFIX] too); a local directory carries no S3 option."""
+    spec: dict[str, Any] = {k: v for k, v in values.items() if k != "source"}
+    if values.get("source") == "s3":
+        target = values.get("target_dir", "").strip()
+        if target and not target.startswith("s3://"):
+            target = "s3://" + target.lstrip("/")
+        spec["target_dir"] = target
+        spec["s3_no_sign"] = values.get("s3_no_sign") == "yes"
+    else:
+        spec.update(s3_endpoint="", s3_region="", s3_profile="", s3_no_sign=False)
+    return spec
 _FLAG_VALUE = re.compile(r"^(--[a-z-]+|project name) (?:'[^']*'|\S+): ")
 
 
@@ -185,6 +209,13 @@ class ProjectForm(ModalScreen[str | None]):
                                           ("serial: one at a time, staging-safe", "serial"),
                                           ("inline: no CAR written, served from the sources", "inline")],
                                          value="blitz", allow_blank=False, compact=True, id=key)
+                        elif key == "source":
+                            yield Select([("local directory", "local"), ("S3 bucket", "s3")], value="local",
+                                         allow_blank=False, compact=True, id=key)
+                        elif key == "s3_no_sign":
+                            yield Select([("no: sign with the AWS credential chain", "no"),
+                                          ("yes: a public bucket, unsigned requests", "yes")], value="no",
+                                         allow_blank=False, compact=True, id=key)
                         elif key == "encryption":
                             yield Select([("none", "none")], value="none", allow_blank=False, compact=True, id=key)
                         else:
@@ -211,6 +242,7 @@ class ProjectForm(ModalScreen[str | None]):
     def on_mount(self) -> None:
         for static in self.query(".field-error"):
             static.display = False
+        self._show_source("local")
         self.query_one("#warnings").display = False
         if self.project_id is not None:
             self.query_one("#name", Input).disabled = True
@@ -233,6 +265,7 @@ class ProjectForm(ModalScreen[str | None]):
         for key, value in values.items():
             widget = self.query_one(f"#{key}")
             widget.value = value
+        self._show_source(values.get("source", "local"))
         self.loaded = True
         self.query_one("#target_dir", Input).focus()
         self._update_piece()
@@ -251,7 +284,17 @@ class ProjectForm(ModalScreen[str | None]):
             self.save_errors.pop(event.control.id, None)
         if event.control.id == "car_size":
             self._update_piece()
+        if event.control.id == "source":
+            self._show_source(str(event.value))
         self._validate_later()
+
+    def _show_source(self, source: str) -> None:
+        """The S3 fields only for a bucket; the directory picker only for a directory."""
+        s3 = source == "s3"
+        for key in S3_FIELDS:
+            self.query_one(f"#row-{key}").display = s3
+        self.query_one("#pick-target_dir").display = not s3
+        self.query_one("#target_dir", Input).placeholder = TARGET_HINTS["s3" if s3 else "local"]
 
     def _update_piece(self) -> None:
         info = self.query_one("#piece-info", Static)
@@ -280,7 +323,7 @@ class ProjectForm(ModalScreen[str | None]):
 
         errors: dict[str, str] = {}
         warnings: list[str] = []
-        spec = projects.ProjectSpec(**values)
+        spec = projects.ProjectSpec(**spec_values(values))
         try:
             valid, errors = projects.validate_all(spec, check_name=self.project_id is None)
             warnings = valid.warnings if valid else []
@@ -326,6 +369,8 @@ class ProjectForm(ModalScreen[str | None]):
     def action_pick(self) -> None:
         focused = self.focused
         key = focused.id if focused is not None and focused.id in ("target_dir", "staging_dir") else "target_dir"
+        if key == "target_dir" and self.query_one("#source", Select).value == "s3":
+            return  # a bucket is typed, not picked
         self._pick(key)
 
     def _pick(self, key: str) -> None:
@@ -354,10 +399,10 @@ class ProjectForm(ModalScreen[str | None]):
 
         try:
             if self.project_id is None:
-                spec = projects.ProjectSpec(**values)
+                spec = projects.ProjectSpec(**spec_values(values))
                 project, warnings = session.call(projects.create, spec)
             else:
-                changes = {k: v for k, v in values.items() if k != "name"}
+                changes = {k: v for k, v in spec_values(values).items() if k != "name"}
                 changes["staging_budget"] = changes["staging_budget"] or "none"
                 if not changes.get("workers"):
                     changes.pop("workers")

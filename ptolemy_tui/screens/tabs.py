@@ -538,6 +538,8 @@ class BuildPane(Pane, Vertical):
         t.append(f"  {doc.load_type}  ")
         t.append_text(fmt.bar_pct(done / total if total else None, 16))
         t.append(f"  {fmt.size(done)} / {fmt.size(total)}  {fmt.rate(rate)}  ETA {fmt.eta(total - done, rate)}")
+        if doc.source:
+            t.append(f"\nreading {doc.source}", style="dim")
         t.append(f"\ncontainers {n}: {states.get('built', 0)} built, {states.get('building', 0)} building, "
                  f"{states.get('pending', 0)} pending, {states.get('failed', 0)} failed", style="dim")
         if doc.started_at:

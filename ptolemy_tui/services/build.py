@@ -18,6 +18,7 @@ from typing import Any
 import peewee
 import psutil
 
+from ptolemy_tui.core.sources import is_s3
 from ptolemy_tui.core.sizes import format_size
 from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, projects
@@ -136,6 +137,7 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
             raise UsageError(f"a build of {project.name} was started at the same moment: `ptolemy status "
                              f"{project.name}` follows it")
         events.record(project, f"build started: {mode}, {spawn} worker(s), {todo} container(s) to build"
+                               + (f" from {project.target_dir}" if is_s3(project.target_dir) else "")
                                + (f", {orphans} orphaned container(s) requeued" if orphans else "")
                                + (f" (forced past: {problem})" if problem else ""),
                       level="warning" if problem else "info")

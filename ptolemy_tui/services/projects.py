@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import urllib.parse
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -218,6 +219,10 @@ S3_FLAGS = {"s3_endpoint": "--s3-endpoint", "s3_region": "--s3-region", "s3_prof
             "s3_no_sign": "--no-sign-request"}
 
 
+S3_RECHECK = 10.0  # seconds: a bucket listed this recently is not listed again (the form validates as one types)
+_S3_LISTED: dict[tuple, float] = {}
+
+
 def _validate_s3(spec: ProjectSpec) -> dict[str, Any] | None:
     """An s3:// target's fields, checked by listing the bucket (one line per failure: unreachable endpoint,
     missing bucket, denied access); None for a local target, which takes no S3 option."""
@@ -234,10 +239,13 @@ def _validate_s3(spec: ProjectSpec) -> dict[str, Any] | None:
         if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.username or parsed.password:
             raise FieldError("s3_endpoint", f"--s3-endpoint {endpoint!r}: give a URL such as https://s3.example.com "
                                             "(credentials never go in it: use the AWS chain)")
+    key = (spec.target_dir, endpoint, options["s3_region"], options["s3_profile"], options["s3_no_sign"])
     try:
         source = S3Source(spec.target_dir, endpoint=endpoint, region=options["s3_region"],
                           profile=options["s3_profile"], unsigned=options["s3_no_sign"])
-        source.check()
+        if time.monotonic() - _S3_LISTED.get(key, -S3_RECHECK) >= S3_RECHECK:
+            source.check()
+            _S3_LISTED[key] = time.monotonic()
     except SourceError as exc:
         field_name = "s3_endpoint" if isinstance(exc, SourceUnreachable) else "target_dir"
         raise FieldError(field_name, f"--target {spec.target_dir}: {exc}") from None

@@ -12,6 +12,7 @@ from typing import Any
 import peewee
 import psutil
 
+from ptolemy_tui.core.sources import is_s3
 from ptolemy_tui.services import events, projects, status, tree
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, Event, File, Project, Scan, Worker, now
@@ -183,7 +184,9 @@ def project_fields(project_id: int) -> dict[str, str]:
     from ptolemy_tui.core.sizes import format_size
 
     p = project(project_id)
-    return {"name": p.name, "target_dir": p.target_dir, "staging_dir": p.staging_dir,
+    return {"name": p.name, "source": "s3" if is_s3(p.target_dir) else "local", "s3_endpoint": p.s3_endpoint or "",
+            "s3_region": p.s3_region or "", "s3_profile": p.s3_profile or "",
+            "s3_no_sign": "yes" if p.s3_no_sign else "no", "target_dir": p.target_dir, "staging_dir": p.staging_dir,
             "car_size": format_size(p.car_size), "shard_size": format_size(p.shard_size),
             "load_type": p.load_type, "encryption": p.encryption, "workers": str(p.workers),
             "staging_budget": format_size(p.staging_budget) if p.staging_budget else ""}
@@ -451,6 +454,7 @@ class BuildView:
     started_at: float | None  # the first container's start in this build
     finished_at: float | None  # the last container's end, when nothing is left to build
     lost: int  # workers lost (heartbeat stale or process gone)
+    source: str = ""  # where the workers read when it is not a local directory: s3://bucket[/prefix] (endpoint)
 
 
 def build_view(project_id: int, *, at: float | None = None) -> BuildView:
@@ -484,7 +488,15 @@ def build_view(project_id: int, *, at: float | None = None) -> BuildView:
         workers=workers, states=by_state, containers=sum(by_state.values()), bytes_total=total, bytes_done=done,
         rate=sum(w.rate for w in live if w.state == "building"), staging=staging, staging_budget=p.staging_budget,
         waiting=tuple(w.key for w in waiting), wait_reason=wait_reason(waiting[0].message) if waiting else "",
-        started_at=started, finished_at=finished, lost=sum(1 for w in workers if w.lost))
+        started_at=started, finished_at=finished, lost=sum(1 for w in workers if w.lost),
+        source=remote_source(p))
+
+
+def remote_source(p: Project) -> str:
+    """An S3 target with its endpoint, as the Build tab names it; "" for a local directory."""
+    if not is_s3(p.target_dir):
+        return ""
+    return p.target_dir + (f" at {p.s3_endpoint}" if p.s3_endpoint else "") + (" (anonymous)" if p.s3_no_sign else "")
 
 
 def wait_reason(message: str | None) -> str:
