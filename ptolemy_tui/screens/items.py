@@ -87,7 +87,7 @@ class ContainerItemsScreen(Screen):
     def action_filter(self) -> None:
         box = self.query_one("#items-filter", FilterInput)
         box.display = True
-        box.focus()
+        box.screen.set_focus(box)  # now, not after the keys already typed (focus() waits a turn)
 
     @on(FilterInput.Changed, "#items-filter")
     def filter_changed(self, event: FilterInput.Changed) -> None:
@@ -102,7 +102,7 @@ class ContainerItemsScreen(Screen):
         event.stop()
         if not event.value:
             event.input.display = False
-        self.query_one(ItemsTable).focus()
+        self.set_focus(self.query_one(ItemsTable))
 
     def action_back(self) -> None:
         box = self.query_one("#items-filter", FilterInput)

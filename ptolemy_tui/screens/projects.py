@@ -159,7 +159,7 @@ class ProjectsScreen(Screen):
     def action_filter(self) -> None:
         box = self.query_one("#filter", FilterInput)
         box.display = True
-        box.focus()
+        box.screen.set_focus(box)  # now, not after the keys already typed (focus() waits a turn)
 
     @on(Input.Changed, "#filter")
     def filter_changed(self, event: Input.Changed) -> None:
@@ -171,7 +171,7 @@ class ProjectsScreen(Screen):
     def filter_done(self, event: Input.Submitted) -> None:
         if not event.value:
             event.input.display = False
-        self.table.focus()
+        self.set_focus(self.table)
 
     def action_sort(self) -> None:
         self.notify(self.table.cycle_sort(), timeout=2)

@@ -355,7 +355,7 @@ class TreePane(Pane, Vertical):
     def start_filter(self) -> None:
         box = self.query_one("#tree-filter", FilterInput)
         box.display = True
-        box.focus()
+        box.screen.set_focus(box)  # now, not after the keys already typed (focus() waits a turn)
 
     @on(FilterInput.Changed, "#tree-filter")
     def filter_changed(self, event: FilterInput.Changed) -> None:
@@ -368,7 +368,7 @@ class TreePane(Pane, Vertical):
         event.stop()
         if not event.value:
             event.input.display = False
-        self.tree.focus()
+        self.screen.set_focus(self.tree)
 
     def toggle_sort(self) -> None:
         self.sort = "name" if self.sort == "size" else "size"
@@ -445,7 +445,7 @@ class ContainersPane(Pane, Vertical):
     def start_filter(self) -> None:
         box = self.query_one("#containers-filter", FilterInput)
         box.display = True
-        box.focus()
+        box.screen.set_focus(box)  # now, not after the keys already typed (focus() waits a turn)
 
     @on(FilterInput.Changed, "#containers-filter")
     def filter_changed(self, event: FilterInput.Changed) -> None:
@@ -460,7 +460,7 @@ class ContainersPane(Pane, Vertical):
         event.stop()
         if not event.value:
             event.input.display = False
-        self.query_one("#containers-table").focus()
+        self.screen.set_focus(self.query_one("#containers-table"))
 
 
 # Build ------------------------------------------------------------------------------------------------------
@@ -694,7 +694,7 @@ class CarsPane(Pane, Vertical):
     def start_filter(self) -> None:
         box = self.query_one("#cars-filter", FilterInput)
         box.display = True
-        box.focus()
+        box.screen.set_focus(box)  # now, not after the keys already typed (focus() waits a turn)
 
     @on(FilterInput.Changed, "#cars-filter")
     def filter_changed(self, event: FilterInput.Changed) -> None:
@@ -709,7 +709,7 @@ class CarsPane(Pane, Vertical):
         event.stop()
         if not event.value:
             event.input.display = False
-        self.query_one("#cars-table").focus()
+        self.screen.set_focus(self.query_one("#cars-table"))
 
 
 # Log --------------------------------------------------------------------------------------------------------
@@ -795,7 +795,7 @@ class LogPane(Pane, Vertical):
     def start_filter(self) -> None:
         box = self.query_one("#log-filter", FilterInput)
         box.display = True
-        box.focus()
+        box.screen.set_focus(box)  # now, not after the keys already typed (focus() waits a turn)
 
     @on(FilterInput.Changed, "#log-filter")
     def filter_changed(self, event: FilterInput.Changed) -> None:
@@ -808,4 +808,4 @@ class LogPane(Pane, Vertical):
         event.stop()
         if not event.value:
             event.input.display = False
-        self.query_one("#log-view").focus()
+        self.screen.set_focus(self.query_one("#log-view"))

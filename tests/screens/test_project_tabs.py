@@ -221,7 +221,7 @@ def test_real_build_from_the_build_tab_then_cars_manifest_verify_copy(packed_pro
         seen = []
         app.notify = lambda message, **kw: seen.append(message)  # noqa: E731 - capture the outcome
         await pilot.press("v")
-        await wait_for(pilot, lambda: any("verify: all" in m for m in seen), timeout=30)
+        await wait_for(pilot, lambda: any(f"verify: {n} of {n} CARs ok" in m for m in seen), timeout=30)
 
     run(packed_project, scenario, tab="build")
 
