@@ -1,7 +1,6 @@
 """`ptolemy serve`: the pieces of the store over HTTP (GET|HEAD /piece/<pieceCID>, byte ranges)."""
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import logging
 import os
@@ -79,6 +78,8 @@ def check_base_url(url: str) -> str:
 
 
 def cmd_serve(args) -> int:
+    import asyncio  # here, not at the top: every ptolemy command (a worker too) loads this module
+
     from ptolemy_tui.services import pieces, results, serve
 
     host, port = parse_listen(args.listen)
