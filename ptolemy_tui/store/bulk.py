@@ -1,7 +1,7 @@
 """Bulk inserts of millions of rows (scan's files, containerize's items): the fastest path each store has.
 
 PostgreSQL takes rows through COPY (one round trip per batch, no statement parsing per row: several times
-faster than multi-row INSERTs over a socket); SQLite through executemany of one prepared INSERT.
+faster than multi-row INSERTs over a socket); SQLite through executemany of a multi-row INSERT.
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Iterable, Sequence
 
 import peewee
 
+SQLITE_MAX_PARAMS = 999
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -44,5 +45,16 @@ def insert_rows(db: peewee.Database, table: str, columns: Sequence[str], rows: S
     cursor = db.cursor()
     if isinstance(db, peewee.PostgresqlDatabase):
         cursor.copy_expert(f'COPY "{table}" ({cols}) FROM STDIN', copy_text(rows))
-    else:
-        cursor.executemany(f'INSERT INTO "{table}" ({cols}) VALUES ({", ".join("?" * len(columns))})', rows)
+        return
+    # SQLite: many rows a statement (a statement and its binding cost more than a row does), within the
+    # 999 bound parameters the oldest SQLite builds allow; the remainder one row a statement.
+    one = f'({", ".join("?" * len(columns))})'
+    per = max(1, SQLITE_MAX_PARAMS // len(columns))
+    head = f'INSERT INTO "{table}" ({cols}) VALUES '
+    full = len(rows) - len(rows) % per
+    if full:
+        width = per * len(columns)
+        flat = [value for row in rows[:full] for value in row]
+        cursor.executemany(head + ", ".join([one] * per), [flat[i:i + width] for i in range(0, len(flat), width)])
+    if full < len(rows):
+        cursor.executemany(head + one, rows[full:])

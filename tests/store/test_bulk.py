@@ -7,7 +7,8 @@ from ptolemy_tui.store.models import Directory, File, Project, database
 COLUMNS = ("project_id", "directory_id", "path", "name", "size", "mtime_ns", "inode", "kind", "link_target", "error")
 
 
-def test_bulk_rows_round_trip(store):
+def test_bulk_rows_round_trip(store, monkeypatch):
+    monkeypatch.setattr(bulk, "SQLITE_MAX_PARAMS", 40)  # four rows a statement, and a remainder of one
     project = Project.create(name="p", target_dir="/src", staging_dir="/stg", car_size=1 << 34, shard_size=1 << 30,
                              workers=1)
     root = Directory.create(project=project, path=b"", name=b"")
