@@ -215,28 +215,46 @@ def test_wrong_credentials_and_unreachable_endpoint_are_one_line(tmp_path):
 
 
 def test_keys_that_are_not_unixfs_names_are_scan_errors():
-    """The page parser on its own: invalid names, a key that is both an object and a prefix, markers."""
+    """The listing parser on its own (keys a filesystem cannot hold, so rclone cannot serve them): pages made
+    from a key list with ListObjectsV2's delimiter rules."""
     import datetime
     import queue
     import threading
 
     when = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
-    src = S3Source("s3://b/pre")
+    keys = {"pre/a": 1, "pre/a/b": 2, "pre/x//y": 3, "pre/./z": 4, "pre/d/": 0, "pre/m/": 5, "pre/ok/f": 6,
+            "pre/ok/g/h": 7}
+
+    class Listed(S3Walker):
+        def pages(self, key_prefix):
+            contents, prefixes = [], []
+            for key in sorted(keys):
+                if not key.startswith(key_prefix):
+                    continue
+                rest = key[len(key_prefix):]
+                if "/" in rest:
+                    p = key_prefix + rest[:rest.index("/") + 1]
+                    if p not in prefixes:
+                        prefixes.append(p)
+                else:
+                    contents.append({"Key": key, "Size": keys[key], "ETag": '"e"', "LastModified": when})
+            yield {"Contents": contents, "CommonPrefixes": [{"Prefix": p} for p in prefixes]}
+
     out = queue.Queue()
-    walker = S3Walker(src, out, threading.Event())
-    keys = {"pre/a": 1, "pre/a/b": 2, "pre/x//y": 3, "pre/./z": 4, "pre/d/": 0, "pre/m/": 5, "pre/ok/f": 6}
-    walker._page([{"Key": k, "Size": s, "ETag": '"e"', "LastModified": when} for k, s in sorted(keys.items())])
+    walker = Listed(S3Source("s3://b/pre"), out, threading.Event(), threads=3)
+    walker.start()
     chunks = []
-    while not out.empty():
-        chunks.append(out.get())
+    while (item := out.get(timeout=10)) is not None:
+        assert not isinstance(item, BaseException), item
+        chunks.append(item)
+    walker.stop()
     kinds = {o[0]: (o[2], o[7]) for c in chunks for o in c[4]}
-    assert kinds[b"a"] == ("file", None)
+    assert kinds[b"a"] == ("file", None) and kinds[b"ok/f"] == ("file", None) and kinds[b"ok/g/h"][0] == "file"
     assert kinds[b"a/b"][0] == "error" and "both an object and a prefix" in kinds[b"a/b"][1]
     assert kinds[b"x//y"][0] == "error" and kinds[b"./z"][0] == "error" and kinds[b"m/"][0] == "error"
-    assert kinds[b"ok/f"] == ("file", None)
     subdirs = {(c[0], n) for c in chunks for n in c[5]}
-    assert subdirs == {(b"", b"d"), (b"", b"ok")}
-    seen = set()
+    assert subdirs == {(b"", b"d"), (b"", b"ok"), (b"ok", b"g"), (b"", b"m"), (b"", b"x")}
+    seen = {b""}
     for c in chunks:  # a directory is announced before any chunk of its own
-        assert c[0] == b"" or c[0] in seen
+        assert c[0] in seen
         seen.update((c[0] + b"/" if c[0] else b"") + n for n in c[5])
