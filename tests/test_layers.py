@@ -1,5 +1,5 @@
 """The layers of DESIGN.md hold: core imports no database and no UI; store, services and workers no UI; screens
-read and act through services only (no store, no worker, no peewee).
+read and act through services only (no store, no worker, no peewee), and so does the CLI.
 
 import-linter checks the contracts in pyproject.toml; a direct AST scan below guards the same rule so a
 missing contract cannot hide a violation.
@@ -22,6 +22,7 @@ FORBIDDEN = {
     "services": ("textual", "ptolemy_tui.screens", "ptolemy_tui.cli"),
     "worker": ("textual", "ptolemy_tui.screens", "ptolemy_tui.cli"),
     "screens": ("peewee", "playhouse", "ptolemy_tui.store", "ptolemy_tui.worker"),
+    "cli": ("peewee", "playhouse", "ptolemy_tui.store", "ptolemy_tui.worker"),
 }
 
 

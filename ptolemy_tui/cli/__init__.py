@@ -85,9 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _is_store_outage(exc: BaseException) -> bool:
     """The store went away under a command that has no patience of its own: one line, not a traceback."""
-    import peewee
+    from ptolemy_tui.services import session
 
-    return isinstance(exc, (peewee.OperationalError, peewee.InterfaceError))
+    return session.is_store_outage(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,7 +79,7 @@ def progress_line(doc: dict) -> str:
 def follow(name: str, *, interval: float = 1.0, out=None) -> int:
     """Print progress until the build ends; 0 if every container is built, 1 otherwise."""
     from ptolemy_tui.services import build
-    from ptolemy_tui.worker import launch
+    from ptolemy_tui.services import processes as launch  # log_dir(), children()
 
     out = out or sys.stdout
     tty = out.isatty()
@@ -120,7 +120,7 @@ def follow(name: str, *, interval: float = 1.0, out=None) -> int:
 
 def cmd_build(args) -> int:
     from ptolemy_tui.services import build
-    from ptolemy_tui.worker import launch
+    from ptolemy_tui.services import processes as launch  # log_dir(), children()
 
     open_store(args)
     if args.workers is not None and build.is_supervised(args.name):
@@ -146,10 +146,10 @@ def cmd_build(args) -> int:
 
 def _open_store_patiently(args) -> None:
     """A worker (re)started while the store is down waits for it, as a running worker does."""
-    from ptolemy_tui.store.db import StoreUnreachable
-    from ptolemy_tui.worker import dbretry
+    from ptolemy_tui.services import processes, session
 
-    deadline = time.monotonic() + dbretry.DEFAULT_PATIENCE
+    StoreUnreachable = session.store_unreachable()
+    deadline = time.monotonic() + processes.patience()
     delay = 0.2
     while True:
         try:
@@ -166,26 +166,23 @@ def _open_store_patiently(args) -> None:
 def cmd_supervise(args) -> int:
     import os
 
-    from ptolemy_tui.worker import launch
-    from ptolemy_tui.worker.supervisor import run_supervisor
+    from ptolemy_tui.services import processes
 
-    token = os.environ.pop(launch.SUPERVISOR_TOKEN_ENV, "")
-    ids = [int(x) for x in os.environ.pop(launch.SUPERVISOR_WORKERS_ENV, "").split(",") if x.isdigit()]
+    token, ids = processes.supervisor_handoff()
     if not token:
         raise UsageError("`ptolemy supervise` is started by `ptolemy build`; run `ptolemy build NAME` instead")
     _open_store_patiently(args)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger().addHandler(handler)
-    return run_supervisor(args.name, token, ids)
+    return processes.run_supervisor(args.name, token, ids)
 
 
 def cmd_worker(args) -> int:
-    from ptolemy_tui.worker.driver import skip_postgres_driver
+    from ptolemy_tui.services import processes
 
-    skip_postgres_driver(getattr(args, "db", None), getattr(args, "db_ini", None))  # before peewee is imported
+    processes.skip_postgres_driver(getattr(args, "db", None), getattr(args, "db_ini", None))  # before peewee
     from ptolemy_tui.services import projects
-    from ptolemy_tui.worker.main import WorkerOptions, run_worker
 
     _open_store_patiently(args)
     handler = logging.StreamHandler(sys.stderr)  # a foreground worker shows what it does
@@ -196,7 +193,7 @@ def cmd_worker(args) -> int:
         if project.status != "building":
             raise UsageError(f"project {project.name} is not building (it is {project.status}): "
                              f"start it with `ptolemy build {project.name}`")
-    return run_worker(WorkerOptions(project=args.project, staging=args.staging, source_root=args.source_root))
+    return processes.run_worker(project=args.project, staging=args.staging, source_root=args.source_root)
 
 
 def cmd_pause(args) -> int:

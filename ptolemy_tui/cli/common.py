@@ -41,9 +41,9 @@ def open_store(args: argparse.Namespace, *, operator: bool = True, pooled: bool 
     """Connect to the store named by --db / --db-ini / PTOLEMY_DB (default: the SQLite file) and migrate it.
     operator=False for a worker: no lock timeout on its PostgreSQL session (it waits and retries on its own).
     pooled=True for the TUI, whose polling threads borrow connections from a pool instead of opening their own."""
-    from ptolemy_tui.store import db
+    from ptolemy_tui.services import session
 
-    return db.open_database(url=getattr(args, "db", None), ini_path=getattr(args, "db_ini", None), operator=operator,
+    return session.open_store(getattr(args, "db", None), getattr(args, "db_ini", None), operator=operator,
                             pooled=pooled)
 
 
@@ -69,13 +69,13 @@ def patiently(fn: Callable[[], object], what: str):
     frozen worker or a busy SQLite file is waited out (saying so), not turned into a traceback. The operation is
     re-run from the start, so it must be one transaction or idempotent."""
     from ptolemy_tui.errors import OperationFailed
-    from ptolemy_tui.worker import dbretry
+    from ptolemy_tui.services import processes
 
     try:
-        return dbretry.retrying(fn, what, notify=_Notice())
-    except dbretry.TRANSIENT as exc:
+        return processes.retrying(fn, what, notify=_Notice())
+    except processes.transient_errors() as exc:
         from ptolemy_tui.logsetup import mask_secrets
 
-        raise OperationFailed(f"store unreachable while {what} for {dbretry.DEFAULT_PATIENCE:.0f}s "
-                              f"({mask_secrets(dbretry.first_line(exc))}); check the database and run the command "
+        raise OperationFailed(f"store unreachable while {what} for {processes.patience():.0f}s "
+                              f"({mask_secrets(processes.first_line(exc))}); check the database and run the command "
                               "again") from None

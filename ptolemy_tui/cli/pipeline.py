@@ -87,7 +87,7 @@ class _LiveLine:
 
 def cmd_scan(args) -> int:
     from ptolemy_tui.services import projects, scan, status
-    from ptolemy_tui.store.fields import path_text
+    from ptolemy_tui.core.display import display_text as path_text
 
     open_store(args)
     project = projects.get(args.name)

@@ -29,9 +29,9 @@ def register(sub) -> None:
 
 
 def _label(args: argparse.Namespace) -> str:
-    from ptolemy_tui.store import db
+    from ptolemy_tui.services import session
 
-    return db.describe_url(db.resolve_url(getattr(args, "db", None), getattr(args, "db_ini", None)))
+    return session.describe_url(session.resolve_url(getattr(args, "db", None), getattr(args, "db_ini", None)))
 
 
 def run_tui(args: argparse.Namespace, *, project: str | None = None, autorun: bool = False) -> int:
@@ -122,7 +122,7 @@ def web_command(project: str | None) -> str:
 def run_web(args: argparse.Namespace) -> int:
     import os
 
-    from ptolemy_tui.store import db
+    from ptolemy_tui.services import session
 
     host, port = parse_listen(args.listen)
     open_store(args)  # a wrong --db fails here, in one line, not in every browser session
@@ -130,8 +130,8 @@ def run_web(args: argparse.Namespace) -> int:
         from ptolemy_tui.services import projects
 
         projects.get(args.project)
-    os.environ["PTOLEMY_DB"] = db.resolve_url(getattr(args, "db", None), getattr(args, "db_ini", None))
-    db.close_database()
+    os.environ["PTOLEMY_DB"] = session.resolve_url(getattr(args, "db", None), getattr(args, "db_ini", None))
+    session.close()
     from textual_serve.server import Server
 
     if host not in LOOPBACK:

@@ -26,3 +26,37 @@ def close() -> None:
     from ptolemy_tui.store import db
 
     db.close_database()
+
+
+# Opening the store, for the CLI (which reaches the store only through services) ------------------------------
+
+def open_store(url: str | None, ini_path: str | None, *, operator: bool = True, pooled: bool = False) -> Any:
+    from ptolemy_tui.store import db
+
+    return db.open_database(url=url, ini_path=ini_path, operator=operator, pooled=pooled)
+
+
+def resolve_url(url: str | None, ini_path: str | None) -> str:
+    from ptolemy_tui.store import db
+
+    return db.resolve_url(url, ini_path)
+
+
+def describe_url(url: str) -> str:
+    """The URL with its password masked."""
+    from ptolemy_tui.store import db
+
+    return db.describe_url(url)
+
+
+def store_unreachable() -> type[BaseException]:
+    from ptolemy_tui.store.db import StoreUnreachable
+
+    return StoreUnreachable
+
+
+def is_store_outage(exc: BaseException) -> bool:
+    """The store went away (a driver-level operational or interface error)."""
+    import peewee
+
+    return isinstance(exc, (peewee.OperationalError, peewee.InterfaceError))

@@ -492,3 +492,43 @@ def test_directory_picker_takes_a_typed_path_with_completion(sqlite_store, tmp_p
             assert form.query_one("#target_dir", Input).value == str(tmp_path / "archive-2019" / "photos")
 
     asyncio.run(main())
+
+
+def test_skipped_entries_say_skipped_once(project):
+    import os
+
+    from ptolemy_tui.services import views
+
+    os.mkfifo(os.path.join(project.target_dir, "a-pipe"))
+    helpers.scan(project)
+    (problem,) = [p for p in views.scan_problems(project.id) if p.path == "a-pipe"]
+    assert problem.reason == "skipped: fifo"
+
+    async def scenario(app, screen, pilot):
+        pane = screen.pane("tree")
+        await wait_for(pilot, lambda: pane.polls > 0 and "a-pipe" in text_of(screen, "#scan-errors"))
+        assert "a-pipe: skipped: fifo" in text_of(screen, "#scan-errors")
+        assert "skipped: skipped" not in text_of(screen, "#scan-errors")
+
+    run(project, scenario, tab="tree")
+
+
+def test_a_newline_in_a_name_is_escaped_in_the_tree_and_the_items(project):
+    import os
+
+    from ptolemy_tui.services import views
+
+    os.makedirs(os.path.join(project.target_dir, "odd"), exist_ok=True)
+    with open(os.path.join(project.target_dir, "odd", "two\nlines.txt"), "w") as fh:
+        fh.write("x")
+    helpers.scan(project)
+    helpers.containerize(project)
+    tree = views.tree_view(project.id)
+    odd = next(n for n in views.tree_children(project.id, tree.root.id, "name", 0) if n.name == "odd")
+    (child,) = views.tree_children(project.id, odd.id, "name", 0)
+    assert child.name == "two\\nlines.txt"
+    box = Container.select().where(Container.project == project.id).order_by(Container.seq).first()
+    paths = []
+    for c in Container.select().where(Container.project == project.id):
+        paths += [r.car_path for r in views.container_items(c.id, 0, 1000, "lines").rows]
+    assert paths == ["odd/two\\nlines.txt"] and box is not None
