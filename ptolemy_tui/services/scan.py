@@ -42,6 +42,8 @@ FILE_ROWS_PER_INSERT = 199  # regular files per multi-row INSERT on SQLite: 2 + 
 # 999 that SQLite before 3.32 allows in one statement
 BATCH_ROWS = 20000  # rows per insert transaction
 PROGRESS_EVERY = 0.5  # seconds between progress writes
+LIVE_EVERY = 2.0  # seconds between writes of the top levels' running totals (the tree view is live)
+LIVE_DEPTH = 2  # the root and two levels below: what an operator sees before opening anything
 STALE_AFTER = 60.0  # seconds without a progress write before a running scan is taken as dead
 UNBUILT_STATES = ("pending", "failed", "cancelled")
 
@@ -269,8 +271,7 @@ class _Writer:
 
     # -- the end
 
-    def write_aggregates(self) -> None:
-        """Recursive totals bottom-up in Python, then one batched UPDATE."""
+    def _totals(self) -> tuple[dict[int, int], dict[int, int]]:
         order = sorted(self.aggs.items(), key=lambda kv: kv[1].depth, reverse=True)
         total_bytes = {did: agg.bytes for did, agg in self.aggs.items()}
         total_files = {did: agg.files for did, agg in self.aggs.items()}
@@ -278,6 +279,24 @@ class _Writer:
             if agg.parent is not None:
                 total_bytes[agg.parent] += total_bytes[did]
                 total_files[agg.parent] += total_files[did]
+        return total_bytes, total_files
+
+    def write_live_totals(self, max_depth: int = LIVE_DEPTH) -> None:
+        """While the walk goes on: the running totals of the top levels, which the tree view shows first (it
+        refreshes the open directories each second), so the tree is live rather than all zeros until the end."""
+        total_bytes, total_files = self._totals()
+        p = "%s" if self.pg else "?"
+        sql = (f'UPDATE "{Directory._meta.table_name}" SET "total_bytes" = {p}, "total_files" = {p}, '
+               f'"file_count" = {p}, "dir_count" = {p} WHERE "id" = {p}')
+        rows = [(total_bytes[did], total_files[did], agg.file_count, agg.dir_count, did)
+                for did, agg in self.aggs.items() if agg.depth <= max_depth]
+        for start in range(0, len(rows), BATCH_ROWS):
+            with self.db.atomic():
+                self.db.cursor().executemany(sql, rows[start:start + BATCH_ROWS])
+
+    def write_aggregates(self) -> None:
+        """Recursive totals bottom-up in Python, then one batched UPDATE."""
+        total_bytes, total_files = self._totals()
         p = "%s" if self.pg else "?"
         sql = (f'UPDATE "{Directory._meta.table_name}" SET "parent_id" = {p}, "total_bytes" = {p}, "total_files" = {p}, '
                f'"file_count" = {p}, "dir_count" = {p}, "error" = {p} WHERE "id" = {p}')
@@ -405,7 +424,7 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
         writer = _Writer(project, scan, prev)
         writer.root()
         walker.start()
-        last_progress = 0.0
+        last_progress = last_live = 0.0
         current = None
         while True:
             try:
@@ -426,6 +445,9 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
                 last_progress = t
                 writer.flush()
                 _write_progress(scan, started, current)
+                if t - last_live >= LIVE_EVERY:
+                    last_live = t
+                    writer.write_live_totals()
                 if on_progress:
                     on_progress(scan)
             if cancel.is_set():

@@ -532,3 +532,20 @@ def test_a_newline_in_a_name_is_escaped_in_the_tree_and_the_items(project):
     for c in Container.select().where(Container.project == project.id):
         paths += [r.car_path for r in views.container_items(c.id, 0, 1000, "lines").rows]
     assert paths == ["odd/two\\nlines.txt"] and box is not None
+
+
+def test_the_tree_is_live_during_a_scan(project, monkeypatch):
+    from ptolemy_tui.services import scan as scan_service
+    from ptolemy_tui.store.models import Directory
+
+    monkeypatch.setattr(scan_service, "LIVE_EVERY", 0.0)  # every progress tick (a small tree has only a few)
+    seen = []
+
+    def progress(s):
+        if s.state == "running":
+            root = Directory.get((Directory.project == project.id) & Directory.parent.is_null())
+            seen.append(root.total_bytes)
+
+    done = scan_service.run_scan(project, on_progress=progress)
+    assert done.state == "done" and seen and max(seen) > 0  # not zeros until the end
+    assert max(seen) <= done.bytes
