@@ -356,15 +356,11 @@ def _report(project: Project, boxes: list[tuple], stats: dict, seconds: float, d
     }
 
 
-def _fill(c: Container, car_size: int) -> float:
-    return round(c.predicted_size / car_size, 6) if car_size else 0.0
-
-
 def list_containers(project: Project) -> list[dict]:
-    rows = Container.select().where(Container.project == project).order_by(Container.seq)
-    return [{"id": c.id, "seq": c.seq, "state": c.state, "predicted_size": c.predicted_size,
-             "data_bytes": c.data_bytes, "fill": _fill(c, project.car_size), "item_count": c.item_count,
-             "shard_count": c.shard_count, "attempts": c.attempts, "error": c.error} for c in rows]
+    """The CLI's listing: the same ContainerRow read model the TUI's Containers tab shows."""
+    from ptolemy_tui.services import views
+
+    return [row.json() for row in views.containers(project.id).rows]
 
 
 def _source_fields(source, rel: bytes) -> dict:

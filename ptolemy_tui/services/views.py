@@ -347,6 +347,12 @@ class ContainerRow:
     error: str | None
     fill: float
 
+    def json(self) -> dict[str, Any]:
+        """The row as `ptolemy containers NAME --json` prints it (its stable keys)."""
+        return {"id": self.id, "seq": self.seq, "state": self.state, "predicted_size": self.predicted_size,
+                "data_bytes": self.data_bytes, "fill": round(self.fill, 6), "item_count": self.items,
+                "shard_count": self.shards, "attempts": self.attempts, "error": self.error}
+
 
 @dataclass(frozen=True)
 class ContainersView:
