@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 MB = 1e6
 
 
-def make_tree(root: str, size: int, seed: int = 1) -> tuple[int, int]:
+def make_tree(root: str, size: int, seed: int = 1, large_only: bool = False) -> tuple[int, int]:
     rng = random.Random(seed)
     files = total = 0
 
@@ -54,17 +54,17 @@ def make_tree(root: str, size: int, seed: int = 1) -> tuple[int, int]:
         files += 1
         total += n
 
-    large = size * 4 // 10
+    large = size if large_only else size * 4 // 10
     for i in range(max(1, large // (64 << 20))):
         write(f"large/big-{i}.bin", min(64 << 20, large))
-    medium = size * 4 // 10
+    medium = 0 if large_only else size * 4 // 10
     i = 0
     while medium > 0:
         n = min(medium, rng.randint(1 << 20, 16 << 20))
         write(f"medium/d{i % 7}/file-{i}.bin", n)
         medium -= n
         i += 1
-    small = size - total
+    small = 0 if large_only else size - total
     i = 0
     while small > 0:
         n = min(small, rng.randint(4 << 10, 128 << 10))
@@ -201,6 +201,7 @@ def main() -> int:
     ap.add_argument("--rtt-ms", type=float, default=30.0)
     ap.add_argument("--car-size", default="128MiB")
     ap.add_argument("--objects", type=int, default=0, help="also time the scan of a bucket of this many objects")
+    ap.add_argument("--large-only", action="store_true", help="a tree of 64 MiB objects only")
     ap.add_argument("--scan-only", action="store_true", help="only the --objects scan, no builds")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -212,7 +213,8 @@ def main() -> int:
     served = os.path.join(work, "served")
     server = None
     try:
-        files, total = make_tree(os.path.join(served, "tree"), 0 if args.scan_only else size)
+        files, total = make_tree(os.path.join(served, "tree"), 0 if args.scan_only else size,
+                                 large_only=args.large_only)
         print(f"tree: {files:,} files, {total / MB:,.0f} MB in {work}")
         server = S3Server(served, changing=False).start()  # the scan warms rclone's ETags (MD5s), as S3 has them
         proxy = DelayProxy(server.port, args.rtt_ms / 2000)
