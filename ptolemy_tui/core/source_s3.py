@@ -8,7 +8,8 @@ UnixFS names are scan errors (see S3Walker).
 
 Reading: a worker announces the ranges it will read, in the order the CAR writer reads them (`plan`), and a
 `Prefetcher` keeps several range GETs in flight ahead of the reader — PART bytes each, at most READ_AHEAD bytes
-and INFLIGHT requests at a time — so a 20-50 ms round trip overlaps the CPU work, across small objects too.
+and INFLIGHT requests at a time (urllib3 with botocore's SigV4 signer where the URL is certain, else boto3) — so
+a 20-50 ms round trip overlaps the CPU work, across small objects too.
 Read buffers hold at most READ_AHEAD + 2 x PART bytes (32 MiB), whatever the object sizes; big parts reuse
 pooled buffers (freeing and reallocating 8 MiB ones fragments the heap), and nothing is written to local disk.
 Every response's ETag, total size (Content-Range) and Last-Modified must equal the scan's: the first range's
@@ -21,6 +22,7 @@ refuses it), it reads the standard AWS credential chain and profiles, and measur
 """
 from __future__ import annotations
 
+import email.utils
 import os
 import queue
 import random
@@ -35,7 +37,7 @@ PAGE_KEYS = 1000
 PART = 8 << 20            # bytes per range GET
 SMALL_PART = 1 << 20      # parts up to this size get a buffer of their own; bigger ones a pooled PART buffer
 READ_AHEAD = 16 << 20     # bytes fetched ahead of the reader, at most (more only cost memory in tests)
-INFLIGHT = 16             # range GETs in flight, at most (small objects: one GET each)
+INFLIGHT = 32             # range GETs in flight, at most (small objects: one GET each)
 RETRY_SECONDS = 120.0     # a transient failure is retried this long (PTOLEMY_S3_RETRY_SECONDS)
 CHUNK_ENTRIES = 4096
 
@@ -99,7 +101,7 @@ def is_transient(exc: BaseException) -> bool:
 
     if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectionClosedError, bx.ReadTimeoutError,
                         bx.ConnectTimeoutError, bx.ResponseStreamingError, bx.IncompleteReadError,
-                        ux.ProtocolError, ux.ReadTimeoutError, ConnectionError, TimeoutError)):
+                        ux.ProtocolError, ux.TimeoutError, ConnectionError, TimeoutError)):
         return True
     if isinstance(exc, bx.ClientError):
         return _code(exc) in _TRANSIENT_CODES or _status(exc) >= 500
@@ -121,6 +123,8 @@ class S3Source:
         self.retry_seconds = retry_seconds()
         self._client = None
         self._lock = threading.Lock()
+        self._lean_http = None
+        self._lean_tried = False
         self.prefetcher: Prefetcher | None = None
         self.spare: list[bytearray] = []  # read buffers of PART bytes, reused from container to container
         self.on_retry = None  # tests: called with (exception, attempt) before each backoff
@@ -155,7 +159,73 @@ class S3Source:
             raise SourceError(f"AWS profile {self.profile!r} is not in the shared config or credentials files: "
                               "fix --s3-profile") from None
         region = self.region or session.region_name or ("us-east-1" if self.endpoint else None)
+        self._session, self._region = session, region
         return session.client("s3", endpoint_url=self.endpoint, region_name=region, config=Config(**options))
+
+    def _lean(self):
+        """The range GET without botocore's request pipeline (a third of its CPU a request, which is what a
+        bucket of small objects costs): urllib3, the same connection settings, SigV4 headers from botocore's own
+        signer. Only where the URL is certain: a given endpoint (path-style), or AWS with a known region and a
+        bucket name that is a DNS label; else None, and boto3 does the request."""
+        with self._lock:
+            if self._lean_http is not None or self._lean_tried:
+                return self._lean_http
+            self._lean_tried = True
+        self.client  # noqa: B018 - the session and region
+        import urllib.parse as up
+
+        import urllib3
+
+        if self.endpoint:
+            base = f"{self.endpoint.rstrip('/')}/{self.bucket}/"
+        elif self._region and all(c.isalnum() or c == "-" for c in self.bucket):
+            base = f"https://{self.bucket}.s3.{self._region}.amazonaws.com/"
+        else:
+            return None
+        credentials = None if self.unsigned else self._session.get_credentials()
+        if not self.unsigned and credentials is None:
+            return None  # boto3 gives the one-line "no credentials" answer
+        http = urllib3.PoolManager(maxsize=INFLIGHT + 4, retries=False,
+                                   timeout=urllib3.Timeout(connect=5, read=30))
+        self._lean_url = lambda key: base + up.quote(key, safe="/~")
+        self._lean_credentials = credentials
+        with self._lock:
+            self._lean_http = http
+        return http
+
+    def _lean_get(self, key: str, headers: dict, view: memoryview, want: int) -> tuple[dict, int]:
+        """GET with urllib3 into view; the response headers and how many bytes. HTTP errors raise a ClientError
+        shaped like botocore's, so retries and messages are the same either way."""
+        from botocore.auth import S3SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.exceptions import ClientError
+
+        url = self._lean_url(key)
+        if self._lean_credentials is not None:
+            request = AWSRequest(method="GET", url=url, headers=headers)
+            S3SigV4Auth(self._lean_credentials.get_frozen_credentials(), "s3", self._region).add_auth(request)
+            headers = dict(request.headers.items())
+        resp = self._lean_http.request("GET", url, headers=headers, preload_content=False, redirect=False)
+        reuse = False  # the connection goes back to the pool only when its answer was read to the end
+        try:
+            if resp.status not in (200, 206):
+                body = resp.read(65536).decode("utf-8", "replace")
+                code = body.partition("<Code>")[2].partition("</Code>")[0] or str(resp.status)
+                raise ClientError({"Error": {"Code": code, "Message": ""},
+                                   "ResponseMetadata": {"HTTPStatusCode": resp.status}}, "GetObject")
+            got = 0
+            while got < want:
+                n = resp.readinto(view[got:want])
+                if not n:
+                    break
+                got += n
+            reuse = got < want or not resp.read(1)
+            return dict(resp.headers.items()), got
+        finally:
+            if reuse:
+                resp.release_conn()
+            else:
+                resp.close()
 
     def close(self) -> None:
         if self.prefetcher is not None:
@@ -186,7 +256,10 @@ class S3Source:
                                 "AWS_SECRET_ACCESS_KEY, or --s3-profile NAME, or --no-sign-request for a public bucket")
         if isinstance(exc, bx.ProfileNotFound):
             return SourceError(f"AWS profile {self.profile!r} not found: fix --s3-profile")
-        if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
+        from urllib3 import exceptions as ux
+
+        if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError, ux.NewConnectionError,
+                            ux.ConnectTimeoutError)):
             return SourceUnreachable(f"cannot reach the S3 endpoint {where}: check --s3-endpoint and the network")
         if isinstance(exc, bx.ClientError):
             code = _code(exc)
@@ -286,6 +359,19 @@ class S3Source:
         if etag:
             kwargs["IfMatch"] = etag
         view = memoryview(buf)
+        http = self._lean()
+
+        def lean_get():
+            headers = {"Range": kwargs["Range"]}
+            if etag:
+                headers["If-Match"] = etag
+            raw, got = self._lean_get(key, headers, view, want)
+            h = {k.lower(): v for k, v in raw.items()}
+            modified = h.get("last-modified")
+            resp = {"ContentRange": h.get("content-range", ""), "ContentLength": int(h.get("content-length") or got),
+                    "ETag": h.get("etag"),
+                    "LastModified": email.utils.parsedate_to_datetime(modified) if modified else None}
+            return resp, got
 
         def get():
             resp = self.client.get_object(**kwargs)
@@ -302,7 +388,7 @@ class S3Source:
             return resp, got
 
         try:
-            resp, got = self.call(shown, get)
+            resp, got = self.call(shown, lean_get if http is not None else get)
         except SourceMissing:
             raise SourceMissing(f"source object vanished since scan: {shown}") from None
         content_range = resp.get("ContentRange") or ""
