@@ -176,6 +176,9 @@ class S3Source:
 
         import urllib3
 
+        if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                          "AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE")):
+            return None  # proxies and CA bundles as botocore reads them: let it do the requests
         if self.endpoint:
             base = f"{self.endpoint.rstrip('/')}/{self.bucket}/"
         elif self._region and all(c.isalnum() or c == "-" for c in self.bucket):
