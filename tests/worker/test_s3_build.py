@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -155,11 +156,13 @@ def test_reader_rides_out_a_server_restart(served, monkeypatch):
     monkeypatch.setattr(source_s3, "READ_AHEAD", 128 * 1024)
     src = S3Source("s3://bkt", endpoint=server.url, unsigned=True)
     retries = []
+    restarting = threading.Lock()
 
-    def on_retry(exc, attempt):
+    def on_retry(exc, attempt):  # several fetch threads fail at once: one of them restarts the server
         retries.append(exc)
-        if server.proc is None:
-            server.start()
+        with restarting:
+            if server.proc is None:
+                server.start()
 
     src.on_retry = on_retry
     data = (bucket / "big.bin").read_bytes()
@@ -179,7 +182,7 @@ def test_reader_rides_out_a_server_restart(served, monkeypatch):
 
 
 def test_wrong_credentials_and_unreachable_endpoint_are_one_line(tmp_path):
-    bucket = make_bucket(tmp_path / "served" / "bkt")
+    make_bucket(tmp_path / "served" / "bkt")
     server = S3Server(str(tmp_path / "served"), auth=("AKIDTEST", "secret-test-key")).start()
     try:
         db = f"sqlite:///{tmp_path}/p.db"
@@ -219,7 +222,6 @@ def test_keys_that_are_not_unixfs_names_are_scan_errors():
     from a key list with ListObjectsV2's delimiter rules."""
     import datetime
     import queue
-    import threading
 
     when = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
     keys = {"pre/a": 1, "pre/a/b": 2, "pre/x//y": 3, "pre/./z": 4, "pre/d/": 0, "pre/m/": 5, "pre/ok/f": 6,
