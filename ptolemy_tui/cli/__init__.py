@@ -14,7 +14,7 @@ from ptolemy_tui.cli.common import OneLineParser, add_global_options
 from ptolemy_tui.errors import PtolemyError
 
 # Modules under ptolemy_tui.cli that add subcommands, in the order their help is listed.
-COMMAND_MODULES = ("projects", "pipeline", "build", "results", "car", "commp", "serve", "tui")
+COMMAND_MODULES = ("projects", "pipeline", "build", "results", "dag", "restore", "car", "commp", "serve", "tui")
 
 
 def engine_summary() -> str:
