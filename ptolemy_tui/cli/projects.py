@@ -41,6 +41,8 @@ def _field_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
     if not creating:
         parser.add_argument("--sign-request", dest="s3_no_sign", action="store_const", const=False,
                             help="sign requests again with the AWS credential chain")
+    parser.add_argument("--car-version", metavar="1|2",
+                        help="CAR format of the built CARs: 1 (default) or 2 (CARv1 payload + go-car's index)")
 
 
 def register(sub) -> None:
@@ -78,7 +80,7 @@ def register(sub) -> None:
 def _spec_changes(args) -> dict:
     return {key: getattr(args, key) for key in ("target_dir", "staging_dir", "car_size", "shard_size", "load_type",
                                                 "encryption", "workers", "staging_budget", "s3_endpoint",
-                                                "s3_region", "s3_profile", "s3_no_sign")}
+                                                "s3_region", "s3_profile", "s3_no_sign", "car_version")}
 
 
 def _warn(warnings: list[str]) -> None:
@@ -107,6 +109,7 @@ def _print_project(doc: dict) -> None:
         ("encryption", doc["encryption"]),
         ("workers", doc["workers"]),
         ("staging budget", _size(doc["staging_budget"]) if doc["staging_budget"] else "free space of the staging disk"),
+        ("car version", doc.get("car_version", 1)),
     ]
     if "files" in doc:
         rows += [
@@ -116,6 +119,8 @@ def _print_project(doc: dict) -> None:
                                            f"`ptolemy containerize {doc['name']}` packs what changed)"
                                            if doc.get("cars_stale") else "")),
         ]
+        if doc.get("dataset_root"):
+            rows.append(("dataset root", doc["dataset_root"]))
     if doc.get("next_command"):
         rows.append(("next", f"{doc['next_step']}: {doc['next_command']}"))
     width = max(len(k) for k, _ in rows)

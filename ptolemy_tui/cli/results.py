@@ -53,10 +53,10 @@ def cmd_cars(args) -> int:
     elif not cars:
         print(f"no CARs built yet in {project.name}: `ptolemy build {project.name}`")
     else:
-        print_table([(c["container"], c["payload_cid"], c["piece_cid"], naturalsize(c["car_size"], binary=True),
-                      naturalsize(c["padded_piece_size"], binary=True), display_text(c["path"]) or "(inline)",
-                      "STALE" if c["stale"] else "") for c in cars],
-                    ("CONTAINER", "PAYLOAD CID", "PIECE CID", "CAR SIZE", "PIECE", "PATH", "STALE"))
+        print_table([(c["container"] or "-", c["kind"], c["payload_cid"], c["piece_cid"],
+                      naturalsize(c["car_size"], binary=True), naturalsize(c["padded_piece_size"], binary=True),
+                      display_text(c["path"]) or "(inline)", "STALE" if c["stale"] else "") for c in cars],
+                    ("CONTAINER", "KIND", "PAYLOAD CID", "PIECE CID", "CAR SIZE", "PIECE", "PATH", "STALE"))
         stale = [c for c in cars if c["stale"]]
         if stale:
             sys.stderr.write(f"{len(stale)} CAR(s) stale (a source changed after the build; container "

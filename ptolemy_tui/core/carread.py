@@ -312,12 +312,15 @@ class VerifyReport:
     reachable: int = 0
     unknown_codecs: set[int] = field(default_factory=set)
     duplicates: int = 0
+    external: int = 0   # verify(partial=True): links to blocks outside the CAR
 
 
-def verify(path) -> VerifyReport:
+def verify(path, partial: bool = False) -> VerifyReport:
     """Check every block's hash, the root's presence and (for dag-pb, dag-cbor, raw) DAG completeness.
 
-    Raises CarFormatError with the offset of the first problem.
+    partial: a CAR that links into other CARs by design (the dataset DAG CAR): the root must be present, links
+    to blocks outside it are counted in report.external instead of failing. Raises CarFormatError with the
+    offset of the first problem.
     """
     with CarFile(path) as car:
         report = VerifyReport(car.header.version, car.roots)
@@ -356,6 +359,9 @@ def verify(path) -> VerifyReport:
                 continue
             seen.add(mh)
             if mh not in present:
+                if partial and parent is not None:
+                    report.external += 1
+                    continue
                 where = "the root" if parent is None else f"linked from {parent}"
                 raise CarFormatError(f"the DAG is incomplete: block {cid} ({where}) is missing")
             children = links.get(mh)
@@ -363,7 +369,7 @@ def verify(path) -> VerifyReport:
                 report.unknown_codecs.add(cid.codec)
                 continue
             todo.extend((c, cid) for c in reversed(children))
-        report.reachable = len(seen)
+        report.reachable = len(seen) - report.external
         return report
 
 

@@ -62,6 +62,7 @@ class ProjectSpec:
     s3_region: str | None = None
     s3_profile: str | None = None
     s3_no_sign: bool = False
+    car_version: int | str | None = 1
 
 
 @dataclass
@@ -79,6 +80,7 @@ class ValidProject:
     s3_region: str | None = None
     s3_profile: str | None = None
     s3_no_sign: bool = False
+    car_version: int = 1
     warnings: list[str] = field(default_factory=list)
 
 
@@ -157,6 +159,9 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
         budget = _size("staging_budget", spec.staging_budget, "--staging-budget")
         if budget < car_size:
             raise FieldError("staging_budget", f"--staging-budget {format_size(budget)} is below --car-size {format_size(car_size)}: a CAR must fit in the budget")
+    car_version = 1 if spec.car_version in (None, "") else spec.car_version
+    if str(car_version) not in ("1", "2"):
+        raise FieldError("car_version", f"--car-version {spec.car_version!r} is unknown: use 1 (CARv1) or 2 (CARv2)")
     fit = piece_fit(car_size)
     warnings = []
     good = max(MIN_SHARD_SIZE, car_size // 8 // (1 << 20) * (1 << 20))
@@ -171,7 +176,7 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
             f"--car-size {format_size(_filling_size(fit.unpadded_piece))} would fill it"
         )
     return ValidProject(spec.name, target, staging, car_size, shard_size, load_type, "none", workers, budget,
-                        warnings=warnings, **(s3 or {}))
+                        car_version=int(car_version), warnings=warnings, **(s3 or {}))
 
 
 def _filling_size(unpadded_piece: int) -> int:
@@ -286,13 +291,14 @@ def create(spec: ProjectSpec) -> tuple[Project, list[str]]:
 
 
 EDITABLE = ("target_dir", "staging_dir", "car_size", "shard_size", "load_type", "encryption", "workers", "staging_budget",
-            "s3_endpoint", "s3_region", "s3_profile", "s3_no_sign")
+            "s3_endpoint", "s3_region", "s3_profile", "s3_no_sign", "car_version")
 
 
 def spec_of(project: Project) -> ProjectSpec:
     return ProjectSpec(project.name, project.target_dir, project.staging_dir, project.car_size, project.shard_size,
                        project.load_type, project.encryption, project.workers, project.staging_budget,
-                       project.s3_endpoint, project.s3_region, project.s3_profile, project.s3_no_sign)
+                       project.s3_endpoint, project.s3_region, project.s3_profile, project.s3_no_sign,
+                       car_version=project.car_version)
 
 
 def edit(name: str, changes: dict[str, Any]) -> tuple[Project, list[str]]:
@@ -368,7 +374,17 @@ def counts(project: Project) -> dict[str, int]:
         "containers_failed": by_state.get("failed", 0),
         "cars": Car.select().where(Car.project == project).count(),
         "cars_stale": Car.select().where((Car.project == project) & Car.stale_reason.is_null(False)).count(),
+        "dataset_root": _dataset_root(project),
     }
+
+
+def _dataset_root(project: Project) -> str | None:
+    """The current dataset root CID (`ptolemy dag`), None before the first."""
+    from ptolemy_tui.store.models import DatasetRoot
+
+    row = (DatasetRoot.select(DatasetRoot.root_cid).where(DatasetRoot.project == project)
+           .order_by(DatasetRoot.id.desc()).first())
+    return row.root_cid if row is not None else None
 
 
 def summary(project: Project, *, with_counts: bool = True) -> dict[str, Any]:
@@ -392,6 +408,7 @@ def summary(project: Project, *, with_counts: bool = True) -> dict[str, Any]:
         "s3_region": project.s3_region,
         "s3_profile": project.s3_profile,
         "s3_no_sign": bool(project.s3_no_sign),
+        "car_version": project.car_version,
         "padded_piece_size": fit.padded_piece,
         "piece_utilisation": round(fit.utilisation, 4),
         "next_step": step,

@@ -15,16 +15,19 @@ from ptolemy_tui.core.display import json_name_fields
 from ptolemy_tui.store.models import Car, CarEntry, Container, ContainerItem, File, Meta, Project
 
 CAR_KEYS = ("container", "payload_cid", "piece_cid", "piece_cid_v2", "car_size", "padded_piece_size", "path",
-            "stale", "stale_reason")
+            "stale", "stale_reason", "kind")
 # One row per CAR with what a deal tool needs. payload_cid, commp, size and padded_size are the seed's
 # carfile_meta keys, kept under those names so existing deal scripts read the manifest unchanged.
 # `stale`: a source file of the CAR changed or went away after the build (a rescan found it), so the CAR no
 # longer matches the tree; `containerize` repacks those files and `build` makes fresh CARs of them.
+# kind: data (a container CAR) or dag (the DAG CAR of the dataset root, `ptolemy dag`); dataset_root: that root.
 MANIFEST_KEYS = ("file_name", "payload_cid", "commp", "piece_cid_v2", "size", "padded_size", "path", "container",
-                 "stale")
+                 "stale", "kind", "dataset_root")
 # path_hex / source_hex: the exact bytes, present (JSON) only when the name is not plain printable UTF-8.
 BASE_URL_KEY = "serve_base_url"  # in Meta: the public URL `ptolemy serve --base-url` was last given
-FILE_KEYS = ("path", "cid", "car", "payload_cid", "container", "source", "offset", "length", "shard_index")
+# whole_cid: a shard's whole-file CID in the current dataset root.
+FILE_KEYS = ("path", "cid", "car", "payload_cid", "container", "source", "offset", "length", "shard_index",
+             "whole_cid")
 
 
 def _project(project: Project | str) -> Project:
@@ -37,12 +40,23 @@ def _cars(project: Project):
 
 
 def list_cars(project: Project | str) -> list[dict[str, Any]]:
+    """The data CARs in container order, then the DAG CAR of the current dataset root (when there is one)."""
+    from ptolemy_tui.services import dag
+
     project = _project(project)
-    return [{"container": car.container.seq, "payload_cid": car.payload_cid, "piece_cid": car.piece_cid,
+    rows = [{"container": car.container.seq, "payload_cid": car.payload_cid, "piece_cid": car.piece_cid,
              "piece_cid_v2": car.piece_cid_v2, "car_size": car.car_size, "padded_piece_size": car.padded_piece_size,
              "path": car.path, "host": car.host, "built_at": car.built_at, "seconds": car.seconds,
-             "stale": car.stale_reason is not None, "stale_reason": car.stale_reason}
+             "stale": car.stale_reason is not None, "stale_reason": car.stale_reason, "kind": "data"}
             for car in _cars(project)]
+    root = dag.current_root(project)
+    if root is not None:
+        rows.append({"container": None, "payload_cid": root.root_cid, "piece_cid": root.piece_cid,
+                     "piece_cid_v2": root.piece_cid_v2, "car_size": root.car_size,
+                     "padded_piece_size": root.padded_piece_size, "path": root.path, "host": root.host,
+                     "built_at": root.created_at, "seconds": root.seconds, "stale": False, "stale_reason": None,
+                     "kind": "dag"})
+    return rows
 
 
 def stale_counts(project: Project | str) -> dict[str, int]:
@@ -71,13 +85,15 @@ def manifest_rows(project: Project | str, *, exclude_stale: bool = False,
     """One row per CAR; with a base URL, `url` is where `ptolemy serve` hands the piece out.
     An inline CAR has no file: its file_name is what `car export` would name it, its path is empty."""
     rows = []
-    for c in list_cars(project):
+    cars = list_cars(project)
+    root = next((c["payload_cid"] for c in cars if c["kind"] == "dag"), None)
+    for c in cars:
         if exclude_stale and c["stale"]:
             continue
         row = {"file_name": os.path.basename(c["path"]) or f"{c['piece_cid']}.car", "payload_cid": c["payload_cid"],
                "commp": c["piece_cid"], "piece_cid_v2": c["piece_cid_v2"], "size": c["car_size"],
                "padded_size": c["padded_piece_size"], "path": c["path"], "container": c["container"],
-               "stale": c["stale"]}
+               "stale": c["stale"], "kind": c["kind"], "dataset_root": root}
         if base:
             row["url"] = f"{base.rstrip('/')}/piece/{c['piece_cid']}"
         rows.append(row)
@@ -92,7 +108,8 @@ def manifest(project: Project | str, fmt: str = "csv", *, exclude_stale: bool = 
     base = base or base_url()
     rows = manifest_rows(project, exclude_stale=exclude_stale, base=base)
     if fmt == "json":
-        return json.dumps({"project": project.name, "cars": rows}, indent=2) + "\n"
+        root = next((r["payload_cid"] for r in rows if r["kind"] == "dag"), None)
+        return json.dumps({"project": project.name, "dataset_root": root, "cars": rows}, indent=2) + "\n"
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_KEYS) + (["url"] if base else []),
@@ -104,21 +121,26 @@ def manifest(project: Project | str, fmt: str = "csv", *, exclude_stale: bool = 
 
 
 def iter_files(project: Project | str) -> Iterator[dict[str, Any]]:
-    """Every entry of every CAR (a whole file, or shard N of one): its path in the CAR, its CID and its CAR."""
+    """Every entry of every CAR (a whole file, or shard N of one): its path in the CAR, its CID and its CAR;
+    a shard's whole_cid is its whole file's CID in the current dataset root (`ptolemy dag`)."""
+    from ptolemy_tui.services import dag
+
     project = _project(project)
+    whole = dag.whole_file_cids(project)
     query = (CarEntry.select(CarEntry.path, CarEntry.cid, Car.path, Car.payload_cid, Container.seq, File.path,
-                             CarEntry.offset, CarEntry.length, ContainerItem.shard_index)
+                             CarEntry.offset, CarEntry.length, ContainerItem.shard_index, CarEntry.file)
              .join(Car).join(Container)
              .switch(CarEntry).join(File, peewee.JOIN.LEFT_OUTER, on=(CarEntry.file == File.id))
              .join(ContainerItem, peewee.JOIN.LEFT_OUTER,
                    on=((ContainerItem.container == Container.id) & (ContainerItem.car_path == CarEntry.path)))
              .where(Car.project == project.id)
              .order_by(Container.seq, CarEntry.id))
-    for path, cid, car_path, payload, seq, source, offset, length, shard in query.tuples().iterator():
+    for path, cid, car_path, payload, seq, source, offset, length, shard, fid in query.tuples().iterator():
         row = json_name_fields(path, "path")
         row.update(cid=cid, car=os.path.basename(car_path), payload_cid=payload, container=seq)
         row.update(json_name_fields(source, "source"))
-        row.update(offset=offset, length=length, shard_index=shard)
+        row.update(offset=offset, length=length, shard_index=shard,
+                   whole_cid=whole.get(fid) if shard is not None else None)
         yield row
 
 

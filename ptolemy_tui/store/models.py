@@ -62,6 +62,7 @@ class Project(BaseModel):
     supervisor = peewee.CharField(max_length=128, null=True)
     supervised_at = peewee.DoubleField(null=True)
     build_workers = peewee.IntegerField(null=True)
+    car_version = peewee.IntegerField(default=1)  # 1: CARv1; 2: the same payload wrapped as CARv2 (go-car's index)
 
 
 class Scan(BaseModel):
@@ -269,5 +270,35 @@ class Transfer(BaseModel):
         indexes = ((("project", "started_at"), False),)
 
 
+class DatasetRoot(BaseModel):
+    """One dataset root DAG and its DAG CAR (`ptolemy dag`). Each run adds a row; the newest is the project's
+    current root, older ones stay recorded (a rescan and repack gives a new root)."""
+
+    project = peewee.ForeignKeyField(Project, backref="dataset_roots", on_delete="CASCADE")
+    root_cid = peewee.CharField(max_length=128)
+    path = peewee.TextField()
+    piece_cid = peewee.CharField(max_length=128)
+    piece_cid_v2 = peewee.CharField(max_length=128, null=True)
+    car_size = peewee.BigIntegerField()
+    padded_piece_size = peewee.BigIntegerField()
+    car_version = peewee.IntegerField(default=1)
+    blocks = peewee.BigIntegerField(default=0)
+    files = peewee.BigIntegerField(default=0)
+    sharded_files = peewee.BigIntegerField(default=0)
+    bytes = peewee.BigIntegerField(default=0)
+    created_at = peewee.DoubleField(default=now)
+    seconds = peewee.DoubleField(default=0.0)
+    host = peewee.CharField(max_length=128, default="")
+
+
+class DatasetFile(BaseModel):
+    """The whole-file CID of a sharded file under one dataset root (a whole file's CID is its CarEntry's)."""
+
+    dataset_root = peewee.ForeignKeyField(DatasetRoot, backref="whole_files", on_delete="CASCADE")
+    file = peewee.ForeignKeyField(File, null=True, backref="whole_cids", on_delete="SET NULL")
+    path = PathField()
+    cid = peewee.CharField(max_length=128)
+
+
 ALL_MODELS = (Meta, Project, Scan, Directory, File, Container, ContainerItem, Car, CarEntry, Worker, Event, CarPlan,
-              Transfer)
+              Transfer, DatasetRoot, DatasetFile)

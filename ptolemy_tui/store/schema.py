@@ -97,12 +97,59 @@ def _v4_supervision_and_fencing(db: peewee.Database, migrator: SchemaMigrator) -
     )
 
 
+def _v5_project_car_version(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    pm.migrate(migrator.add_column("project", "car_version", peewee.IntegerField(default=1)))
+
+
+def _v6_dataset_roots(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """The dataset root DAGs (`ptolemy dag`) and the whole-file CIDs of sharded files, frozen as created."""
+    from ptolemy_tui.store.fields import PathField
+
+    class _Base(peewee.Model):
+        class Meta:
+            database = db
+            legacy_table_names = False
+
+    class Project(_Base):
+        pass
+
+    class File(_Base):
+        pass
+
+    class DatasetRoot(_Base):
+        project = peewee.ForeignKeyField(Project, on_delete="CASCADE")
+        root_cid = peewee.CharField(max_length=128)
+        path = peewee.TextField()
+        piece_cid = peewee.CharField(max_length=128)
+        piece_cid_v2 = peewee.CharField(max_length=128, null=True)
+        car_size = peewee.BigIntegerField()
+        padded_piece_size = peewee.BigIntegerField()
+        car_version = peewee.IntegerField(default=1)
+        blocks = peewee.BigIntegerField(default=0)
+        files = peewee.BigIntegerField(default=0)
+        sharded_files = peewee.BigIntegerField(default=0)
+        bytes = peewee.BigIntegerField(default=0)
+        created_at = peewee.DoubleField()
+        seconds = peewee.DoubleField(default=0.0)
+        host = peewee.CharField(max_length=128, default="")
+
+    class DatasetFile(_Base):
+        dataset_root = peewee.ForeignKeyField(DatasetRoot, on_delete="CASCADE")
+        file = peewee.ForeignKeyField(File, null=True, on_delete="SET NULL")
+        path = PathField()
+        cid = peewee.CharField(max_length=128)
+
+    db.create_tables([DatasetRoot, DatasetFile])
+
+
 # MIGRATIONS[n] brings a store from version n to n + 1. Append only.
 MIGRATIONS: list[Step] = [
     _v1_create,
     _v2_s3_source,
     _v3_serve_tables,
     _v4_supervision_and_fencing,
+    _v5_project_car_version,
+    _v6_dataset_roots,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

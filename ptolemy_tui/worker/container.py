@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 
+from ptolemy_tui.core import carv2
 from ptolemy_tui.core.car import CARV1_HEADER_LENGTH, SourceChanged, SourceEntry, write_car
 from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.core.commp import CommP
@@ -175,13 +176,15 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
         # a source that reads ahead (S3) learns the ranges in the order the CAR writer will ask for them
         source.plan([(e.source, e.offset, e.length, expected[e.dag_path].etag)
                      for e in read_order(entries, CONTAINER_WRAP, profile)])
-        hasher = CommP(deferred_prefix=CARV1_HEADER_LENGTH, threads=COMMP_THREADS)
+        v2 = project.car_version == 2  # CARv2: the same payload, go-car's header and index; CommP of the whole file
+        hasher = CommP(deferred_prefix=carv2.PREFIX_LENGTH if v2 else CARV1_HEADER_LENGTH, threads=COMMP_THREADS)
         try:
-            with open(part, "xb") as out:
+            with open(part, "x+b" if v2 else "xb") as out:
                 ours.append(os.fstat(out.fileno()).st_ino)
-                result = write_car(entries, out, profile=profile, wrap=CONTAINER_WRAP, sink=hasher,
-                                   before_read=before_read, on_progress=on_progress, open_reader=open_reader,
-                                   after_read=checks.unchanged_while_read)
+                result = (carv2.write_car_v2 if v2 else write_car)(
+                    entries, out, profile=profile, wrap=CONTAINER_WRAP, sink=hasher,
+                    before_read=before_read, on_progress=on_progress, open_reader=open_reader,
+                    after_read=checks.unchanged_while_read)
                 out.flush()
                 os.fsync(out.fileno())
             piece = hasher.digest()
