@@ -112,7 +112,8 @@ def cmd_verify(args) -> int:
                       else "BAD: " + "; ".join(r["problems"]))
             if r["stale"]:
                 status += f" (STALE: {r['stale_reason']})"
-            print(f"container {r['container']}  {r['piece_cid']}  {status}")
+            where = "DAG CAR" if r["container"] is None else f"container {r['container']}"
+            print(f"{where}  {r['piece_cid']}  {status}")
         stale = sum(1 for r in report if r["stale"])
         print((f"{len(report) - len(bad) - len(moved)} of {len(report)} CARs verified" if report else
                f"no CARs built yet in {project.name}")

@@ -31,7 +31,7 @@ FIELDS = [
     ("s3_no_sign", "Anonymous", ""),
     ("staging_dir", "Staging dir", "where CARs are written"),
     ("car_size", "CAR size", "e.g. 31.5GiB"),
-    ("shard_size", "Shard size", "e.g. 1GiB"),
+    ("shard_size", "Shard size", "e.g. 1GiB; 43.5MiB or 7569MiB: whole-file CIDs = ipfs add"),
     ("load_type", "Load type", ""),
     ("encryption", "Encryption", ""),
     ("workers", "Workers", "default: CPU count"),

@@ -40,6 +40,7 @@ ACTION_TABS: dict[str, tuple[str, ...] | None] = {
     "verify": ("cars",),
     "filter": ("tree", "containers", "cars", "log"),
     "log_level": ("log",),
+    "dataset_dag": ("overview", "cars"),
 }
 
 
@@ -70,6 +71,7 @@ class ProjectScreen(Screen):
         Binding("m", "manifest", "Manifest"),
         Binding("m", "manifest_here", "Export manifest", show=False),
         Binding("v", "verify", "Verify"),
+        Binding("g", "dataset_dag", "Dataset DAG", show=False),  # offered on the overview once built
         Binding("e", "edit", "Edit"),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("L", "log_level", "Level"),
@@ -348,6 +350,12 @@ class ProjectScreen(Screen):
 
         call_service(self, "manifest", write, ProjectRef(self.project_id),
                      success=lambda path: f"manifest written: {path}")
+
+    def action_dataset_dag(self) -> None:
+        """After a build: the dataset root DAG and its DAG CAR (`ptolemy dag`)."""
+        self.notify("writing the dataset DAG CAR…")
+        call_service(self, "dag", "build_dag", ProjectRef(self.project_id), done=self._refresh,
+                     success=lambda doc: f"dataset root {doc['root_cid']} (DAG CAR {doc['piece_cid']})")
 
     def action_verify(self) -> None:
         self.notify("verifying CARs…")

@@ -96,6 +96,10 @@ class OverviewPane(Pane, VerticalScroll):
         progress = fmt.bar_pct(counts.built / n if n else None, 20)
         row("built", progress)
         row("CARs", fmt.count(counts.cars))
+        if view.dataset_root:
+            row("dataset root", view.dataset_root, "bold")
+        elif doc["status"] == "built":
+            row("dataset root", "none yet: press g for the dataset DAG CAR", "dim")
         scan = view.scan
         if scan:
             row("last scan", f"{scan['state']}: {fmt.count(scan['entries'])} entries, {fmt.size(scan['bytes'])}, "

@@ -374,11 +374,11 @@ def counts(project: Project) -> dict[str, int]:
         "containers_failed": by_state.get("failed", 0),
         "cars": Car.select().where(Car.project == project).count(),
         "cars_stale": Car.select().where((Car.project == project) & Car.stale_reason.is_null(False)).count(),
-        "dataset_root": _dataset_root(project),
+        "dataset_root": dataset_root_cid(project),
     }
 
 
-def _dataset_root(project: Project) -> str | None:
+def dataset_root_cid(project: Project) -> str | None:
     """The current dataset root CID (`ptolemy dag`), None before the first."""
     from ptolemy_tui.store.models import DatasetRoot
 

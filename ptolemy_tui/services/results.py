@@ -166,54 +166,62 @@ def verify(project: Project | str, where: str | None = None) -> list[dict[str, A
 
     Two reads per CAR (the block check, then CommP): verification is an audit, not the hot path. A CAR gone from
     staging is reported `moved` (ok None, not verified); `where` verifies the CARs in that directory instead.
+    An inline CAR is regenerated from its plan. The current DAG CAR comes last (container None).
     """
+    from ptolemy_tui.services import dag
+
+    project = _project(project)
+    results = [_check_car(project, car.container.seq, car, partial=False, where=where) for car in _cars(project)]
+    root = dag.current_root(project)
+    if root is not None:  # the DAG CAR links into the data CARs by design: checked as a partial CAR
+        root.payload_cid = root.root_cid
+        results.append(_check_car(project, None, root, partial=True, where=where))
+    return results
+
+
+def _check_car(project: Project, container: int | None, car, *, partial: bool,
+               where: str | None) -> dict[str, Any]:
+    """One recorded CAR (a Car or a DatasetRoot row: path, car_size, payload_cid, piece_cid, piece_cid_v2)."""
     from ptolemy_tui.core import carread
     from ptolemy_tui.core.commp import commp_of_file
 
-    project = _project(project)
-    results = []
-    for car in _cars(project):
-        problems: list[str] = []
-        doc = {"container": car.container.seq, "path": car.path, "payload_cid": car.payload_cid,
-               "piece_cid": car.piece_cid, "stale": car.stale_reason is not None, "stale_reason": car.stale_reason}
-        if not car.path:  # an inline CAR: regenerated from its plan and sources (every leaf re-hashed), CommP'd
-            from ptolemy_tui.services import pieces
+    problems: list[str] = []
+    stale_reason = getattr(car, "stale_reason", None)
+    doc = {"container": container, "path": car.path, "payload_cid": car.payload_cid, "piece_cid": car.piece_cid,
+           "stale": stale_reason is not None, "stale_reason": stale_reason}
+    if not car.path:  # an inline CAR: regenerated from its plan and sources (every leaf re-hashed), CommP'd
+        from ptolemy_tui.services import pieces
 
-            problems = pieces.verify_inline(car.piece_cid, project.id)
-            results.append(doc | {"ok": not problems, "problems": problems})
-            continue
-        location, path = car_location(car.path, where)
-        doc["location"], doc["path"] = location, path
-        if location == "moved":
-            results.append(doc | {"ok": None, "problems": [f"not in staging any more (moved?): verify it where it "
-                                                           f"is with `ptolemy verify {project.name} --where DIR`"]})
-            continue
-        if location == "missing":
-            results.append(doc | {"ok": False, "problems": [f"not found in {where} nor in staging"]})
-            continue
-        try:
-            size = os.path.getsize(path)
-        except OSError as exc:
-            results.append(doc | {"ok": False, "problems": [f"cannot read the CAR: {exc.strerror}"]})
-            continue
-        if size != car.car_size:
-            problems.append(f"size {size:,} bytes, recorded {car.car_size:,}")
-        try:
-            report = carread.verify(path)
-            roots = [str(r) for r in report.roots]
-            if roots != [car.payload_cid]:
-                problems.append(f"root {', '.join(roots) or 'none'}, recorded {car.payload_cid}")
-        except carread.CarFormatError as exc:
-            problems.append(f"bad CAR: {exc}")
-        except OSError as exc:
-            problems.append(f"cannot read the CAR: {exc.strerror}")
-        try:
-            piece = commp_of_file(path)
-            if piece.piece_cid_v1 != car.piece_cid:
-                problems.append(f"piece CID {piece.piece_cid_v1}, recorded {car.piece_cid}")
-            if car.piece_cid_v2 and piece.piece_cid_v2 != car.piece_cid_v2:
-                problems.append(f"piece CID v2 {piece.piece_cid_v2}, recorded {car.piece_cid_v2}")
-        except OSError as exc:
-            problems.append(f"cannot read the CAR: {exc.strerror}")
-        results.append(doc | {"ok": not problems, "problems": problems})
-    return results
+        problems = pieces.verify_inline(car.piece_cid, project.id)
+        return doc | {"ok": not problems, "problems": problems}
+    location, path = car_location(car.path, where)
+    doc["location"], doc["path"] = location, path
+    if location == "moved":
+        return doc | {"ok": None, "problems": [f"not in staging any more (moved?): verify it where it "
+                                               f"is with `ptolemy verify {project.name} --where DIR`"]}
+    if location == "missing":
+        return doc | {"ok": False, "problems": [f"not found in {where} nor in staging"]}
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return doc | {"ok": False, "problems": [f"cannot read the CAR: {exc.strerror}"]}
+    if size != car.car_size:
+        problems.append(f"size {size:,} bytes, recorded {car.car_size:,}")
+    try:
+        report = carread.verify(path, partial=partial)
+        roots = [str(r) for r in report.roots]
+        if roots != [car.payload_cid]:
+            problems.append(f"root {', '.join(roots) or 'none'}, recorded {car.payload_cid}")
+    except carread.CarFormatError as exc:
+        problems.append(f"bad CAR: {exc}")
+    except OSError as exc:
+        problems.append(f"cannot read the CAR: {exc.strerror}")
+    try:
+        piece = commp_of_file(path)
+        if piece.piece_cid_v1 != car.piece_cid:
+            problems.append(f"piece CID {piece.piece_cid_v1}, recorded {car.piece_cid}")
+        if car.piece_cid_v2 and piece.piece_cid_v2 != car.piece_cid_v2:
+            problems.append(f"piece CID v2 {piece.piece_cid_v2}, recorded {car.piece_cid_v2}")
+    except OSError as exc:
+        problems.append(f"cannot read the CAR: {exc.strerror}")
+    return doc | {"ok": not problems, "problems": problems}

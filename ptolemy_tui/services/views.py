@@ -226,13 +226,14 @@ class OverviewView:
     scan: dict[str, Any] | None
     workers: tuple[WorkerRow, ...]
     paused: bool = False
+    dataset_root: str | None = None  # the current dataset root CID (`ptolemy dag`)
 
 
 def overview(project_id: int) -> OverviewView:
     p = project(project_id)
     return OverviewView(project=projects.summary(p, with_counts=False), counts=cheap_counts(p),
                         scan=status.scan_report(status.latest_scan(p)), workers=tuple(worker_rows(p.id)),
-                        paused=bool(p.paused))
+                        paused=bool(p.paused), dataset_root=projects.dataset_root_cid(p))
 
 
 # Scan tree --------------------------------------------------------------------------------------------------
