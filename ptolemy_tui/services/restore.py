@@ -111,9 +111,7 @@ def choose_root(index: BlockIndex, root: str | None) -> tuple[CID, str]:
     roots = {r.to_bytes(): r for car in index.cars for r in car.roots}
     if len(roots) == 1:
         return next(iter(roots.values())), "the only root"
-    candidates = [car for car in index.cars if car.roots and car.only_dag_pb]
-    if len(candidates) > 1:
-        candidates = [car for car in candidates if _links_outside(index, car)]
+    candidates = [car for car in index.cars if len(car.roots) == 1 and car.only_dag_pb and _links_outside(index, car)]
     if len(candidates) == 1 and len(candidates[0].roots) == 1:
         return candidates[0].roots[0], "the dataset DAG CAR"
     shown = ", ".join(str(r) for r in list(roots.values())[:3]) + (" …" if len(roots) > 3 else "")
@@ -122,16 +120,26 @@ def choose_root(index: BlockIndex, root: str | None) -> tuple[CID, str]:
 
 
 def _links_outside(index: BlockIndex, car: CarInfo) -> bool:
+    """Whether the DAG under the CAR's root reaches a block that is not in that CAR (the DAG CAR's files are
+    in the data CARs; a self-contained CAR is not a DAG CAR). Stops at the first such link."""
     from ptolemy_tui.core import dagpb
 
-    data = index.get(car.roots[0])
-    if data is None or index.car_path(car.roots[0]) != car.path:
-        return False
-    try:
-        links = dagpb.decode_node(data).links
-    except FormatError:
-        return False
-    return any(index.car_path(link.cid) != car.path for link in links)
+    todo = [car.roots[0]]
+    seen: set[bytes] = set()
+    while todo:
+        cid = todo.pop()
+        if cid.multihash in seen:
+            continue
+        seen.add(cid.multihash)
+        if index.car_path(cid) != car.path:
+            return True
+        if cid.codec != 0x70:
+            continue
+        try:
+            todo.extend(link.cid for link in dagpb.decode_node(index.get(cid) or b"").links)
+        except FormatError:
+            continue
+    return False
 
 
 def _checked_get(index: BlockIndex, report: RestoreReport) -> Callable[[CID], bytes | None]:

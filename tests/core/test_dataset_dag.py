@@ -137,3 +137,59 @@ def unixfs_entries(top):
             continue
         out.append(SourceEntry(e.dag_path[len(base) + 1:], e.source, e.offset, e.length, e.kind, e.link_target))
     return out
+
+
+VECTOR = os.path.join(os.path.dirname(__file__), "..", "vectors", "dataset_dag", "dataset.car")
+
+
+def vector_entries() -> list[DatasetEntry]:
+    """A fixed dataset: whole files, a file in 3 unaligned shards, one in 3 aligned shards (43.5 MiB each),
+    a symlink, empty directories and a non-UTF-8 name; the CIDs stand for what container CARs recorded."""
+    from ptolemy_tui.core.multiformats import CID, CODEC_DAG_PB, CODEC_RAW
+
+    def cid(codec, tag):
+        return CID.sha256(codec, tag.encode()).to_bytes()
+
+    mib = 1 << 20
+    aligned = 174 * 262144
+    return [
+        DatasetEntry(b"a.txt", "file", 6, (Piece(cid(CODEC_RAW, "a"), 0, 6),)),
+        DatasetEntry(b"docs/big.bin", "file", 2 * mib + 5,
+                     tuple(Piece(cid(CODEC_DAG_PB, f"big{i}"), i * mib, min(mib, 2 * mib + 5 - i * mib))
+                           for i in range(3))),
+        DatasetEntry(b"docs/huge.bin", "file", 2 * aligned + 100,
+                     tuple(Piece(cid(CODEC_DAG_PB if i < 2 else CODEC_RAW, f"huge{i}"), i * aligned,
+                                 min(aligned, 2 * aligned + 100 - i * aligned)) for i in range(3))),
+        DatasetEntry(b"link", "symlink", 0, (Piece(cid(CODEC_DAG_PB, "link"), 0, 0),), 12),
+        DatasetEntry(b"empty", "dir"),
+        DatasetEntry(b"docs/empty2", "dir"),
+        DatasetEntry(b"caf\xe9/\xff", "file", 0, (Piece(cid(CODEC_RAW, ""), 0, 0),)),
+    ]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_dataset_car_vectors(version, tmp_path):
+    """The checked-in DAG CARs (v1 and v2): same bytes, they verify as partial CARs, whole files recorded."""
+    from ptolemy_tui.core import carv2, commp
+
+    out = io.BytesIO()
+    sink = commp.CommP(deferred_prefix=carv2.PREFIX_LENGTH if version == 2 else 59)
+    made = {}
+
+    def v1(o, s):
+        car, made["dag"] = dataset_dag.write_dataset_car(vector_entries(), o, shard_size=1 << 20, sink=s)
+        return car
+
+    car = carv2.wrap_blocks_v2(out, v1, sink) if version == 2 else v1(out, sink)
+    path = VECTOR if version == 1 else VECTOR.replace(".car", "-v2.car")
+    if os.environ.get("PTOLEMY_WRITE_VECTORS"):
+        with open(path, "wb") as fh:
+            fh.write(out.getvalue())
+    with open(path, "rb") as fh:
+        assert out.getvalue() == fh.read()
+    assert car.car_size == len(out.getvalue())
+    (tmp_path / "v.car").write_bytes(out.getvalue())
+    assert sink.digest().piece_cid_v1 == commp.commp_of_file(str(tmp_path / "v.car")).piece_cid_v1
+    report = carread.verify(str(tmp_path / "v.car"), partial=True)
+    assert report.version == version and report.roots[0] == car.root_cid and report.external == 9
+    assert sorted(made["dag"].whole_files) == [b"docs/big.bin", b"docs/huge.bin"]
