@@ -215,7 +215,7 @@ def two_pass_child(db_url: str, project_name: str, out_dir: str) -> int:
     from ptolemy_tui.store import db
     from ptolemy_tui.store.bulk import insert_rows
     from ptolemy_tui.store.models import Car, CarEntry, Container, Project, database
-    from ptolemy_tui.worker.claims import ENTRY_COLUMNS
+    from ptolemy_tui.store.transitions import ENTRY_COLUMNS
     from ptolemy_tui.worker.container import Checks, _entries
 
     db.open_database(db_url, migrate=False)

@@ -18,15 +18,17 @@ from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
 from ptolemy_tui.core.sizes import format_size, piece_fit
+from ptolemy_tui.core.states import ProjectStatus
 from ptolemy_tui.screens import fmt
 from ptolemy_tui.services import session, views
 from ptolemy_tui.screens.base import FilterInput, NavTable, NavTree, Polling, reset_table, sync_table
 from ptolemy_tui.screens.transfers import TransfersPanel, rows_for as transfer_rows
 
+# The key that takes the next step, by project status (the step's text is for reading, not for lookups).
 NEXT_KEYS = {
-    "scan": "s", "containerize": "c", "build": "b", "watch the build": "4",
-    "export the manifest": "5 then m", "read the message and retry": "s / c / f",
-    "wait for the scan": "2", "wait for packing": "3",
+    ProjectStatus.DEFINED: "s", ProjectStatus.SCANNED: "c", ProjectStatus.CONTAINERIZED: "b",
+    ProjectStatus.BUILDING: "4", ProjectStatus.BUILT: "5 then m", ProjectStatus.FAILED: "s / c / f",
+    ProjectStatus.SCANNING: "2", ProjectStatus.CONTAINERIZING: "3",
 }
 
 
@@ -116,8 +118,8 @@ class OverviewPane(Pane, VerticalScroll):
         if step:
             t.append("next step      ", style="bold")
             t.append(step, style="bold reverse")
-            key = NEXT_KEYS.get(step)
-            if step == "read the message and retry":  # the action that fixes this failure, not a guess
+            key = NEXT_KEYS.get(doc["status"])
+            if doc["status"] == ProjectStatus.FAILED:  # the action that fixes this failure, not a guess
                 key = "s (rescan)" if "rescan" in (doc.get("message") or "") else "f (retry failed)"
             if key:
                 t.append(f"  press {key}", style="bold")

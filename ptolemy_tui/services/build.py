@@ -20,11 +20,13 @@ import psutil
 
 from ptolemy_tui.core.sources import is_s3
 from ptolemy_tui.core.sizes import format_size
+from ptolemy_tui.core.states import TODO, ContainerState, ProjectStatus, WorkerState
 from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, projects
+from ptolemy_tui.store import transitions
 from ptolemy_tui.store.models import Car, Container, Project, Worker, now
 from ptolemy_tui.store.queries import containers_by_state, live_workers
-from ptolemy_tui.worker import claims, launch, settings, staging, supervisor
+from ptolemy_tui.worker import launch, settings, staging, supervisor
 from ptolemy_tui.worker.staging import human as _h
 
 MODES = ("blitz", "serial", "inline")
@@ -44,7 +46,7 @@ def running_workers(project: Project) -> list[Worker]:
 
 def _todo_sizes(project: Project) -> list[int]:
     return [size for (size,) in Container.select(Container.predicted_size).where(
-        (Container.project == project.id) & (Container.state.in_(("pending", "building")))).tuples()]
+        (Container.project == project.id) & (Container.state.in_(TODO))).tuples()]
 
 
 def check_space(project: Project, mode: str) -> str | None:
@@ -88,7 +90,7 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     running = running_workers(project)
     # A build that is over (the project is no longer "building") may leave idle workers for a poll interval
     # before they notice and exit: they are on their way out, not a running build.
-    lingering = [w for w in running if project.status != "building" and w.state == "idle"]
+    lingering = [w for w in running if project.status != ProjectStatus.BUILDING and w.state == WorkerState.IDLE]
     running = [w for w in running if w not in lingering]
     supervised = is_supervised(project)
     if running and not supervised:
@@ -99,15 +101,13 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     if supervised:
         raise UsageError(f"a build of {project.name} is already running: `ptolemy build {project.name} --workers N` "
                          f"changes its worker count, `ptolemy cancel {project.name}` stops it")
-    with claims.write_transaction():
-        # No worker is alive, so a container still "building" lost its worker (killed, host down): requeue it
-        # now rather than waiting for its lease to expire.
-        orphans = Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0).where(
-            (Container.project == project.id) & (Container.state == "building")).execute()
+    # No worker is alive, so a container still building lost its worker (killed, host down): requeue it now
+    # rather than waiting for its lease to expire.
+    orphans = transitions.requeue_orphans(project)
     by_state = containers_by_state(project)
-    todo = by_state.get("pending", 0)
+    todo = by_state.get(ContainerState.PENDING, 0)
     if not todo:
-        if by_state.get("failed"):
+        if by_state.get(ContainerState.FAILED):
             raise UsageError(f"nothing to build in {project.name}: {by_state['failed']} container(s) failed; "
                              f"`ptolemy retry {project.name}` requeues them")
         if not sum(by_state.values()):
@@ -124,16 +124,11 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
         raise OperationFailed(f"refusing to build {project.name}: {problem}")
     spawn = 1 if mode == "serial" else min(count, todo)
     token = supervisor.new_token()
-    at = now()
-    with claims.write_transaction():
+    with transitions.write_transaction():
         # One build per project, decided by the store: this compare-and-set succeeds for exactly one of two
         # `build` commands started at once (the loser sees the winner's supervisor and is refused).
-        taken = Project.update(status="building", message=None, paused=False, load_type=mode, updated_at=at,
-                               supervisor=token, supervised_at=at, build_workers=spawn).where(
-            (Project.id == project.id) & (Project.status.in_(projects.STEP_REQUIRES["build"]))
-            & (Project.supervisor.is_null() | (Project.supervised_at < at - supervisor.SUPERVISOR_STALE))
-        ).execute()
-        if not taken:
+        if not transitions.start_build(project, mode, supervisor_token=token, workers=spawn,
+                                       stale_after=supervisor.SUPERVISOR_STALE):
             raise UsageError(f"a build of {project.name} was started at the same moment: `ptolemy status "
                              f"{project.name}` follows it")
         events.record(project, f"build started: {mode}, {spawn} worker(s), {todo} container(s) to build"
@@ -145,10 +140,8 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
     # Register the workers before they exist, so that they are in the live view (and a second `build` is
     # refused) from this moment, not from when each child has imported its modules.
     host = settings.hostname()
-    # Rows of earlier builds' workers (all stopped or dead: none is running) would only pile up.
-    Worker.delete().where((Worker.project == project.id) & Worker.id.not_in([w.id for w in lingering] or [0])).execute()
-    ids = [Worker.create(host=host, pid=os.getpid(), project=project.id, state="idle", message="starting").id
-           for _ in range(spawn)]
+    # Rows of earlier builds' workers (stopped, dead, or idle on their way out) would only pile up.
+    ids = transitions.preregister_workers(project.id, host, spawn, keep=[w.id for w in lingering])
     launch.spawn_supervisor(project.name, token, ids)
     return _wait_for_pids(ids)
 
@@ -169,7 +162,7 @@ def _wait_for_pids(ids: list[int], timeout: float = 30.0) -> list[int]:
 def is_supervised(project: Project | str) -> bool:
     """A build of the project is running under a live supervisor (its heartbeat is fresh)."""
     project = _project(project)
-    return (project.status == "building" and project.supervisor is not None
+    return (project.status == ProjectStatus.BUILDING and project.supervisor is not None
             and (project.supervised_at or 0) >= now() - supervisor.SUPERVISOR_STALE)
 
 
@@ -179,7 +172,7 @@ def set_build_workers(project: Project | str, count: int) -> int:
     if not isinstance(count, int) or not 1 <= count <= 256:
         raise UsageError(f"--workers {count!r} is out of range: give a whole number from 1 to 256")
     changed = Project.update(build_workers=count, updated_at=now()).where(
-        (Project.id == project.id) & (Project.status == "building") & Project.supervisor.is_null(False)).execute()
+        (Project.id == project.id) & (Project.status == ProjectStatus.BUILDING) & Project.supervisor.is_null(False)).execute()
     if not changed:
         raise UsageError(f"no build of {project.name} is running: `ptolemy build {project.name} --workers {count}` "
                          "starts one")
@@ -193,7 +186,8 @@ def set_build_workers(project: Project | str, count: int) -> int:
 def add_workers(project: Project | str, count: int = 1) -> list[int]:
     """More detached workers for a running build (blitz only: serial builds one CAR at a time anyway)."""
     project = _project(project)
-    _require_building(project, "add workers to")
+    if project.status != ProjectStatus.BUILDING:
+        raise UsageError(f"cannot add workers to {project.name}: no build is running (it is {project.status})")
     if project.load_type == "serial":
         raise UsageError(f"{project.name} builds serially, one CAR at a time: more workers would only wait")
     if not 1 <= count <= 256:
@@ -201,9 +195,7 @@ def add_workers(project: Project | str, count: int = 1) -> list[int]:
     if is_supervised(project):  # its supervisor starts them (and keeps them alive)
         set_build_workers(project, min(256, (project.build_workers or 0) + count))
         return []
-    host = settings.hostname()
-    ids = [Worker.create(host=host, pid=os.getpid(), project=project.id, state="idle", message="starting").id
-           for _ in range(count)]
+    ids = transitions.preregister_workers(project.id, settings.hostname(), count, keep=None)
     pids = launch.spawn_workers(project.name, ids)
     for worker_id, pid in zip(ids, pids):
         Worker.update(pid=pid).where((Worker.id == worker_id) & (Worker.message == "starting")).execute()
@@ -211,70 +203,43 @@ def add_workers(project: Project | str, count: int = 1) -> list[int]:
     return pids
 
 
-def _require_building(project: Project, verb: str) -> None:
-    if project.status != "building":
-        raise UsageError(f"cannot {verb} {project.name}: no build is running (it is {project.status})")
-
-
 def pause(project: Project | str) -> None:
     """Workers finish the container in hand, then wait."""
     project = _project(project)
-    _require_building(project, "pause")
-    Project.update(paused=True, updated_at=now()).where(Project.id == project.id).execute()
+    transitions.pause_build(project)
     events.record(project, "build paused: workers finish their current container, then wait")
 
 
 def resume(project: Project | str) -> None:
     project = _project(project)
-    _require_building(project, "resume")
-    Project.update(paused=False, updated_at=now()).where(Project.id == project.id).execute()
+    transitions.resume_build(project)
     events.record(project, "build resumed")
 
 
 def cancel(project: Project | str) -> dict[str, int]:
     """Stop the build: in-flight containers back to pending, partial files removed, workers exit."""
     project = _project(project)
-    _require_building(project, "cancel")
-    with claims.write_transaction():
-        # The project row first: claims in progress finish before this (they share-lock it) and later ones
-        # see the build stopped, so the containers requeued below include every claim ever made.
-        Project.update(status="containerized", paused=False, updated_at=now()).where(
-            Project.id == project.id).execute()
-        inflight = list(Container.select(Container.id, Container.seq, Container.generation).where(
-            (Container.project == project.id) & (Container.state == "building")))
-        Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0, started_at=None).where(
-            Container.id.in_([c.id for c in inflight])).execute()
-        by_state = containers_by_state(project)
-        built, total = by_state.get("built", 0), sum(by_state.values())
-        Project.update(message=f"build cancelled with {built} of {total} built: `ptolemy build {project.name}` "
-                               f"continues").where(Project.id == project.id).execute()
-        events.record(project, f"build cancelled: {len(inflight)} in-flight container(s) back to pending, "
-                               f"{built} of {total} built", level="warning")
-    for box in inflight:  # the workers remove theirs too; this covers workers that are already dead
+    done = transitions.cancel_build(project)
+    events.record(project, f"build cancelled: {len(done.requeued)} in-flight container(s) back to pending, "
+                           f"{done.built} of {done.total} built", level="warning")
+    for box in done.requeued:  # the workers remove theirs too; this covers workers that are already dead
         # Only the generations cancelled here: a later build's claim (a higher generation) is not ours to touch.
         for part in staging.expired_parts(project.staging_dir, project.name, box.seq, box.generation + 1):
             try:
                 os.unlink(part)
-            except OSError:
+            except FileNotFoundError:
                 pass
-    return {"requeued": len(inflight), "workers": len(running_workers(project))}
+            except OSError as exc:
+                events.record(project, f"could not remove the partial file {part}: {exc}", "warning")
+    return {"requeued": len(done.requeued), "workers": len(running_workers(project))}
 
 
 def retry(project: Project | str) -> int:
     """Failed containers back to pending; returns how many."""
     project = _project(project)
-    if project.status not in ("building", "failed", "built", "containerized"):
-        raise UsageError(f"cannot retry {project.name}: it is {project.status}")
-    with claims.write_transaction():
-        n = Container.update(state="pending", claimed_by=None, lease_expires_at=None, bytes_done=0,
-                             started_at=None, finished_at=None).where(
-            (Container.project == project.id) & (Container.state == "failed")).execute()
-        if n and project.status != "building":
-            Project.update(status="containerized", updated_at=now(),
-                           message=f"{n} failed container(s) requeued: `ptolemy build {project.name}`").where(
-                Project.id == project.id).execute()
-        if n:
-            events.record(project, f"{n} failed container(s) requeued")
+    n = transitions.requeue_failed(project)
+    if n:
+        events.record(project, f"{n} failed container(s) requeued")
     return n
 
 
@@ -308,12 +273,12 @@ def build_progress(project: Project | str) -> dict[str, Any]:
     sums = dict(Container.select(Container.state, peewee.fn.COALESCE(peewee.fn.SUM(Container.data_bytes), 0)).where(
         Container.project == project.id).group_by(Container.state).tuples())
     in_flight = Container.select(peewee.fn.COALESCE(peewee.fn.SUM(Container.bytes_done), 0)).where(
-        (Container.project == project.id) & (Container.state == "building")).scalar() or 0
+        (Container.project == project.id) & (Container.state == ContainerState.BUILDING)).scalar() or 0
     bytes_total = int(sum(sums.values()))
-    bytes_done = int(sums.get("built", 0)) + int(in_flight)
-    bytes_failed = int(sums.get("failed", 0))
+    bytes_done = int(sums.get(ContainerState.BUILT, 0)) + int(in_flight)
+    bytes_failed = int(sums.get(ContainerState.FAILED, 0))
     workers = running_workers(project)
-    rate = sum(w.rate for w in workers if w.state == "building")
+    rate = sum(w.rate for w in workers if w.state == WorkerState.BUILDING)
     remaining = max(0, bytes_total - bytes_done - bytes_failed)
     latest = (Worker.select().where(Worker.project == project.id).order_by(Worker.heartbeat_at.desc()).first())
     stg = None
@@ -322,14 +287,14 @@ def build_progress(project: Project | str) -> dict[str, Any]:
                "reported_at": latest.heartbeat_at, "host": latest.host}
     failed = [{"seq": c.seq, "attempts": c.attempts, "error": c.error} for c in Container.select(
         Container.seq, Container.attempts, Container.error).where(
-        (Container.project == project.id) & (Container.state == "failed")).order_by(Container.seq)]
+        (Container.project == project.id) & (Container.state == ContainerState.FAILED)).order_by(Container.seq)]
     return {
         "project": project.name,
         "status": project.status,
         "message": project.message,
         "paused": bool(project.paused),
         "mode": project.load_type,
-        "containers": {state: by_state.get(state, 0) for state in ("pending", "building", "built", "failed", "cancelled")}
+        "containers": {state.value: by_state.get(state, 0) for state in ContainerState}
         | {"total": sum(by_state.values())},
         "bytes_total": bytes_total,
         "bytes_done": bytes_done,
@@ -340,10 +305,10 @@ def build_progress(project: Project | str) -> dict[str, Any]:
         "workers": [_worker_doc(w) for w in workers],
         "waiting": [{"host": w.host, "pid": w.pid, "needed": w.space_needed, "free": w.staging_free,
                      "total": w.staging_total, "budget": project.staging_budget, "message": w.message}
-                    for w in workers if w.state == "waiting"],
+                    for w in workers if w.state == WorkerState.WAITING],
         "failed": failed,
-        "running": project.status == "building",
-        "finished": project.status != "building",  # no build running (never started, done, failed, cancelled)
+        "running": project.status == ProjectStatus.BUILDING,
+        "finished": project.status != ProjectStatus.BUILDING,  # no build running (never started, done, failed, cancelled)
     }
 
 

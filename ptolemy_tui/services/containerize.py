@@ -21,15 +21,15 @@ import peewee
 from ptolemy_tui.core.display import is_plain, json_name_fields
 from ptolemy_tui.core.packing import PackingError, Piece, exact_car_size, pack, pieces_of, shard_name
 from ptolemy_tui.core.sources import source_for
+from ptolemy_tui.core.states import ContainerState, ProjectStatus, ScanState
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events, projects
-from ptolemy_tui.store import bulk
+from ptolemy_tui.store import bulk, transitions
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database
 
 PACKED_KINDS = ("file", "symlink")
-RESET_FROM = ("scanned", "containerizing", "containerized", "built", "failed")  # containerizing: a crashed run (its transaction rolled back)
 ITEM_BATCH = 20000  # items written per batch
 FILE_BATCH = 20000  # files read per query when packing
 DIRS_PER_QUERY = 500  # directories per query (bound parameters stay well inside SQLite's limit)
@@ -160,7 +160,7 @@ class _ContainerWriter:
 
     def add(self, placed: list) -> None:
         if self.container_id is None:
-            self.container_id = Container.insert(project=self.project, seq=self.seq, state="pending").execute()
+            self.container_id = Container.insert(project=self.project, seq=self.seq).execute()
             self.item_seq = 0
         cid, first = self.container_id, self.item_seq
         self.rows.extend([(cid, p[0], n, p[2], p[3], p[4], p[1]) for n, p in enumerate(placed, first)])
@@ -209,7 +209,8 @@ def _bulk_writes():
 
 
 def _reset(project: Project, discard_built: bool) -> int:
-    held = (Container.select().where((Container.project == project) & (Container.state.in_(("built", "building"))))
+    held = (Container.select().where((Container.project == project) & (Container.state.in_(
+        (ContainerState.BUILT, ContainerState.BUILDING))))
             .count())
     if held and not discard_built:
         raise UsageError(f"project {project.name} has {held} built or building container(s); --reset would discard "
@@ -278,20 +279,20 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
     """Pack the scanned files; return the report (REPORT_KEYS; fills are predicted CAR size / car_size, the
     mean and lowest over all containers packed now but the last)."""
     latest = Scan.select(Scan.state).where(Scan.project == project).order_by(Scan.id.desc()).first()
-    if latest is None or latest.state != "done":
+    if latest is None or latest.state != ScanState.DONE:
         raise UsageError(f"project {project.name} has no finished scan"
                          f"{' (the last one ' + latest.state + ')' if latest else ''}: run `ptolemy scan {project.name}`")
-    if reset and project.status == "building":
+    if reset and project.status == ProjectStatus.BUILDING:
         # Discarding the containers under running workers would end their build silently (and their CARs
         # would be recorded against nothing): the build is stopped on purpose first.
         raise UsageError(f"a build of {project.name} is running: `ptolemy cancel {project.name}` first, then "
                          f"`ptolemy containerize {project.name} --reset`")
     if reset:
-        if project.status not in RESET_FROM:
+        if project.status not in transitions.RESET_FROM:
             projects.require_step(project, "containerize")
     else:
         projects.require_step(project, "containerize")
-        if project.status == "containerized":
+        if project.status == ProjectStatus.CONTAINERIZED:
             raise UsageError(f"project {project.name} is already containerized: "
                              f"`ptolemy containerize {project.name} --reset` packs it again from scratch")
     collision = _shard_name_collision(project)
@@ -302,7 +303,7 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
                          f"`ptolemy scan {project.name}` again")
     started = time.monotonic()
     discarded = _reset(project, discard_built) if reset else 0
-    projects.set_status(project, "containerizing", None)
+    transitions.begin_containerize(project, reset=reset)
     try:
         if not reset:
             _retire_stale(project)
@@ -314,17 +315,15 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
             writer = _ContainerWriter(project, next_seq)
             for box in pack(_pieces(project, repack, stats), project.car_size, on_pieces=writer.add):
                 boxes.append(writer.close(box))
-    except PackingError as exc:
-        projects.set_status(project, "failed", f"containerize failed: {exc}")
-        events.record(project, f"containerize failed: {exc}", "error")
-        raise UsageError(str(exc)) from None
     except Exception as exc:
-        projects.set_status(project, "failed", f"containerize failed: {exc}")
+        transitions.fail_containerize(project, f"containerize failed: {exc}")
         events.record(project, f"containerize failed: {exc}", "error")
+        if isinstance(exc, PackingError):
+            raise UsageError(str(exc)) from None
         raise
     seconds = time.monotonic() - started
     report = _report(project, boxes, stats, seconds, discarded)
-    projects.set_status(project, "containerized", None)
+    transitions.finish_containerize(project)
     events.record(project, f"containerized: {report['new_containers']} new container(s), {report['items']:,} items, "
                            f"{report['shards']:,} shards, mean fill {report['mean_fill']:.2%}")
     return report

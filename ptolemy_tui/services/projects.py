@@ -18,6 +18,8 @@ from ptolemy_tui.core.sources import is_s3
 from ptolemy_tui.core.sizes import MAX_CAR_SIZE, MIN_SHARD_SIZE, SizeError, format_size, parse_size, piece_fit
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events
+from ptolemy_tui.core.states import ContainerState
+from ptolemy_tui.store import transitions
 from ptolemy_tui.store.models import Car, Container, File, Project, database, now
 from ptolemy_tui.store.queries import containers_by_state, live_workers
 
@@ -27,22 +29,9 @@ DEFAULT_CAR_SIZE = "31.5GiB"  # 99 % of a 32 GiB piece; the seed's 17 GiB wastes
 DEFAULT_SHARD_SIZE = "1GiB"
 UTILISATION_WARNING = 0.90
 
-# Which statuses each step may start from. A failed step may be run again from the status before it.
-STEP_REQUIRES = {
-    "scan": ("defined", "scanned", "containerized", "built", "failed"),
-    "containerize": ("scanned", "containerized", "failed"),
-    "build": ("containerized", "building", "built", "failed"),
-}
-NEXT_STEP = {
-    "defined": ("scan", "ptolemy scan {name}"),
-    "scanning": ("wait for the scan", "ptolemy status {name}"),
-    "scanned": ("containerize", "ptolemy containerize {name}"),
-    "containerizing": ("wait for packing", "ptolemy status {name}"),
-    "containerized": ("build", "ptolemy build {name}"),
-    "building": ("watch the build", "ptolemy status {name}"),
-    "built": ("export the manifest", "ptolemy manifest {name}"),
-    "failed": ("read the message and retry", "ptolemy status {name}"),
-}
+# Which statuses each step may start from, and the next step for each status: see store/transitions.py.
+STEP_REQUIRES = transitions.STEP_FROM
+NEXT_STEP = transitions.NEXT_STEP
 
 
 @dataclass
@@ -327,11 +316,11 @@ def edit(name: str, changes: dict[str, Any]) -> tuple[Project, list[str]]:
     with database.atomic():
         for key in EDITABLE:
             setattr(project, key, getattr(valid, key))
-        if "target_dir" in packing:
-            project.status, project.message = "defined", "target changed: scan again"
-            File.delete().where(File.project == project).execute()
         project.updated_at = now()
-        project.save()
+        project.save(only=[getattr(Project, key) for key in EDITABLE] + [Project.updated_at])
+        if "target_dir" in packing:
+            transitions.redefine(project, "target changed: scan again")
+            File.delete().where(File.project == project).execute()
         events.record(project, f"project {name} edited: {', '.join(sorted(changes))}")
     return project, valid.warnings
 
@@ -347,17 +336,10 @@ def delete(name: str) -> None:
 
 
 def require_step(project: Project, step: str) -> None:
-    """Refuse to run a step out of order, saying which step comes first."""
-    allowed = STEP_REQUIRES[step]
-    if project.status in allowed:
-        return
-    hint = NEXT_STEP.get(project.status, ("", ""))[1].format(name=project.name)
-    raise UsageError(f"cannot {step} project {project.name}: it is {project.status}; next: {hint}")
-
-
-def set_status(project: Project, status: str, message: str | None = None) -> None:
-    project.status, project.message, project.updated_at = status, message, now()
-    Project.update(status=status, message=message, updated_at=project.updated_at).where(Project.id == project.id).execute()
+    """Refuse to run a step out of order, saying which step comes first (the step's transition checks again,
+    in its UPDATE, so a race cannot slip past this early look)."""
+    if project.status not in STEP_REQUIRES[step]:
+        raise transitions.refusal(project, step)
 
 
 def counts(project: Project) -> dict[str, int]:
@@ -368,10 +350,10 @@ def counts(project: Project) -> dict[str, int]:
         "files": int(files[0]),
         "bytes": int(files[1]),
         "containers": sum(by_state.values()),
-        "containers_pending": by_state.get("pending", 0),
-        "containers_building": by_state.get("building", 0),
-        "containers_built": by_state.get("built", 0),
-        "containers_failed": by_state.get("failed", 0),
+        "containers_pending": by_state.get(ContainerState.PENDING, 0),
+        "containers_building": by_state.get(ContainerState.BUILDING, 0),
+        "containers_built": by_state.get(ContainerState.BUILT, 0),
+        "containers_failed": by_state.get(ContainerState.FAILED, 0),
         "cars": Car.select().where(Car.project == project).count(),
         "cars_stale": Car.select().where((Car.project == project) & Car.stale_reason.is_null(False)).count(),
         "dataset_root": dataset_root_cid(project),

@@ -29,8 +29,9 @@ from ptolemy_tui.core import local_walk
 from ptolemy_tui.core.source import SourceError
 from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.errors import UsageError
+from ptolemy_tui.core.states import UNBUILT, ContainerState, ProjectStatus, ScanState
 from ptolemy_tui.services import events, projects
-from ptolemy_tui.store import bulk
+from ptolemy_tui.store import bulk, transitions
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database, now
@@ -45,7 +46,6 @@ PROGRESS_EVERY = 0.5  # seconds between progress writes
 LIVE_EVERY = 2.0  # seconds between writes of the top levels' running totals (the tree view is live)
 LIVE_DEPTH = 2  # the root and two levels below: what an operator sees before opening anything
 STALE_AFTER = 60.0  # seconds without a progress write before a running scan is taken as dead
-UNBUILT_STATES = ("pending", "failed", "cancelled")
 
 # File row columns in the order the writer builds its tuples.
 _FILE_COLUMNS = ("project_id", "directory_id", "path", "name", "size", "mtime_ns", "inode", "kind", "link_target",
@@ -335,9 +335,9 @@ def _apply_changes(project: Project, writer: _Writer, removed: dict) -> dict:
         for cid, fid, state in q:
             by_container.setdefault(cid, []).append(fid)
             states[cid] = state
-    repack = [cid for cid, st in states.items() if st in UNBUILT_STATES]
-    built = [cid for cid, st in states.items() if st == "built"]
-    building = [cid for cid, st in states.items() if st == "building"]
+    repack = [cid for cid, st in states.items() if st in UNBUILT]
+    built = [cid for cid, st in states.items() if st == ContainerState.BUILT]
+    building = [cid for cid, st in states.items() if st == ContainerState.BUILDING]
     keep_removed: set[int] = set()  # removed files still described by a built or building container
     with database.atomic():
         for part in _chunks(repack):
@@ -376,21 +376,15 @@ def _write_progress(scan: Scan, started: float, current: bytes | None) -> None:
     scan.rate = scan.entries / elapsed
     scan.current_dir = current
     scan.updated_at = now()
-    scan.save()
+    transitions.save_scan_progress(scan)
 
 
 def _recover_interrupted(project: Project) -> None:
     """A scan whose process died leaves the project `scanning` and its Scan `running`: after a minute without
     a progress write it is taken as dead, so the project can be scanned again. A live scan is refused."""
-    running = list(Scan.select().where((Scan.project == project) & (Scan.state == "running")))
-    if any(s.updated_at > now() - STALE_AFTER for s in running):
+    if not transitions.abandon_scans(project, now() - STALE_AFTER):
         raise UsageError(f"project {project.name} is being scanned right now: wait for it "
                          f"(`ptolemy status {project.name}`)")
-    for old in running:
-        old.state, old.message, old.finished_at = "failed", "interrupted (no progress for a minute)", now()
-        old.save()
-    if project.status == "scanning":
-        projects.set_status(project, "failed", "the previous scan was interrupted: scan again")
 
 
 def run_scan(project: Project, *, threads: int | None = None, on_progress: Callable[[Scan], None] | None = None,
@@ -412,8 +406,7 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
         raise UsageError(f"target {exc}: fix it with `ptolemy project edit {project.name} --target DIR`") from None
     cancel = cancel or threading.Event()
     previous_status = project.status
-    projects.set_status(project, "scanning", None)
-    scan = Scan.create(project=project)
+    scan = transitions.begin_scan(project)
     events.record(project, f"scan started: {project.target_dir} with {threads} threads")
     started = time.monotonic()
     out: queue.Queue = queue.Queue(maxsize=64)  # bounds memory: at most 64 chunks of 4096 entries in flight
@@ -460,35 +453,33 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
         removed = prev.removed() if prev else {}
         scan.removed = len(removed)
         effects = _apply_changes(project, writer, removed) if prev else {}
-        scan.state, scan.finished_at, scan.current_dir = "done", now(), None
         scan.rate = scan.entries / max(time.monotonic() - started, 1e-6)
         if prev:
             scan.message = (f"rescan: {scan.added} added, {scan.changed} changed, {scan.removed} removed; "
                             f"{effects['repacked_containers']} container(s) back to packing, "
                             f"{effects['stale_cars']} CAR(s) stale")
-        scan.save()
-        if on_progress:
-            on_progress(scan)
         has_containers = Container.select().where(Container.project == project).exists()
         unchanged = prev is not None and not (scan.added or scan.changed or scan.removed)
-        if unchanged and previous_status in ("containerized", "built"):
-            status = previous_status  # nothing moved: the packing (and the build) still stand
+        if unchanged and previous_status in (ProjectStatus.CONTAINERIZED, ProjectStatus.BUILT):
+            status = ProjectStatus(previous_status)  # nothing moved: the packing (and the build) still stand
         else:
-            status = "scanned"
-        projects.set_status(project, status, None if status != "scanned" or not has_containers else
-                            "rescanned: containerize packs what changed")
+            status = ProjectStatus.SCANNED
+        transitions.finish_scan(project, scan, status, None if status != ProjectStatus.SCANNED or not has_containers
+                                else "rescanned: containerize packs what changed")
+        if on_progress:
+            on_progress(scan)
         events.record(project, f"scan done: {scan.entries:,} entries, {scan.files:,} files, {scan.bytes:,} bytes, "
                                f"{scan.symlinks:,} symlinks, {scan.skipped:,} skipped, {scan.errors:,} errors"
                       + (f"; {scan.message}" if scan.message else ""))
         return scan
     except _Cancelled:
-        _finish_failed(project, scan, "cancelled", "scan cancelled: run it again")
+        _finish_failed(project, scan, ScanState.CANCELLED, "scan cancelled: run it again")
         return scan
     except SourceError as exc:  # the source went away or refused us half-way: one line, not a traceback
         _finish_failed(project, scan, "failed", f"scan failed: {exc}")
         raise UsageError(f"scan of {project.name} failed: {exc}") from None
     except Exception as exc:
-        _finish_failed(project, scan, "failed", f"scan failed: {exc}")
+        _finish_failed(project, scan, ScanState.FAILED, f"scan failed: {exc}")
         raise
     finally:
         cancel.set()  # walkers stop listing; drain so none blocks on a full queue
@@ -521,11 +512,9 @@ def _drain(out: queue.Queue, walker) -> None:
             pass
 
 
-def _finish_failed(project: Project, scan: Scan, state: str, message: str) -> None:
+def _finish_failed(project: Project, scan: Scan, state: ScanState, message: str) -> None:
     try:
-        scan.state, scan.message, scan.finished_at = state, message, now()
-        scan.save()
-        projects.set_status(project, "failed", message)
-        events.record(project, message, "warning" if state == "cancelled" else "error")
+        transitions.end_scan(project, scan, state, message)
+        events.record(project, message, "warning" if state == ScanState.CANCELLED else "error")
     except peewee.PeeweeException:  # the store itself failed: the original error is what matters
         log.exception("could not record the scan's end")

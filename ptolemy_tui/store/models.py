@@ -9,6 +9,7 @@ import time
 
 import peewee
 
+from ptolemy_tui.core.states import ContainerState, ProjectStatus, ScanState, WorkerState
 from ptolemy_tui.store.fields import PathField
 
 database = peewee.DatabaseProxy()
@@ -31,10 +32,7 @@ class Meta(BaseModel):
     value = peewee.TextField()
 
 
-# Project.status values, in the order a project moves through them.
-PROJECT_STATUSES = (
-    "defined", "scanning", "scanned", "containerizing", "containerized", "building", "built", "failed",
-)
+# State values: core/states.py; every write of them: store/transitions.py.
 
 
 class Project(BaseModel):
@@ -52,7 +50,7 @@ class Project(BaseModel):
     s3_region = peewee.CharField(max_length=64, null=True)
     s3_profile = peewee.CharField(max_length=128, null=True)
     s3_no_sign = peewee.BooleanField(default=False)  # anonymous requests (public buckets)
-    status = peewee.CharField(max_length=32, default="defined")
+    status = peewee.CharField(max_length=32, default=ProjectStatus.DEFINED)
     message = peewee.TextField(null=True)
     paused = peewee.BooleanField(default=False)
     created_at = peewee.DoubleField(default=now)
@@ -69,7 +67,7 @@ class Scan(BaseModel):
     """One scan run of a project, with live progress (written about twice a second) and its summary."""
 
     project = peewee.ForeignKeyField(Project, backref="scans", on_delete="CASCADE")
-    state = peewee.CharField(max_length=16, default="running")  # running, done, failed, cancelled
+    state = peewee.CharField(max_length=16, default=ScanState.RUNNING)
     started_at = peewee.DoubleField(default=now)
     finished_at = peewee.DoubleField(null=True)
     updated_at = peewee.DoubleField(default=now)  # progress heartbeat: a running scan older than a minute is dead
@@ -128,14 +126,11 @@ class File(BaseModel):
         indexes = ((("project", "path"), True),)
 
 
-# Container.state values.
-CONTAINER_STATES = ("pending", "building", "built", "failed", "cancelled")
-
 
 class Container(BaseModel):
     project = peewee.ForeignKeyField(Project, backref="containers", on_delete="CASCADE")
     seq = peewee.IntegerField()
-    state = peewee.CharField(max_length=16, default="pending")
+    state = peewee.CharField(max_length=16, default=ContainerState.PENDING)
     predicted_size = peewee.BigIntegerField(default=0)  # exact CAR length without dedup
     data_bytes = peewee.BigIntegerField(default=0)  # source bytes packed into it
     item_count = peewee.IntegerField(default=0)
@@ -199,15 +194,12 @@ class CarEntry(BaseModel):
         indexes = ((("car",), False), (("cid",), False))
 
 
-# Worker.state values.
-WORKER_STATES = ("idle", "building", "waiting", "stopped")
-
 
 class Worker(BaseModel):
     host = peewee.CharField(max_length=128)
     pid = peewee.IntegerField()
     project = peewee.ForeignKeyField(Project, null=True, backref="project_workers", on_delete="SET NULL")
-    state = peewee.CharField(max_length=16, default="idle")  # waiting = waiting for staging space
+    state = peewee.CharField(max_length=16, default=WorkerState.IDLE)
     container = peewee.ForeignKeyField(Container, null=True, backref="workers", on_delete="SET NULL")
     bytes_done = peewee.BigIntegerField(default=0)
     bytes_total = peewee.BigIntegerField(default=0)

@@ -2,7 +2,7 @@
 `ptolemy build`). Modules:
 
 - main: the loop (register, pause/serial-space/claim/build, stop) and signal handling;
-- claims: leases on containers (FOR NO KEY UPDATE SKIP LOCKED on PostgreSQL, BEGIN IMMEDIATE on SQLite);
+- (claims, leases and every state write live in store/transitions.py);
 - reporter: the once-a-second report thread that also renews the lease (its own store connection);
 - container: one container in one pass (CAR + CommP from the same bytes, fsync, rename to <pieceCID>.car);
 - staging: file names in staging, disk usage, the serial space/budget check;

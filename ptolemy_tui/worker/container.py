@@ -1,5 +1,5 @@
 """One container, one pass: its items are read straight from the source tree into the CAR writer, whose output
-goes to `<staging>/<project>/container-NNNNNN.gG.part` (G: the claim's generation, see claims.py) and, byte for byte as it is written, to the CommP hasher
+goes to `<staging>/<project>/container-NNNNNN.gG.part` (G: the claim's generation, see store/transitions.py) and, byte for byte as it is written, to the CommP hasher
 (the 59-byte header, known last, is handed over at the end). fsync, then rename to `<pieceCID>.car`: a file with
 that name is always complete. Any failure removes the partial file.
 
@@ -24,7 +24,8 @@ from ptolemy_tui import faults
 from ptolemy_tui.core.source import (EntryState, ScanFacts, Source, SourceError, SourceMissing, changed_since_scan,
                                      changed_while_reading, read_order)
 from ptolemy_tui.store.models import Container, ContainerItem, File, Project
-from ptolemy_tui.worker import claims, dbretry, inline, settings, staging
+from ptolemy_tui.store import transitions
+from ptolemy_tui.worker import dbretry, inline, settings, staging
 from ptolemy_tui.worker.reporter import Reporter
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,8 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def build(project: Project, container: Container, *, staging_dir: str, source: Source, owner: str, host: str,
+def build(project: Project, container: Container, *, staging_dir: str, source: Source,
+          holder: transitions.Holder, host: str,
           reporter: Reporter, profile: str = "kubo") -> Outcome:
     """Build one claimed container into staging and record it. Never raises for a per-container problem."""
     generation = container.generation
@@ -167,7 +169,7 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
 
     ours: list[int] = []  # the inode of the partial file we created, to never remove another worker's
     if project.load_type == "inline":
-        return inline.build(container, entries, rows, owner=owner, host=host, reporter=reporter, profile=profile,
+        return inline.build(container, entries, rows, holder=holder, host=host, reporter=reporter, profile=profile,
                             source=source, checks=checks, before_read=before_read, on_progress=on_progress,
                             fail=_fail, started=started)
 
@@ -199,7 +201,7 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
         if reporter.claim_lost.is_set():
             raise Aborted()
         final = staging.car_path(staging_dir, project.name, piece.piece_cid_v1)
-        if not dbretry.retrying(lambda: claims.rename_if_mine(container, owner, part, final), "renaming the CAR"):
+        if not dbretry.retrying(lambda: transitions.rename_if_held(holder, part, final), "renaming the CAR"):
             raise Aborted()
         faults.reach("after-rename")
         _fsync_dir(os.path.dirname(final))
@@ -208,27 +210,27 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
         return Outcome("aborted", "the claim was cancelled or taken over")
     except ContainerFailed as exc:
         _remove_if_ours(part, ours)
-        return _fail(container, owner, str(exc))
+        return _fail(container, holder, str(exc))
     except SourceChanged as exc:  # shorter than scanned although size and mtime matched (a rewrite in place)
         _remove_if_ours(part, ours)
         shown = checks.current or str(exc)
-        return _fail(container, owner, f"source changed since scan: {shown}")
+        return _fail(container, holder, f"source changed since scan: {shown}")
     except SourceMissing:
         _remove_if_ours(part, ours)
-        return _fail(container, owner, f"source file vanished since scan: {checks.current}")
+        return _fail(container, holder, f"source file vanished since scan: {checks.current}")
     except SourceError as exc:  # unreachable after retries, access denied: one line that names the source
         _remove_if_ours(part, ours)
-        return _fail(container, owner, str(exc))
+        return _fail(container, holder, str(exc))
     except OSError as exc:
         _remove_if_ours(part, ours)
         message, enospc = _describe_oserror(exc, part)
         if not exc.filename and not enospc and checks.current:
             message += f" (last source file read: {checks.current})"
-        return _fail(container, owner, message, enospc=enospc)
+        return _fail(container, holder, message, enospc=enospc)
     except Exception as exc:  # noqa: BLE001 - a bug must fail one container, not kill the worker mid-build
         log.exception("container %s: unexpected error", container.seq)
         _remove_if_ours(part, ours)
-        return _fail(container, owner, f"internal error: {exc.__class__.__name__}: {exc}")
+        return _fail(container, holder, f"internal error: {exc.__class__.__name__}: {exc}")
 
     seconds = time.monotonic() - started
     car_fields = dict(path=final, payload_cid=str(result.root_cid), piece_cid=piece.piece_cid_v1,
@@ -238,7 +240,7 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
     entry_rows = [(path, cids[path], file_id, offset, length) for path, file_id, offset, length in rows
                   if path in cids]
     faults.reach("before-record")
-    recorded = dbretry.retrying(lambda: claims.mark_built(container, owner, car_fields, entry_rows), "recording the CAR")
+    recorded = dbretry.retrying(lambda: transitions.record_built(holder, container, car_fields, entry_rows), "recording the CAR")
     if not recorded:
         # The claim went away between the rename and the record. The CAR is complete and byte-identical to
         # what a rebuild writes under the same name, so it is left in place for that rebuild to replace.
@@ -255,7 +257,7 @@ def _remove_if_ours(part: str, ours: list[int]) -> None:
         pass
 
 
-def _fail(container: Container, owner: str, message: str, *, enospc: bool = False) -> Outcome:
+def _fail(container: Container, holder: transitions.Holder, message: str, *, enospc: bool = False) -> Outcome:
     log.error("container %s failed: %s", container.seq, message)
-    dbretry.retrying(lambda: claims.mark_failed(container, owner, message), "recording a failure")
+    dbretry.retrying(lambda: transitions.fail(holder, container, message), "recording a failure")
     return Outcome("failed", message, enospc=enospc)

@@ -15,14 +15,16 @@ from ptolemy_tui.core.carplan import SourceRanges, entry_ranges, record_plan
 from ptolemy_tui.core.commp import CommP
 from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.store.models import Container
-from ptolemy_tui.worker import claims, dbretry
+from ptolemy_tui.store import transitions
+from ptolemy_tui.worker import dbretry
 
 log = logging.getLogger(__name__)
 
 COMMP_THREADS = 2
 
 
-def build(container: Container, entries: list[SourceEntry], rows: list[tuple], *, owner: str, host: str, reporter,
+def build(container: Container, entries: list[SourceEntry], rows: list[tuple], *, holder: transitions.Holder,
+          host: str, reporter,
           profile: str, source, checks, before_read: Callable, on_progress: Callable, fail: Callable,
           started: float):
     """Record one claimed container as an inline CAR. Never raises for a per-container problem."""
@@ -45,15 +47,15 @@ def build(container: Container, entries: list[SourceEntry], rows: list[tuple], *
     except Aborted:
         return Outcome("aborted", "the claim was cancelled or taken over")
     except ContainerFailed as exc:
-        return fail(container, owner, str(exc))
+        return fail(container, holder, str(exc))
     except SourceChanged as exc:
-        return fail(container, owner, f"source changed since scan: {checks.current or exc}")
+        return fail(container, holder, f"source changed since scan: {checks.current or exc}")
     except OSError as exc:
         message, _ = _describe_oserror(exc, "")
-        return fail(container, owner, message)
+        return fail(container, holder, message)
     except Exception as exc:  # noqa: BLE001 - a bug must fail one container, not kill the worker mid-build
         log.exception("container %s: unexpected error", container.seq)
-        return fail(container, owner, f"internal error: {exc.__class__.__name__}: {exc}")
+        return fail(container, holder, f"internal error: {exc.__class__.__name__}: {exc}")
 
     blob = plan.encode()
     seconds = time.monotonic() - started
@@ -63,8 +65,8 @@ def build(container: Container, entries: list[SourceEntry], rows: list[tuple], *
     cids = {path: str(cid) for path, cid in result.entry_cids}
     entry_rows = [(path, cids[path], file_id, offset, length) for path, file_id, offset, length in rows
                   if path in cids]
-    recorded = dbretry.retrying(lambda: claims.mark_built(container, owner, car_fields, entry_rows, plan=blob),
-                                "recording the CAR")
+    recorded = dbretry.retrying(
+        lambda: transitions.record_built(holder, container, car_fields, entry_rows, plan=blob), "recording the CAR")
     if not recorded:
         return Outcome("aborted", "the claim was cancelled or taken over before the CAR was recorded")
     log.info("container %s recorded inline: %s, %d bytes, plan %d bytes", container.seq, piece.piece_cid_v1,

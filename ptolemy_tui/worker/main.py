@@ -6,7 +6,7 @@ Loop, each turn re-reading the project (the store is how the operator talks to w
   being built when the pause came is finished first;
 - serial → before claiming, the next container's predicted CAR size plus a reserve must fit the staging disk and
   the project's staging budget; otherwise state "waiting" (waiting for staging space) with the numbers, and poll;
-- claim (a lease, see claims.py) and build (container.py); nothing claimable → if nothing is pending or building
+- claim (a lease, see store/transitions.py) and build (container.py); nothing claimable → if nothing is pending or building
   either, end the build and stop; else (others are building) idle and poll, ready to take over an expired lease.
 SIGTERM/SIGINT: the container in hand is given back (pending) and its partial file removed, then the worker stops.
 """
@@ -19,9 +19,11 @@ import threading
 from dataclasses import dataclass
 
 from ptolemy_tui.core.sources import source_for
-from ptolemy_tui.store.models import Project, Worker, now
+from ptolemy_tui.core.states import TODO, ProjectStatus, WorkerState
+from ptolemy_tui.store import transitions
+from ptolemy_tui.store.models import Project
 from ptolemy_tui.store.queries import containers_by_state
-from ptolemy_tui.worker import claims, container as container_build, dbretry, launch, settings
+from ptolemy_tui.worker import container as container_build, dbretry, launch, settings
 from ptolemy_tui.worker.reporter import Reporter
 from ptolemy_tui.worker.staging import check_serial
 
@@ -45,7 +47,7 @@ class _Stop(Exception):
 def _find_project(name: str | None) -> Project | None:
     if name is not None:
         return Project.get_or_none(Project.name == name)
-    return Project.select().where(Project.status == "building").order_by(Project.id).first()
+    return Project.select().where(Project.status == ProjectStatus.BUILDING).order_by(Project.id).first()
 
 
 def run_worker(options: WorkerOptions) -> int:
@@ -58,7 +60,7 @@ def run_worker(options: WorkerOptions) -> int:
         log.info("no project to build%s", f" named {options.project}" if options.project else "")
         preset = os.environ.pop(launch.WORKER_ID_ENV, None)
         if preset and preset.isdigit():  # the row `ptolemy build` registered for us must not linger as live
-            Worker.update(state="stopped", message=None).where(Worker.id == int(preset)).execute()
+            transitions.stop_worker(int(preset))
         return 0
     staging_dir = options.staging or project.staging_dir
     source = source_for(project, options.source_root)
@@ -71,7 +73,7 @@ def run_worker(options: WorkerOptions) -> int:
     def on_signal(signum, _frame):
         stopping.set()
         wake.set()
-        reporter.claim_lost.set()  # makes the builder stop at its next read; the claim is released below
+        reporter.request_stop()  # the builder stops at its next read; the claim is released below
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, on_signal)
@@ -83,57 +85,55 @@ def run_worker(options: WorkerOptions) -> int:
     try:
         while not stopping.is_set():
             project = dbretry.retrying(lambda: Project.get_or_none(Project.id == project.id), "reading the project")
-            if project is None or project.status != "building":
+            if project is None or project.status != ProjectStatus.BUILDING:
                 break
             if project.paused:
-                reporter.set("idle", "paused")
+                reporter.set(WorkerState.IDLE, "paused")
                 wake.wait(timing.poll)
                 continue
             serial = project.load_type == "serial"
             if serial:
-                nxt = dbretry.retrying(lambda: claims.peek_next(project.id), "looking for work")
+                nxt = dbretry.retrying(lambda: transitions.peek_next(project.id), "looking for work")
                 if nxt is not None:
                     check = check_serial(staging_dir, project.name, nxt.predicted_size, project.staging_budget)
                     if not check.ok:
-                        reporter.set("waiting", check.reason, space_needed=check.needed)
+                        reporter.set(WorkerState.WAITING, check.reason, space_needed=check.needed)
                         wake.wait(timing.poll)
                         continue
-            claim = dbretry.retrying(lambda: claims.claim_next(project.id, owner, timing.lease, serial=serial),
+            claim = dbretry.retrying(lambda: transitions.claim(project.id, owner, timing.lease, serial=serial),
                                      "claiming a container")
             if claim is None:
-                if dbretry.retrying(lambda: claims.finalize_if_done(project.id), "finishing the build") or \
+                if dbretry.retrying(lambda: transitions.finalize_build(project.id), "finishing the build") or \
                         not _anything_left(project.id):
                     break
-                reporter.set("idle", "waiting for other workers to finish")
+                reporter.set(WorkerState.IDLE, "waiting for other workers to finish")
                 wake.wait(timing.poll)
                 continue
             box = claim.container
             if serial:
                 check = check_serial(staging_dir, project.name, box.predicted_size, project.staging_budget)
                 if not check.ok:  # another container than the one peeked at, and it does not fit
-                    dbretry.retrying(lambda: claims.release(box.id, owner, undo_attempt=True,
-                                                            generation=box.generation), "releasing")
+                    dbretry.retrying(lambda: transitions.release(claim.holder, undo_attempt=True), "releasing")
                     continue
-            reporter.set("building", f"container {box.seq}", container_id=box.id, bytes_total=box.data_bytes,
-                         generation=box.generation)
+            reporter.set(WorkerState.BUILDING, f"container {box.seq}", holder=claim.holder,
+                         bytes_total=box.data_bytes)
             outcome = container_build.build(project, box, staging_dir=staging_dir, source=source,
-                                            owner=owner, host=host, reporter=reporter)
-            reporter.set("idle")
+                                            holder=claim.holder, host=host, reporter=reporter)
+            reporter.set(WorkerState.IDLE)
             if outcome.status == "aborted":
                 log.warning("container %s: %s; this worker keeps nothing of it", box.seq, outcome.message)
             if outcome.status == "failed":
                 failed_any = True
             if outcome.status == "aborted" and stopping.is_set():
                 # Our own stop (SIGTERM): hand the container back now instead of leaving it to lease expiry.
-                dbretry.retrying(lambda: claims.release(box.id, owner, generation=box.generation), "releasing")
+                dbretry.retrying(lambda: transitions.release(claim.holder), "releasing")
             if options.once:
                 break
     finally:
-        reporter.set("stopped")
+        reporter.set(WorkerState.STOPPED)
         reporter.stop()
         try:
-            dbretry.retrying(lambda: Worker.update(state="stopped", container=None, message=None, heartbeat_at=now())
-                             .where(Worker.id == worker.id).execute(), "unregistering", patience=30)
+            dbretry.retrying(lambda: transitions.stop_worker(worker.id), "unregistering", patience=30)
         except dbretry.TRANSIENT:
             log.warning("could not mark worker %s stopped; it leaves the live view when its heartbeat ages", owner)
         log.info("worker %s stopped", owner)
@@ -142,16 +142,11 @@ def run_worker(options: WorkerOptions) -> int:
     return 1 if failed_any else 0
 
 
-def _register(host: str, pid: int, project_id: int) -> Worker:
-    """Take over the row `ptolemy build` registered for this process, or register anew (`ptolemy worker`)."""
+def _register(host: str, pid: int, project_id: int):
     preset = os.environ.pop(launch.WORKER_ID_ENV, None)
-    values = dict(host=host, pid=pid, project=project_id, state="idle", message=None, started_at=now(),
-                  heartbeat_at=now())
-    if preset and preset.isdigit() and Worker.update(**values).where(Worker.id == int(preset)).execute():
-        return Worker.get_by_id(int(preset))
-    return Worker.create(**values)
+    return transitions.register_worker(host, pid, project_id, int(preset) if preset and preset.isdigit() else None)
 
 
 def _anything_left(project_id: int) -> bool:
     by_state = dbretry.retrying(lambda: containers_by_state(project_id), "counting containers")
-    return bool(by_state.get("pending", 0) or by_state.get("building", 0))
+    return any(by_state.get(state, 0) for state in TODO)

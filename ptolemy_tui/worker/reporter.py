@@ -16,8 +16,9 @@ import time
 
 import psutil
 
-from ptolemy_tui.store.models import Worker, now
-from ptolemy_tui.worker import claims, dbretry
+from ptolemy_tui.core.states import WorkerState
+from ptolemy_tui.store import transitions
+from ptolemy_tui.worker import dbretry
 from ptolemy_tui.worker.staging import disk_usage
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,14 @@ class Reporter:
         self.lease = lease
         self.interval = interval
         self.lock = threading.Lock()
-        self.state = "idle"
+        self.state = WorkerState.IDLE
         self.message: str | None = None
-        self.container_id: int | None = None
-        self.generation: int | None = None  # the claim's fencing token: renewals only extend our own claim
+        self.holder: transitions.Holder | None = None  # the claim being built under, if any
         self.bytes_done = 0
         self.bytes_total = 0
         self.space_needed = 0
         self.claim_lost = threading.Event()
+        self.stop_requested = threading.Event()  # SIGTERM/SIGINT: whatever is in hand is given up
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
         self._stop = threading.Event()
         self._kick = threading.Event()  # a state change is reported at once, not at the next tick
@@ -49,15 +50,21 @@ class Reporter:
         self._process.cpu_percent(None)  # the first call only starts the measurement
 
     # --- called by the worker's main thread ---------------------------------------------------------------
-    def set(self, state: str, message: str | None = None, *, container_id: int | None = None,
-            bytes_total: int = 0, space_needed: int = 0, generation: int | None = None) -> None:
+    def set(self, state: WorkerState, message: str | None = None, *, holder: transitions.Holder | None = None,
+            bytes_total: int = 0, space_needed: int = 0) -> None:
         with self.lock:
-            self.state, self.message, self.container_id = state, message, container_id
-            self.generation = generation
+            if not self.stop_requested.is_set():  # a stop that came before this call (after a claim) stays
+                self.claim_lost.clear()
+            self.state, self.message, self.holder = state, message, holder
             self.bytes_total, self.bytes_done, self.space_needed = bytes_total, 0, space_needed
             self._samples.clear()
-            self.claim_lost.clear()
         self._kick.set()
+
+    def request_stop(self) -> None:
+        """Called from a signal handler: the builder stops at its next read, even if the signal came between a
+        claim and the `set` that announces it."""
+        self.stop_requested.set()
+        self.claim_lost.set()
 
     def progress(self, bytes_done: int) -> None:
         self.bytes_done = bytes_done  # a plain int store: atomic under the GIL, read by the report thread
@@ -84,13 +91,13 @@ class Reporter:
 
     def _report(self) -> None:
         with self.lock:
-            state, message, container_id, generation = self.state, self.message, self.container_id, self.generation
+            state, message, holder = self.state, self.message, self.holder
             bytes_total, space_needed = self.bytes_total, self.space_needed
             done = self.bytes_done
-            rate = self._rate(time.monotonic(), done) if container_id else 0.0
-        if container_id is not None and not claims.renew(container_id, self.owner, self.lease, done, generation):
+            rate = self._rate(time.monotonic(), done) if holder else 0.0
+        if holder is not None and not transitions.renew(holder, self.lease, done):
             with self.lock:
-                if self.container_id == container_id:  # not a container that just finished normally
+                if self.holder == holder:  # not a container that just finished normally
                     self.claim_lost.set()
         try:
             disk = disk_usage(self.staging_dir)
@@ -101,9 +108,10 @@ class Reporter:
             rss, cpu = self._process.memory_info().rss, self._process.cpu_percent(None)
         except psutil.Error:
             rss, cpu = 0, 0.0
-        Worker.update(state=state, message=message, container=container_id, bytes_done=done,
-                      bytes_total=bytes_total, rate=rate, rss=rss, cpu_percent=cpu, space_needed=space_needed,
-                      heartbeat_at=now(), **staging).where(Worker.id == self.worker_id).execute()
+        transitions.report_worker(self.worker_id, state, message=message,
+                                  container=holder.container_id if holder else None, bytes_done=done,
+                                  bytes_total=bytes_total, rate=rate, rss=rss, cpu_percent=cpu,
+                                  space_needed=space_needed, **staging)
 
     def _run(self) -> None:
         while True:

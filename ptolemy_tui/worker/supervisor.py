@@ -18,13 +18,14 @@ alive, on the host where `ptolemy build` ran.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 
+from ptolemy_tui.core.states import TODO, ProjectStatus
+from ptolemy_tui.store import transitions
 from ptolemy_tui.store.models import Event, Project, Worker, now
 from ptolemy_tui.store.queries import containers_by_state
 from ptolemy_tui.worker import dbretry, launch, settings
@@ -88,8 +89,7 @@ class Supervisor:
     def _spawn(self, worker_id: int | None = None) -> None:
         host = settings.hostname()
         if worker_id is None:
-            worker_id = Worker.create(host=host, pid=os.getpid(), project=self.project_id, state="idle",
-                                      message="starting").id
+            worker_id = transitions.preregister_workers(self.project_id, host, 1, keep=None)[0]
         proc = launch.spawn_worker(self.project_name, worker_id)
         Worker.update(pid=proc.pid).where((Worker.id == worker_id) & (Worker.message == "starting")).execute()
         self.children[proc.pid] = _Child(proc, worker_id, time.monotonic())
@@ -119,7 +119,7 @@ class Supervisor:
             delay = min(BACKOFF_MAX, 2.0 ** self.failures)
             self.failures += 1
             self.next_start = max(self.next_start, time.monotonic() + delay)
-            Worker.update(state="stopped", message=describe_exit(code)).where(Worker.id == child.worker_id).execute()
+            transitions.stop_worker(child.worker_id, describe_exit(code))
             self._event(f"worker pid {pid} {describe_exit(code)} after {lived:.0f}s; starting a replacement in "
                         f"{delay:.0f}s (see its log in {launch.log_dir()})")
 
@@ -148,9 +148,9 @@ class Supervisor:
             while True:
                 ours = dbretry.retrying(self._heartbeat, "renewing the supervision")
                 project = dbretry.retrying(lambda: Project.get_by_id(self.project_id), "reading the project")
-                running = ours and project.status == "building"
+                running = ours and project.status == ProjectStatus.BUILDING
                 by_state = dbretry.retrying(lambda: containers_by_state(self.project_id), "counting containers")
-                work_left = bool(by_state.get("pending", 0) or by_state.get("building", 0))
+                work_left = any(by_state.get(state, 0) for state in TODO)
                 dbretry.retrying(lambda: self._reap(running, work_left), "recording a worker's end")
                 if not running:
                     if not self.children:

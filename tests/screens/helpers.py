@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ptolemy_tui.services import demo, projects
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, Worker
+from tests.states import force_status
 
 
 def have(module: str, name: str) -> bool:
@@ -97,7 +98,7 @@ def _manual_scan(project: Project) -> None:
     scan_row.state, scan_row.files, scan_row.bytes, scan_row.entries = "done", n_files, total, n_files + len(dirs)
     scan_row.directories, scan_row.finished_at = len(dirs), time.time()
     scan_row.save()
-    projects.set_status(project, "scanned")
+    force_status(project, "scanned")
 
 
 def _manual_pack(project: Project) -> None:
@@ -120,7 +121,7 @@ def _manual_pack(project: Project) -> None:
             name = f.path + (f".ptolemy{shard}".encode() if shard is not None else b"")
             ContainerItem.create(container=c, file=f, seq=i, offset=offset, length=length, shard_index=shard,
                                  car_path=name)
-    projects.set_status(project, "containerized")
+    force_status(project, "containerized")
 
 
 def fake_build_rows(project: Project, *, waiting: bool = False) -> None:
@@ -137,7 +138,7 @@ def fake_build_rows(project: Project, *, waiting: bool = False) -> None:
     if len(boxes) > 2:
         boxes[2].state = "building"
         boxes[2].save()
-    projects.set_status(project, "building")
+    force_status(project, "building")
     now = time.time()
     Worker.create(host="stage1", pid=4242, project=project, state="building",
                   container=boxes[2] if len(boxes) > 2 else None, bytes_done=700_000, bytes_total=1_900_000,

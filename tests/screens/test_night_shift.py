@@ -187,14 +187,14 @@ def test_blitz_over_budget_offers_to_build_anyway(packed_project):
 
 
 def test_failure_advice_names_the_fix(packed_project):
-    from ptolemy_tui.worker import claims
+    from ptolemy_tui.store import transitions
 
     Project.update(status="building").where(Project.id == packed_project.id).execute()
     Container.update(state="built").where(Container.project == packed_project.id).execute()
     box = Container.select().where(Container.project == packed_project.id).first()
     Container.update(state="failed", error="source changed since scan: docs/a.txt").where(
         Container.id == box.id).execute()
-    assert claims.finalize_if_done(packed_project.id) == "failed"
+    assert transitions.finalize_build(packed_project.id) == "failed"
     message = Project.get_by_id(packed_project.id).message
     assert "source changed since the scan" in message and f"ptolemy scan {packed_project.name}" in message
     assert "retry" not in message
@@ -205,7 +205,7 @@ def test_failure_advice_names_the_fix(packed_project):
     run(packed_project, scenario)
     Container.update(error="worker killed").where(Container.id == box.id).execute()
     Project.update(status="building").where(Project.id == packed_project.id).execute()
-    claims.finalize_if_done(packed_project.id)
+    transitions.finalize_build(packed_project.id)
     assert "ptolemy retry" in Project.get_by_id(packed_project.id).message
 
 

@@ -15,6 +15,7 @@ from ptolemy_tui.screens.project import ProjectScreen
 from ptolemy_tui.screens.projects import ProjectsScreen, ProjectsTable
 from ptolemy_tui.store.models import Project, Worker
 from tests.screens.helpers import make_project, wait_for
+from tests.states import force_status
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -197,9 +198,7 @@ def test_quit_without_builds_exits(project):
 
 def _building_elsewhere(project) -> None:
     """The project is building, with a live worker on another host."""
-    from ptolemy_tui.services import projects
-
-    projects.set_status(project, "building")
+    force_status(project, "building")
     Worker.create(host="elsewhere", pid=99, project=project, state="building", heartbeat_at=time.time() + 600)
 
 

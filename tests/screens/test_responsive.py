@@ -13,6 +13,7 @@ from ptolemy_tui.screens.project import ProjectScreen
 from ptolemy_tui.services import projects
 from ptolemy_tui.store.models import Container, Directory, File, Scan, database
 from tests.screens.helpers import wait_for
+from tests.states import force_status
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -37,7 +38,7 @@ def big_project(sqlite_store, tmp_path):
                   "item_count": 10, "state": "built" if i < 1200 else "pending"} for i in range(CONTAINERS)]
         for start in range(0, CONTAINERS, 1000):
             Container.insert_many(boxes[start:start + 1000]).execute()
-    projects.set_status(project, "containerized")
+    force_status(project, "containerized")
     return project
 
 

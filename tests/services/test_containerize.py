@@ -9,9 +9,10 @@ from ptolemy_tui.core.carsize import predict_car_size
 from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.core.unixfs import SourceEntry
 from ptolemy_tui.errors import UsageError
-from ptolemy_tui.services import containerize, projects, scan
+from ptolemy_tui.services import containerize, scan
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan
 from tests.services.pipeline_helpers import make_tree, new_project, write
+from tests.states import force_status
 
 MiB = 1 << 20
 
@@ -149,7 +150,7 @@ def test_hundred_thousand_files_pack(sqlite_store, tmp_path):
         for start in range(0, len(rows), 2000):
             File.insert_many(rows[start:start + 2000]).execute()
     Scan.create(project=project, state="done", files=100_000)
-    projects.set_status(project, "scanned")
+    force_status(project, "scanned")
     report = containerize.containerize(project)
     assert report["items"] == 100_000 and report["mean_fill"] > 0.99
     assert ContainerItem.select().count() == 100_000

@@ -12,9 +12,10 @@ import pytest
 
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.core import local_walk as scan_walk
-from ptolemy_tui.services import containerize, events, projects, scan, status
+from ptolemy_tui.services import containerize, events, scan, status
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan
 from tests.services.pipeline_helpers import ODD_NAMES, deny_listing, make_tree, new_project, regular_files, write
+from tests.states import force_status
 
 
 def _files(project) -> dict[bytes, File]:
@@ -150,10 +151,10 @@ def test_rescan_unchanged_keeps_status(store, tmp_path):
 def test_scan_refused_out_of_order_and_cancel(store, tmp_path):
     make_tree(tmp_path / "src")
     project = new_project(tmp_path)
-    projects.set_status(project, "building")
+    force_status(project, "building")
     with pytest.raises(UsageError, match="cannot scan"):
         scan.run_scan(project)
-    projects.set_status(project, "defined")
+    force_status(project, "defined")
     cancel = threading.Event()
     cancel.set()
     result = scan.run_scan(project, cancel=cancel)
@@ -195,7 +196,7 @@ def _scan_hundred_thousand(src: Path, tmp_path: Path) -> None:
 def test_interrupted_scan_is_recovered_live_one_refused(store, tmp_path):
     make_tree(tmp_path / "src")
     project = new_project(tmp_path)
-    projects.set_status(project, "scanning")
+    force_status(project, "scanning")
     live = Scan.create(project=project)
     with pytest.raises(UsageError, match="being scanned right now"):
         scan.run_scan(project)

@@ -8,7 +8,8 @@ import sys
 import time
 
 from ptolemy_tui.store.models import Container, Event, Project
-from ptolemy_tui.worker import claims
+from ptolemy_tui.store import transitions as claims
+from ptolemy_tui.store.transitions import Holder
 from ptolemy_tui.worker.launch import store_url
 
 
@@ -22,46 +23,46 @@ def _project(n: int, **kw) -> Project:
 
 def test_claim_takes_lowest_pending_and_leases_it(store):
     project = _project(3)
-    claim = claims.claim_next(project.id, "h:1:1", 30)
+    claim = claims.claim(project.id, "h:1:1", 30)
     assert claim.container.seq == 1 and claim.reclaimed_from is None
     box = Container.get_by_id(claim.container.id)
     assert box.state == "building" and box.claimed_by == "h:1:1" and box.attempts == 1
     assert 29 < box.lease_expires_at - time.time() <= 30
-    assert claims.claim_next(project.id, "h:2:2", 30).container.seq == 2
-    assert claims.renew(box.id, "h:1:1", 30, 500)
+    assert claims.claim(project.id, "h:2:2", 30).container.seq == 2
+    assert claims.renew(claim.holder, 30, 500)
     assert Container.get_by_id(box.id).bytes_done == 500
-    assert not claims.renew(box.id, "h:2:2", 30, 0), "only the owner renews"
+    assert not claims.renew(Holder(box.id, "h:2:2"), 30, 0), "only the owner renews"
 
 
 def test_expired_lease_is_reclaimed_and_counted(store):
     project = _project(1)
-    first = claims.claim_next(project.id, "h:1:1", 0.2)
-    assert claims.claim_next(project.id, "h:2:2", 30) is None  # leased
+    first = claims.claim(project.id, "h:1:1", 0.2)
+    assert claims.claim(project.id, "h:2:2", 30) is None  # leased
     time.sleep(0.3)
-    second = claims.claim_next(project.id, "h:2:2", 30)
+    second = claims.claim(project.id, "h:2:2", 30)
     assert second.container.id == first.container.id and second.reclaimed_from == "h:1:1"
     assert Container.get_by_id(first.container.id).attempts == 2
-    assert not claims.renew(first.container.id, "h:1:1", 30, 0), "the old owner learns it lost the claim"
-    assert not claims.mark_failed(first.container, "h:1:1", "late"), "and cannot record anything"
+    assert not claims.renew(first.holder, 30, 0), "the old owner learns it lost the claim"
+    assert not claims.fail(first.holder, first.container, "late"), "and cannot record anything"
     assert Event.select().where(Event.text.contains("reclaimed")).count() == 1
 
 
 def test_serial_claims_one_container_at_a_time(store):
     project = _project(2, load_type="serial")
-    first = claims.claim_next(project.id, "h:1:1", 30, serial=True)
-    assert claims.claim_next(project.id, "h:2:2", 30, serial=True) is None
-    claims.mark_failed(first.container, "h:1:1", "boom")
-    assert claims.claim_next(project.id, "h:2:2", 30, serial=True).container.seq == 2
+    first = claims.claim(project.id, "h:1:1", 30, serial=True)
+    assert claims.claim(project.id, "h:2:2", 30, serial=True) is None
+    claims.fail(first.holder, first.container, "boom")
+    assert claims.claim(project.id, "h:2:2", 30, serial=True).container.seq == 2
 
 
 def test_finalize_when_nothing_is_left(store):
     project = _project(2)
-    a = claims.claim_next(project.id, "h:1:1", 30)
-    assert claims.finalize_if_done(project.id) is None
-    claims.mark_failed(a.container, "h:1:1", "source changed since scan: x")
-    b = claims.claim_next(project.id, "h:1:1", 30)
+    a = claims.claim(project.id, "h:1:1", 30)
+    assert claims.finalize_build(project.id) is None
+    claims.fail(a.holder, a.container, "source changed since scan: x")
+    b = claims.claim(project.id, "h:1:1", 30)
     Container.update(state="built").where(Container.id == b.container.id).execute()
-    assert claims.finalize_if_done(project.id) == "failed"
+    assert claims.finalize_build(project.id) == "failed"
     assert "1 container(s) failed" in Project.get_by_id(project.id).message
 
 
@@ -69,14 +70,14 @@ RACER = r"""
 import os, sys
 from ptolemy_tui.store import db
 from ptolemy_tui.store.models import Container
-from ptolemy_tui.worker import claims
+from ptolemy_tui.store import transitions as claims
 db.open_database(os.environ["PTOLEMY_DB"])
 owner = f"racer:{os.getpid()}"
 sys.stdout.write("ready\n"); sys.stdout.flush()
 sys.stdin.readline()  # start together
 got = []
 while True:
-    claim = claims.claim_next(int(sys.argv[1]), owner, 60)
+    claim = claims.claim(int(sys.argv[1]), owner, 60)
     if claim is None:
         break
     got.append(claim.container.id)
@@ -151,3 +152,15 @@ def test_serial_build_stays_one_at_a_time_with_extra_workers(store, tmp_path, mo
     spans = sorted((c.started_at, c.finished_at) for c in Container.select())
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), "two containers were built at the same time"
     assert Car.select().count() == 6
+
+
+def test_a_stop_between_claim_and_report_is_not_forgotten():
+    """SIGTERM after a claim but before the reporter hears of it: the builder still sees it at its first read."""
+    from ptolemy_tui.core.states import WorkerState
+    from ptolemy_tui.worker.reporter import Reporter
+
+    reporter = Reporter(1, "h:1:1", "/", 30, 1)
+    reporter.set(WorkerState.IDLE)
+    reporter.request_stop()  # the signal handler
+    reporter.set(WorkerState.BUILDING, "container 1", holder=Holder(1, "h:1:1"), bytes_total=10)
+    assert reporter.claim_lost.is_set() and reporter.stop_requested.is_set()
