@@ -77,21 +77,12 @@ def store_size(url: str) -> int:
         return cur.fetchone()[0]
 
 
-class StallMeter:
-    def __init__(self, app):
-        self.last = time.monotonic()
-        self.worst = 0.0
-        app.set_interval(0.02, self.tick)
-
-    def tick(self):
-        now = time.monotonic()
-        self.worst = max(self.worst, now - self.last)
-        self.last = now
 
 
 async def _browse(url: str, name: str, keys: list[str]) -> tuple[list[float], float]:
     from ptolemy_tui.screens.app import PtolemyApp
     from ptolemy_tui.store import db
+    from tests.screens.helpers import StallMeter
 
     db.open_database(url)
     app = PtolemyApp(project=name, tab="tree", watch_tty=False)

@@ -202,12 +202,6 @@ class _Window:
     def first(self):
         return self.buf[self.pos]
 
-    def taken_first(self) -> bool:
-        return self.taken[self.pos] == 1
-
-    def advance(self) -> None:
-        self.pos += 1
-
     def ahead(self, count: int) -> range:
         """Indexes into `buf` of up to `count` pieces from the first unplaced one on."""
         self.has(count - 1)

@@ -160,3 +160,17 @@ def showcase(base: Path, *, files: int, second_files: int) -> Project:
     fake_build_rows(project, waiting=True)
     make_project(base / "second", name="archive-2019", files=second_files)
     return project
+
+
+class StallMeter:
+    """The event loop's longest gap between 20 ms ticks: how long the app stalled."""
+
+    def __init__(self, app):
+        self.last = time.monotonic()
+        self.worst = 0.0
+        app.set_interval(0.02, self.tick)
+
+    def tick(self):
+        now = time.monotonic()
+        self.worst = max(self.worst, now - self.last)
+        self.last = now

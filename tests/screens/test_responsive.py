@@ -4,7 +4,6 @@ test machines are noise (the project's rule); bench/scale.py measures key latenc
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -12,7 +11,7 @@ from ptolemy_tui.screens.app import PtolemyApp
 from ptolemy_tui.screens.project import ProjectScreen
 from ptolemy_tui.services import projects
 from ptolemy_tui.store.models import Container, Directory, File, Scan, database
-from tests.screens.helpers import wait_for
+from tests.screens.helpers import StallMeter, wait_for
 from tests.states import force_status
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
@@ -42,16 +41,6 @@ def big_project(sqlite_store, tmp_path):
     return project
 
 
-class StallMeter:
-    def __init__(self, app):
-        self.last = time.monotonic()
-        self.worst = 0.0
-        app.set_interval(0.02, self.tick)
-
-    def tick(self):
-        now = time.monotonic()
-        self.worst = max(self.worst, now - self.last)
-        self.last = now
 
 
 def test_five_thousand_containers_and_a_wide_directory(big_project):
