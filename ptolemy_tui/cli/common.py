@@ -73,7 +73,9 @@ def patiently(fn: Callable[[], object], what: str):
 
     try:
         return processes.retrying(fn, what, notify=_Notice())
-    except processes.transient_errors() as exc:
+    except processes.store_errors() as exc:
+        if not processes.is_transient(exc):
+            raise  # a schema or SQL error: waiting longer would not help, and "unreachable" would mislead
         from ptolemy_tui.logsetup import mask_secrets
 
         raise OperationFailed(f"store unreachable while {what} for {processes.patience():.0f}s "

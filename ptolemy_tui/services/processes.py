@@ -57,10 +57,16 @@ def patience() -> float:
     return dbretry.DEFAULT_PATIENCE
 
 
-def transient_errors() -> tuple[type[BaseException], ...]:
+def store_errors() -> tuple[type[BaseException], ...]:
     from ptolemy_tui.worker import dbretry
 
-    return dbretry.TRANSIENT
+    return dbretry.STORE_ERRORS
+
+
+def is_transient(exc: BaseException) -> bool:
+    from ptolemy_tui.worker import dbretry
+
+    return dbretry.is_transient(exc)
 
 
 def retrying(fn: Callable[[], Any], what: str, notify: Any = None) -> Any:

@@ -17,7 +17,7 @@ from ptolemy_tui.store.models import database
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-TRANSIENT = (peewee.OperationalError, peewee.InterfaceError)
+STORE_ERRORS = (peewee.OperationalError, peewee.InterfaceError)  # what a store call may raise; is_transient sorts it
 DEFAULT_PATIENCE = 300.0  # a worker waits this long for the store to come back before giving up
 
 
@@ -38,6 +38,37 @@ def drop_connection() -> None:
             pass
 
 
+# SQLSTATEs that a retry can outlast: connection exceptions (class 08), serialization failure, deadlock, lock and
+# statement timeouts, an idle-in-transaction timeout, the server shutting down or starting, too many connections.
+_TRANSIENT_SQLSTATE_CLASSES = ("08",)
+_TRANSIENT_SQLSTATES = {"40001", "40P01", "55P03", "57014", "25P03", "57P01", "57P02", "57P03", "53300"}
+# SQLite: another process holds the lock past the busy timeout. Anything else ("no such table", "no such column",
+# a syntax error) is a bug or a schema mismatch, which no amount of waiting fixes.
+_TRANSIENT_SQLITE = ("database is locked", "database table is locked", "database schema is locked", "busy")
+
+
+def _driver_error(exc: BaseException) -> BaseException:
+    """The driver's own exception behind peewee's wrapper (peewee keeps it as `orig`)."""
+    return getattr(exc, "orig", None) or exc.__cause__ or exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a store error that waiting can outlast (the server gone, a lock held elsewhere); False for one
+    that would fail again the same way (a schema or syntax error), which must surface at once."""
+    if isinstance(exc, peewee.InterfaceError):  # the connection is closed: reconnecting is the cure
+        return True
+    if not isinstance(exc, peewee.OperationalError):
+        return False
+    driver = _driver_error(exc)
+    code = getattr(driver, "pgcode", None)
+    if code is not None:
+        return code in _TRANSIENT_SQLSTATES or code[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    if type(driver).__module__.startswith("psycopg2"):
+        return True  # no SQLSTATE: the client lost or could not open the connection
+    text = str(driver).lower()
+    return any(marker in text for marker in _TRANSIENT_SQLITE)
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -53,8 +84,8 @@ def retrying(fn: Callable[[], T], what: str, patience: float = DEFAULT_PATIENCE,
     while True:
         try:
             return fn()
-        except TRANSIENT as exc:
-            if time.monotonic() > deadline:
+        except STORE_ERRORS as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
                 raise
             log.warning("store unavailable during %s (%s); retrying in %.1fs", what, first_line(exc), delay)
             if notify is not None:

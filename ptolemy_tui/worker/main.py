@@ -134,7 +134,7 @@ def run_worker(options: WorkerOptions) -> int:
         reporter.stop()
         try:
             dbretry.retrying(lambda: transitions.stop_worker(worker.id), "unregistering", patience=30)
-        except dbretry.TRANSIENT:
+        except dbretry.STORE_ERRORS:
             log.warning("could not mark worker %s stopped; it leaves the live view when its heartbeat ages", owner)
         log.info("worker %s stopped", owner)
     if stopping.is_set():

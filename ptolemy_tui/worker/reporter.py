@@ -121,7 +121,7 @@ class Reporter:
                 break
             try:
                 self._report()
-            except dbretry.TRANSIENT as exc:
+            except dbretry.STORE_ERRORS as exc:
                 log.warning("report failed (%s); next one in %.1fs", exc, self.interval)
                 dbretry.drop_connection()
             except Exception:  # noqa: BLE001 - the heartbeat must outlive any single bad report

@@ -174,7 +174,7 @@ class Supervisor:
                     log.warning("worker pid %s still running as the supervisor exits", child.proc.pid)
             try:
                 dbretry.retrying(self._release, "giving up the supervision", patience=30)
-            except dbretry.TRANSIENT:
+            except dbretry.STORE_ERRORS:
                 pass
             log.info("supervisor of %s exits", self.project_name)
         return 0
