@@ -174,7 +174,7 @@ def main() -> int:
             print(f"TUI on the {hi:,}-file project, {len(BROWSE_KEYS)} keys:")
             print(f"  browsing:           {_lat(lat['idle'])}; longest loop stall {lat['idle_stall'] * 1000:.0f} ms")
             print(f"  while a scan runs:  {_lat(lat['busy'])}; longest loop stall {lat['busy_stall'] * 1000:.0f} ms")
-            print(f"  (target: max < 200 ms)")
+            print("  (target: max < 200 ms)")
             print(f"load average {os.getloadavg()[0]:.2f}")
     finally:
         if cluster:

@@ -18,10 +18,8 @@ COMMAND_MODULES = ("projects", "pipeline", "build", "results", "dag", "restore",
 
 
 def engine_summary() -> str:
-    try:
-        from ptolemy_tui.core import commp
-    except ImportError:
-        return "commp engine: unavailable"
+    from ptolemy_tui.core import commp  # always there: without the C kernel it runs pure Python
+
     name = commp.engine_name()
     return f"commp engine: {name}; {commp.engine_reason()}" if not name.startswith("unavailable") else \
         f"commp engine: {name}"

@@ -164,8 +164,6 @@ def _open_store_patiently(args) -> None:
 
 
 def cmd_supervise(args) -> int:
-    import os
-
     from ptolemy_tui.services import processes
 
     token, ids = processes.supervisor_handoff()

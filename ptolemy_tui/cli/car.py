@@ -85,14 +85,11 @@ def _same_file(path, st) -> bool:
 
 
 def _commp_sink(car_version: int = 1):
-    try:
-        from ptolemy_tui.core import carv2, commp
-        from ptolemy_tui.core.car import CARV1_HEADER_LENGTH
+    from ptolemy_tui.core import carv2, commp
+    from ptolemy_tui.core.car import CARV1_HEADER_LENGTH
 
-        prefix = carv2.PREFIX_LENGTH if car_version == 2 else CARV1_HEADER_LENGTH
-        return commp.CommP(deferred_prefix=prefix, threads=2)
-    except (ImportError, AttributeError, TypeError):
-        return None
+    prefix = carv2.PREFIX_LENGTH if car_version == 2 else CARV1_HEADER_LENGTH
+    return commp.CommP(deferred_prefix=prefix, threads=2)
 
 
 def cmd_create(args: argparse.Namespace) -> int:
@@ -139,19 +136,14 @@ def cmd_create(args: argparse.Namespace) -> int:
                 os.unlink(out_path)
             except OSError:
                 pass
-    piece = None
-    if sink is not None and result.car_size >= 65:
-        try:
-            piece = sink.digest()
-        except Exception:  # noqa: BLE001 - a CommP problem must not hide the CAR that was written
-            piece = None
+    piece = sink.digest()  # every CAR is over CommP's 65-byte minimum (header and one block at least)
     doc = {
         "root_cid": str(result.root_cid),
         "car_size": result.car_size,
         "block_count": result.block_count,
-        "piece_cid": piece.piece_cid_v1 if piece else None,
-        "piece_cid_v2": piece.piece_cid_v2 if piece else None,
-        "padded_piece_size": piece.padded_piece_size if piece else None,
+        "piece_cid": piece.piece_cid_v1,
+        "piece_cid_v2": piece.piece_cid_v2,
+        "padded_piece_size": piece.padded_piece_size,
         "output": out_path,
         "profile": args.profile,
         "car_version": args.car_version,
@@ -160,8 +152,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         print(f"root {doc['root_cid']}")
-        if piece is not None:
-            print(f"piece_cid {piece.piece_cid_v1}")
+        print(f"piece_cid {piece.piece_cid_v1}")
         sys.stderr.write(f"wrote {out_path}: {result.car_size} bytes, {result.block_count} blocks\n")
     return 0
 

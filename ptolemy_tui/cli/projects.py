@@ -180,8 +180,8 @@ def cmd_edit(args) -> int:
     open_store(args)
     changes = {k: v for k, v in _spec_changes(args).items() if v is not None}
     if not changes:
-        raise UsageError(f"nothing to change: give at least one of --target, --staging, --car-size, --shard-size, "
-                         f"--load-type, --encryption, --workers, --staging-budget")
+        raise UsageError("nothing to change: give at least one of --target, --staging, --car-size, --shard-size, "
+                         "--load-type, --encryption, --workers, --staging-budget")
     project, warnings = projects.edit(args.name, changes)
     _warn(warnings)
     doc = projects.summary(project)

@@ -1,8 +1,6 @@
 """`ptolemy restore --to DIR [--root CID] [--verify-against DIR] CAR_OR_DIR…`: the tree back from CARs."""
 from __future__ import annotations
 
-import sys
-
 from ptolemy_tui.cli.common import add_command
 from ptolemy_tui.errors import OperationFailed
 

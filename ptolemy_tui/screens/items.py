@@ -1,8 +1,6 @@
 """One container's items: whole files and shard ranges, paged from the store."""
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult

@@ -17,7 +17,7 @@ from textual.widgets import RichLog, Static, Tree
 from textual.widgets.tree import TreeNode
 from textual.worker import get_current_worker
 
-from ptolemy_tui.core.sizes import format_size, piece_fit
+from ptolemy_tui.core.sizes import format_size
 from ptolemy_tui.core.states import ProjectStatus
 from ptolemy_tui.screens import fmt
 from ptolemy_tui.services import session, views

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 
@@ -18,6 +19,7 @@ from ptolemy_tui import paths
 from ptolemy_tui.store.models import database
 
 _CHILDREN: list[subprocess.Popen] = []  # reaped by reap() so a long-lived TUI does not collect zombies
+_CHILDREN_LOCK = threading.Lock()  # the TUI spawns from worker threads and reaps from its poll thread
 
 
 def store_url(db: peewee.Database | None = None) -> str:
@@ -53,7 +55,8 @@ def _detached(argv: list[str], log_path: str, extra_env: dict[str, str]) -> subp
         proc = subprocess.Popen([sys.executable, "-m", "ptolemy_tui", *argv], stdin=subprocess.DEVNULL,
                                 stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                 close_fds=True, cwd="/")
-    _CHILDREN.append(proc)
+    with _CHILDREN_LOCK:
+        _CHILDREN.append(proc)
     return proc
 
 
@@ -78,30 +81,21 @@ def spawn_supervisor(project_name: str, token: str, worker_ids: list[int]) -> su
 
 def spawn_workers(project_name: str, worker_ids: list[int]) -> list[int]:
     """Start one detached worker per pre-registered Worker row; returns their pids."""
-    env = dict(os.environ)
-    env["PTOLEMY_DB"] = store_url()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    pids = []
-    for n, worker_id in enumerate(worker_ids):
-        env[WORKER_ID_ENV] = str(worker_id)
-        log_path = os.path.join(log_dir(), f"{project_name}-{stamp}-{n + 1}.log")
-        with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "ptolemy_tui", "worker", "--project", project_name],
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, close_fds=True, cwd="/",
-            )
-        _CHILDREN.append(proc)
-        pids.append(proc.pid)
-    return pids
+    return [_detached(["worker", "--project", project_name],
+                      os.path.join(log_dir(), f"{project_name}-{stamp}-{n + 1}.log"),
+                      {WORKER_ID_ENV: str(worker_id)}).pid
+            for n, worker_id in enumerate(worker_ids)]
 
 
 def reap() -> list[tuple[int, int]]:
     """Collect exited children of this process: [(pid, returncode)]."""
-    done = [(p.pid, p.returncode) for p in _CHILDREN if p.poll() is not None]
-    _CHILDREN[:] = [p for p in _CHILDREN if p.returncode is None]
+    with _CHILDREN_LOCK:
+        done = [(p.pid, p.returncode) for p in _CHILDREN if p.poll() is not None]
+        _CHILDREN[:] = [p for p in _CHILDREN if p.returncode is None]
     return done
 
 
 def children() -> list[subprocess.Popen]:
-    return list(_CHILDREN)
+    with _CHILDREN_LOCK:
+        return list(_CHILDREN)

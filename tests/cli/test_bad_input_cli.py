@@ -1,7 +1,6 @@
 """Hostile or mistaken input to the CLI: one line on stderr, exit 2, nothing written."""
 from __future__ import annotations
 
-import os
 
 import pytest
 

@@ -9,7 +9,6 @@ import random
 import shutil
 from pathlib import Path
 
-import pytest
 
 from ptolemy_tui.core import carread
 from tests.cli.helpers import run_ptolemy

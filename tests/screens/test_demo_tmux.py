@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from ptolemy_tui.services import demo
-from ptolemy_tui.store.models import File, Project
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -251,7 +251,6 @@ def test_column_sorting_in_the_containers_table(packed_project):
 
 
 def test_filter_items_log_and_tree(packed_project):
-    from textual.widgets import RichLog
 
     from ptolemy_tui.screens.items import ContainerItemsScreen, ItemsTable
     from ptolemy_tui.services import events
@@ -307,7 +306,7 @@ def test_filter_items_log_and_tree(packed_project):
 def test_footer_help_and_palette(packed_project):
     import asyncio
 
-    from textual.widgets import Footer, Static
+    from textual.widgets import Static
 
     from ptolemy_tui.screens.app import PtolemyApp
     from ptolemy_tui.screens.base import HelpScreen

@@ -1,9 +1,7 @@
 """Restore from CARs that are not ours (kubo, go-car, CARv2) and every way it refuses: in-process, quick."""
 from __future__ import annotations
 
-import io
 import os
-import shutil
 from pathlib import Path
 
 import pytest

@@ -3,8 +3,6 @@ project row) must not hang the build or the operator: the server ends its idle t
 (idle_in_transaction_session_timeout), the other worker takes the container, and `cancel` answers at once."""
 from __future__ import annotations
 
-import os
-import signal
 import time
 
 import pytest
