@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        from ptolemy_tui import logsetup
+        from ptolemy_tui import logsetup, settings
 
+        settings.current()  # a bad PTOLEMY_* value stops here, in one line, before any worker inherits it
         logsetup.configure(args)
         if args.command is None:
             from ptolemy_tui.cli import tui

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from ptolemy_tui.cli.common import add_command, open_store
+from ptolemy_tui.settings import current
 
 
 def register(sub) -> None:
@@ -56,7 +57,7 @@ def run_demo(args: argparse.Namespace) -> int:
     if own_store:
         os.makedirs(base, exist_ok=True)
         args.db = f"sqlite:///{os.path.abspath(base)}/ptolemy-demo.db"
-    if args.rate not in ("0", "") and not os.environ.get("PTOLEMY_READ_RATE"):
+    if args.rate not in ("0", "") and current().read_rate is None:
         os.environ["PTOLEMY_READ_RATE"] = args.rate  # the workers inherit it
     open_store(args)
     from ptolemy_tui.services import demo

@@ -34,13 +34,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-import os
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
 from ptolemy_tui.core import commp_calibration, commp_py
+from ptolemy_tui.settings import current
 from ptolemy_tui.core.multiformats import (
     CID,
     CODEC_FIL_COMMITMENT_UNSEALED,
@@ -101,7 +101,7 @@ def _choose(engine: str) -> tuple[str, str]:
     """(engine name, why): forced by the argument or PTOLEMY_COMMP_ENGINE, else calibrated on this machine."""
     choice, why = engine, f"asked for {engine}"
     if choice == "auto":
-        env = os.environ.get(ENGINE_ENV, "").strip().lower()
+        env = current().commp_engine
         if env and env != "auto":
             if env not in ENGINE_CHOICES:
                 raise CommPError(f"{ENGINE_ENV}={env!r} is not an engine: use one of {', '.join(ENGINE_CHOICES)}")

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from typing import Callable
+
+from ptolemy_tui.settings import current
 
 try:  # the optional compiled kernel (shared with CommP)
     from ptolemy_tui.core import _commp as _ckernel
@@ -47,7 +48,7 @@ def resolve(engine: str = "auto") -> tuple[str, HashChunks]:
     """(engine name, function) for an engine choice; ``auto`` reads PTOLEMY_SHA256_ENGINE first."""
     choice = engine.strip().lower()
     if choice == "auto":
-        choice = os.environ.get(ENGINE_ENV, "").strip().lower() or "auto"
+        choice = current().sha256_engine
     engines = available_engines()
     if choice in ("auto", "c"):
         choice = engines[0] if choice == "auto" or len(engines) > 1 else choice

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from ptolemy_tui.settings import current
 from ptolemy_tui.core.source import EntryState, SourceChanged, SourceError, SourceMissing, text
 
 PAGE_KEYS = 1000
@@ -67,11 +68,7 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 def retry_seconds() -> float:
-    raw = os.environ.get("PTOLEMY_S3_RETRY_SECONDS")
-    try:
-        return float(raw) if raw else RETRY_SECONDS
-    except ValueError:
-        return RETRY_SECONDS
+    return current().s3_retry_seconds
 
 
 def _etag(raw: str | None) -> str | None:

@@ -19,6 +19,7 @@ from textual.widgets import Header
 from textual.widgets._header import HeaderTitle
 
 import ptolemy_tui
+from ptolemy_tui.settings import current
 from ptolemy_tui.services import session, views
 from ptolemy_tui.screens.base import MIN_SIZE, HelpScreen, QuitScreen, TooSmallScreen, binding_rows
 
@@ -43,13 +44,11 @@ def tune_gc() -> None:
     gc.set_threshold(20_000, 10, 10)
 
 
-NOTICE_MODES = ("off", "bell", "osc9", "osc777")
 
 
 def notice_mode_from_env() -> str:
     """PTOLEMY_NOTIFY: off (default), bell, osc9 or osc777; anything else is off."""
-    mode = os.environ.get("PTOLEMY_NOTIFY", "off").strip().lower()
-    return mode if mode in NOTICE_MODES else "off"
+    return current().notify
 
 
 def notice_sequence(mode: str, text: str) -> str:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import urllib.parse
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from ptolemy_tui import paths
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.inifile import read_ini
 from ptolemy_tui.logsetup import mask_secrets
+from ptolemy_tui.settings import current as current_settings
 from ptolemy_tui.store import schema
 from ptolemy_tui.store import models
 from ptolemy_tui.store.models import database
@@ -77,8 +77,9 @@ def resolve_url(url: str | None = None, ini_path: str | None = None) -> str:
         return url
     if ini_path:
         return _ini_url(ini_path)
-    if os.environ.get("PTOLEMY_DB"):
-        return os.environ["PTOLEMY_DB"]
+    from_env = current_settings().db_url
+    if from_env:
+        return from_env
     return f"sqlite:///{paths.default_db_path()}"
 
 
@@ -92,24 +93,15 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 # PostgreSQL session limits, so a worker that stalls, dies or is cut off inside a transaction cannot hold its
 # locks for hours (until the kernel's TCP timeout): the server ends a session idle inside a transaction, and
 # TCP keepalives (libpq's parameters) find a dead peer within about half a minute either way round.
-IDLE_IN_TRANSACTION_SECONDS = 15.0  # PTOLEMY_PG_IDLE_TX_SECONDS; worker transactions never idle this long
-OPERATOR_LOCK_SECONDS = 5.0  # PTOLEMY_PG_LOCK_SECONDS: an operator command waits this long for a row lock, then retries
 KEEPALIVES = dict(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3, tcp_user_timeout=30000)
 
 
-def _seconds_env(name: str, default: float) -> float:
-    try:
-        value = float(os.environ.get(name, ""))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
 def _pg_session_options(operator: bool) -> str:
-    idle_ms = int(_seconds_env("PTOLEMY_PG_IDLE_TX_SECONDS", IDLE_IN_TRANSACTION_SECONDS) * 1000)
+    knobs = current_settings()
+    idle_ms = int(knobs.pg_idle_tx_seconds * 1000)
     options = f"-c idle_in_transaction_session_timeout={idle_ms}"
     if operator:
-        lock_ms = int(_seconds_env("PTOLEMY_PG_LOCK_SECONDS", OPERATOR_LOCK_SECONDS) * 1000)
+        lock_ms = int(knobs.pg_lock_seconds * 1000)
         options += f" -c lock_timeout={lock_ms}"
     return options
 
@@ -234,7 +226,7 @@ def open_database(url: str | None = None, ini_path: str | None = None, *, migrat
                   operator: bool = True, pooled: bool = False) -> peewee.Database:
     """Bind the models to the store named by the arguments, connect, and bring the schema up to date."""
     resolved = resolve_url(url, ini_path)
-    default = not url and not ini_path and not os.environ.get("PTOLEMY_DB")
+    default = not url and not ini_path and not current_settings().db_url
     db = make_database(resolved, create_parent=default, operator=operator, pooled=pooled)
     try:
         db.connect(reuse_if_open=True)

@@ -6,8 +6,9 @@ peewee: it must run first.
 """
 from __future__ import annotations
 
-import os
 import sys
+
+from ptolemy_tui.settings import current
 
 
 def store_is_sqlite(url: str | None, ini_path: str | None) -> bool:
@@ -16,7 +17,7 @@ def store_is_sqlite(url: str | None, ini_path: str | None) -> bool:
         return url.startswith("sqlite:")
     if ini_path:
         return False  # an ini file always names a PostgreSQL server
-    env = os.environ.get("PTOLEMY_DB")
+    env = current().db_url
     return env.startswith("sqlite:") if env else True
 
 
