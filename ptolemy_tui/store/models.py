@@ -6,6 +6,7 @@ compare against the claimer's clock, so hosts sharing a PostgreSQL should run NT
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import peewee
 
@@ -15,8 +16,12 @@ from ptolemy_tui.store.fields import PathField
 database = peewee.DatabaseProxy()
 
 
+# The store's clock (leases, heartbeats, timestamps). A seam: a test moves it past a lease instead of sleeping.
+clock: Callable[[], float] = time.time
+
+
 def now() -> float:
-    return time.time()
+    return clock()
 
 
 class BaseModel(peewee.Model):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+from ptolemy_tui.store import models
 from ptolemy_tui.store.models import Container, Event, Project
 from ptolemy_tui.store import transitions as claims
 from ptolemy_tui.store.transitions import Holder
@@ -34,11 +35,14 @@ def test_claim_takes_lowest_pending_and_leases_it(store):
     assert not claims.renew(Holder(box.id, "h:2:2"), 30, 0), "only the owner renews"
 
 
-def test_expired_lease_is_reclaimed_and_counted(store):
+def test_expired_lease_is_reclaimed_and_counted(store, monkeypatch):
+    start = time.time()
+    monkeypatch.setattr(models, "clock", lambda: start)
     project = _project(1)
-    first = claims.claim(project.id, "h:1:1", 0.2)
-    assert claims.claim(project.id, "h:2:2", 30) is None  # leased
-    time.sleep(0.3)
+    first = claims.claim(project.id, "h:1:1", 30)
+    monkeypatch.setattr(models, "clock", lambda: start + 29.9)
+    assert claims.claim(project.id, "h:2:2", 30) is None  # still leased
+    monkeypatch.setattr(models, "clock", lambda: start + 30.1)  # the store's clock passes the lease: no sleep
     second = claims.claim(project.id, "h:2:2", 30)
     assert second.container.id == first.container.id and second.reclaimed_from == "h:1:1"
     assert Container.get_by_id(first.container.id).attempts == 2
