@@ -48,6 +48,7 @@ class CarResult:
     source_bytes: int = 0
     duplicate_blocks: int = 0   # blocks skipped because an equal one was already written
     duplicate_bytes: int = 0    # the CAR bytes they would have taken (prediction - car_size)
+    payload_size: int = 0       # the CARv1 bytes (car_size less a CARv2 wrapper; equal to it for CARv1)
 
 
 class _BufferHome(queue.Queue):
@@ -501,7 +502,7 @@ def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "
         entry_cids.append((path, c))
     return CarResult(root_cid=CID.decode(root)[0], car_size=writer.size, block_count=writer.blocks,
                      entry_cids=entry_cids, source_bytes=reader.total,
-                     duplicate_blocks=writer.dup_blocks, duplicate_bytes=writer.dup_bytes)
+                     duplicate_blocks=writer.dup_blocks, duplicate_bytes=writer.dup_bytes, payload_size=writer.size)
 
 
 def entries_for_paths(paths: Iterable[str | bytes]) -> list[SourceEntry]:

@@ -388,7 +388,7 @@ def record_plan(entries: Sequence[SourceEntry], read_at: ReadAt, *, profile: str
         entry_cids.append((path, c))
     result = CarResult(root_cid=CID.decode(root)[0], car_size=recorder.size, block_count=recorder.blocks,
                        entry_cids=entry_cids, source_bytes=total[0], duplicate_blocks=recorder.dup_blocks,
-                       duplicate_bytes=recorder.dup_bytes)
+                       duplicate_bytes=recorder.dup_bytes, payload_size=recorder.size)
     return result, plan
 
 

@@ -37,6 +37,17 @@ class Aborted(Exception):
     """The claim is gone (cancel, or another worker took over after an expired lease): stop, keep nothing."""
 
 
+def check_size_model(container: Container, result) -> None:
+    """The packer's exact CAR size (core/carmodel) against the CAR just written: a mismatch means the size model
+    and the writer disagree, and every fill and piece-fit figure built on the model is wrong, so the container
+    fails loudly instead of being recorded. Equal blocks written once (deduplication) are the one allowed gap."""
+    written = result.payload_size
+    if container.predicted_size != written + result.duplicate_bytes:
+        dedup = f" (+{result.duplicate_bytes} bytes of duplicate blocks)" if result.duplicate_bytes else ""
+        raise ContainerFailed(f"CAR size model is wrong for container {container.seq}: predicted "
+                              f"{container.predicted_size} bytes, wrote {written}{dedup}; please report it")
+
+
 class ContainerFailed(Exception):
     """The container cannot be built as scanned; the message is what the operator reads."""
 
@@ -195,6 +206,7 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
             source.close()  # stop reading ahead (S3), whatever happened
         if piece.payload_size != result.car_size:
             raise ContainerFailed(f"internal error: CommP saw {piece.payload_size} bytes, the CAR has {result.car_size}")
+        check_size_model(container, result)
         # Another worker may have taken the container over (our lease expired during a stall): the rename is
         # fenced by our claim's generation, in the store, while the container row is held.
         faults.reach("before-rename")

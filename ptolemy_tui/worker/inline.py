@@ -28,7 +28,7 @@ def build(container: Container, entries: list[SourceEntry], rows: list[tuple], *
           profile: str, source, checks, before_read: Callable, on_progress: Callable, fail: Callable,
           started: float):
     """Record one claimed container as an inline CAR. Never raises for a per-container problem."""
-    from ptolemy_tui.worker.container import Aborted, ContainerFailed, Outcome, _describe_oserror
+    from ptolemy_tui.worker.container import Aborted, ContainerFailed, Outcome, _describe_oserror, check_size_model
 
     try:
         hasher = CommP(deferred_prefix=CARV1_HEADER_LENGTH, threads=COMMP_THREADS)
@@ -42,6 +42,7 @@ def build(container: Container, entries: list[SourceEntry], rows: list[tuple], *
             hasher.close()
         if piece.payload_size != result.car_size:
             raise ContainerFailed(f"internal error: CommP saw {piece.payload_size} bytes, the CAR has {result.car_size}")
+        check_size_model(container, result)
         if reporter.claim_lost.is_set():
             raise Aborted()
     except Aborted:

@@ -47,3 +47,28 @@ def test_build_matches_the_two_pass_reference(store, tmp_path, monkeypatch, mode
     assert workers and all(w.state == "stopped" for w in workers)
     assert all(w.staging_total > 0 and w.rss > 0 for w in workers)
     assert all(r["ok"] for r in results.verify(project))
+
+
+@pytest.mark.parametrize("load_type", ["blitz", "inline"])
+def test_a_wrong_size_prediction_fails_the_container_loudly(store, tmp_path, monkeypatch, load_type):
+    """Every build checks the packer's exact size against the CAR it wrote; here one container's prediction is
+    one byte off (as a size-model bug would make it): that container fails naming both numbers, nothing of it
+    is recorded or left in staging, and the others are built as usual."""
+    fast_timings(monkeypatch)
+    src = make_tree(tmp_path / "src")
+    project = seed_project("sized", src, tmp_path / "staging", load_type=load_type)
+    boxes = list(Container.select().where(Container.project == project).order_by(Container.seq))
+    wrong = boxes[1]
+    Container.update(predicted_size=wrong.predicted_size + 1).where(Container.id == wrong.id).execute()
+
+    build.start_build(project, mode=load_type, workers=1)
+    doc = wait_for_build("sized")
+    reap_workers()
+    assert doc["status"] == "failed" and doc["containers"]["built"] == len(boxes) - 1
+    failed = Container.get_by_id(wrong.id)
+    assert failed.state == "failed"
+    assert f"predicted {wrong.predicted_size + 1} bytes, wrote {wrong.predicted_size}" in failed.error
+    assert not Car.select().where(Car.container == failed).exists()
+    staged = os.listdir(tmp_path / "staging" / "sized") if load_type == "blitz" else []
+    assert not [n for n in staged if n.endswith(".part")]
+    assert len(staged) == (len(boxes) - 1 if load_type == "blitz" else 0)
