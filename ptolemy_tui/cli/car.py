@@ -6,6 +6,7 @@ import os
 import sys
 
 from ptolemy_tui.cli.common import OneLineParser, add_global_options
+from ptolemy_tui.core.unixfs import PUBLIC_PROFILES
 from ptolemy_tui.errors import OperationFailed, UsageError
 
 
@@ -23,7 +24,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", metavar="OUT.car", help="the CAR file to write")
     p.add_argument("--cid-only", action="store_true",
                    help="compute the root CID without writing a CAR (as `ipfs add --only-hash`)")
-    p.add_argument("--profile", choices=["kubo", "go-car"], default="kubo",
+    p.add_argument("--profile", choices=PUBLIC_PROFILES, default="kubo",
                    help="kubo: what `ipfs add -r --cid-version=1` builds (default); go-car: `car create`")
     p.add_argument("--wrap", action="store_true", help="wrap the inputs in a directory, as `car create` does")
     p.add_argument("--car-version", type=int, choices=[1, 2], default=1,

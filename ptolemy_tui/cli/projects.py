@@ -43,6 +43,9 @@ def _field_options(parser: argparse.ArgumentParser, *, creating: bool) -> None:
                             help="sign requests again with the AWS credential chain")
     parser.add_argument("--car-version", metavar="1|2",
                         help="CAR format of the built CARs: 1 (default) or 2 (CARv1 payload + go-car's index)")
+    parser.add_argument("--profile", metavar="kubo|go-car",
+                        help="DAG layout of the CARs: kubo (default, `ipfs add --cid-version 1 --raw-leaves`) or "
+                             "go-car (`car create`)")
 
 
 def register(sub) -> None:
@@ -80,7 +83,8 @@ def register(sub) -> None:
 def _spec_changes(args) -> dict:
     return {key: getattr(args, key) for key in ("target_dir", "staging_dir", "car_size", "shard_size", "load_type",
                                                 "encryption", "workers", "staging_budget", "s3_endpoint",
-                                                "s3_region", "s3_profile", "s3_no_sign", "car_version")}
+                                                "s3_region", "s3_profile", "s3_no_sign", "car_version",
+                                                "profile")}
 
 
 def _warn(warnings: list[str]) -> None:
@@ -110,6 +114,7 @@ def _print_project(doc: dict) -> None:
         ("workers", doc["workers"]),
         ("staging budget", _size(doc["staging_budget"]) if doc["staging_budget"] else "free space of the staging disk"),
         ("car version", doc.get("car_version", 1)),
+        ("profile", doc.get("profile", "kubo")),
     ]
     if "files" in doc:
         rows += [

@@ -55,6 +55,7 @@ PROFILES = {
     "kubo": Params("kubo", collapse_single_child=False),
     "go-car": Params("go-car", collapse_single_child=True, top_in_given_order=True),
 }
+PUBLIC_PROFILES = tuple(PROFILES)  # what a project or `car create --profile` may name
 PROFILES["gocar"] = PROFILES["go-car"]
 
 

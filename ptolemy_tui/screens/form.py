@@ -33,6 +33,7 @@ FIELDS = [
     ("car_size", "CAR size", "e.g. 31.5GiB"),
     ("shard_size", "Shard size", "e.g. 1GiB; 43.5MiB or 7569MiB: whole-file CIDs = ipfs add"),
     ("load_type", "Load type", ""),
+    ("profile", "CAR profile", ""),
     ("encryption", "Encryption", ""),
     ("workers", "Workers", "default: CPU count"),
     ("staging_budget", "Staging budget", "default: free space"),
@@ -43,7 +44,7 @@ FLAG_LABELS = {"--target": "Target dir", "--staging-budget": "Staging budget", "
                "--car-size": "CAR size", "--shard-size": "Shard size", "--load-type": "Load type",
                "--encryption": "Encryption", "--workers": "Workers", "project name": "Name",
                "--s3-endpoint": "S3 endpoint", "--s3-region": "S3 region", "--s3-profile": "S3 profile",
-               "--no-sign-request": "Anonymous"}
+               "--no-sign-request": "Anonymous", "--profile": "CAR profile"}
 S3_FIELDS = ("s3_endpoint", "s3_region", "s3_profile", "s3_no_sign")
 TARGET_HINTS = {"local": "the tree to prepare", "s3": "BUCKET or BUCKET/PREFIX (s3:// optional)"}
 
@@ -216,6 +217,10 @@ class ProjectForm(ModalScreen[str | None]):
                             yield Select([("no: sign with the AWS credential chain", "no"),
                                           ("yes: a public bucket, unsigned requests", "yes")], value="no",
                                          allow_blank=False, compact=True, id=key)
+                        elif key == "profile":
+                            yield Select([("kubo: as ipfs add --cid-version 1 --raw-leaves", "kubo"),
+                                          ("go-car: as car create", "go-car")],
+                                         value="kubo", allow_blank=False, compact=True, id=key)
                         elif key == "encryption":
                             yield Select([("none", "none")], value="none", allow_blank=False, compact=True, id=key)
                         else:

@@ -190,7 +190,7 @@ class _ContainerWriter:
         pieces = [Piece(fid, bytes(car_path), offset, length, shard, kind,
                         len(bytes(target)) if kind == "symlink" and target is not None else 0)
                   for fid, car_path, offset, length, shard, kind, target in q.iterator()]
-        return exact_car_size(pieces)[0]
+        return exact_car_size(pieces, self.project.profile)[0]
 
 
 @contextlib.contextmanager
@@ -313,7 +313,8 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
         boxes = []
         with _bulk_writes(), database.atomic():
             writer = _ContainerWriter(project, next_seq)
-            for box in pack(_pieces(project, repack, stats), project.car_size, on_pieces=writer.add):
+            for box in pack(_pieces(project, repack, stats), project.car_size, profile=project.profile,
+                            on_pieces=writer.add):
                 boxes.append(writer.close(box))
     except Exception as exc:
         transitions.fail_containerize(project, f"containerize failed: {exc}")

@@ -25,7 +25,6 @@ from ptolemy_tui.store.models import (Car, CarEntry, Container, ContainerItem, D
                                       File, Project, database)
 from ptolemy_tui.store.queries import containers_by_state
 
-PROFILE = "kubo"  # the profile the workers build with
 ROOT_KEYS = ("root_cid", "piece_cid", "piece_cid_v2", "car_size", "padded_piece_size", "path", "car_version",
              "blocks", "files", "sharded_files", "bytes", "created_at", "seconds", "host")
 
@@ -135,7 +134,7 @@ def build_dag(project: Project | str) -> dict[str, Any]:
     made: dict[str, Any] = {}
 
     def write_v1(out, sink):
-        car, dag = write_dataset_car(entries, out, profile=PROFILE, shard_size=project.shard_size, sink=sink)
+        car, dag = write_dataset_car(entries, out, profile=project.profile, shard_size=project.shard_size, sink=sink)
         made["dag"] = dag
         return car
 

@@ -19,6 +19,7 @@ from ptolemy_tui.core.sizes import MAX_CAR_SIZE, MIN_SHARD_SIZE, SizeError, form
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.services import events
 from ptolemy_tui.core.states import ContainerState
+from ptolemy_tui.core.unixfs import PUBLIC_PROFILES as CAR_PROFILES
 from ptolemy_tui.store import transitions
 from ptolemy_tui.store.models import Car, Container, File, Project, database, now
 from ptolemy_tui.store.queries import containers_by_state, live_workers
@@ -52,6 +53,7 @@ class ProjectSpec:
     s3_profile: str | None = None
     s3_no_sign: bool = False
     car_version: int | str | None = 1
+    profile: str | None = "kubo"
 
 
 @dataclass
@@ -70,6 +72,7 @@ class ValidProject:
     s3_profile: str | None = None
     s3_no_sign: bool = False
     car_version: int = 1
+    profile: str = "kubo"
     warnings: list[str] = field(default_factory=list)
 
 
@@ -151,6 +154,9 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
     car_version = 1 if spec.car_version in (None, "") else spec.car_version
     if str(car_version) not in ("1", "2"):
         raise FieldError("car_version", f"--car-version {spec.car_version!r} is unknown: use 1 (CARv1) or 2 (CARv2)")
+    profile = spec.profile or "kubo"
+    if profile not in CAR_PROFILES:
+        raise FieldError("profile", f"--profile {spec.profile!r} is unknown: use {' or '.join(CAR_PROFILES)}")
     fit = piece_fit(car_size)
     warnings = []
     good = max(MIN_SHARD_SIZE, car_size // 8 // (1 << 20) * (1 << 20))
@@ -165,7 +171,7 @@ def validate(spec: ProjectSpec, *, check_name: bool = True) -> ValidProject:
             f"--car-size {format_size(_filling_size(fit.unpadded_piece))} would fill it"
         )
     return ValidProject(spec.name, target, staging, car_size, shard_size, load_type, "none", workers, budget,
-                        car_version=int(car_version), warnings=warnings, **(s3 or {}))
+                        car_version=int(car_version), profile=profile, warnings=warnings, **(s3 or {}))
 
 
 def _filling_size(unpadded_piece: int) -> int:
@@ -280,14 +286,14 @@ def create(spec: ProjectSpec) -> tuple[Project, list[str]]:
 
 
 EDITABLE = ("target_dir", "staging_dir", "car_size", "shard_size", "load_type", "encryption", "workers", "staging_budget",
-            "s3_endpoint", "s3_region", "s3_profile", "s3_no_sign", "car_version")
+            "s3_endpoint", "s3_region", "s3_profile", "s3_no_sign", "car_version", "profile")
 
 
 def spec_of(project: Project) -> ProjectSpec:
     return ProjectSpec(project.name, project.target_dir, project.staging_dir, project.car_size, project.shard_size,
                        project.load_type, project.encryption, project.workers, project.staging_budget,
                        project.s3_endpoint, project.s3_region, project.s3_profile, project.s3_no_sign,
-                       car_version=project.car_version)
+                       car_version=project.car_version, profile=project.profile)
 
 
 def edit(name: str, changes: dict[str, Any]) -> tuple[Project, list[str]]:
@@ -306,7 +312,7 @@ def edit(name: str, changes: dict[str, Any]) -> tuple[Project, list[str]]:
     if clear_budget:
         spec.staging_budget = None
     valid = validate(spec, check_name=False)
-    packing = {"target_dir", "car_size", "shard_size"} & {k for k in changes if getattr(valid, k) != getattr(project, k)}
+    packing = {"target_dir", "car_size", "shard_size", "profile"} & {k for k in changes if getattr(valid, k) != getattr(project, k)}
     if packing and Container.select().where(Container.project == project).exists():
         raise UsageError(
             f"project {name} has containers; {', '.join(sorted(packing))} cannot change under them: "
@@ -391,6 +397,7 @@ def summary(project: Project, *, with_counts: bool = True) -> dict[str, Any]:
         "s3_profile": project.s3_profile,
         "s3_no_sign": bool(project.s3_no_sign),
         "car_version": project.car_version,
+        "profile": project.profile,
         "padded_piece_size": fit.padded_piece,
         "piece_utilisation": round(fit.utilisation, 4),
         "next_step": step,

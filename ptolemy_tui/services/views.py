@@ -188,7 +188,7 @@ def project_fields(project_id: int) -> dict[str, str]:
             "s3_region": p.s3_region or "", "s3_profile": p.s3_profile or "",
             "s3_no_sign": "yes" if p.s3_no_sign else "no", "target_dir": p.target_dir, "staging_dir": p.staging_dir,
             "car_size": format_size(p.car_size), "shard_size": format_size(p.shard_size),
-            "load_type": p.load_type, "encryption": p.encryption, "workers": str(p.workers),
+            "load_type": p.load_type, "profile": p.profile, "encryption": p.encryption, "workers": str(p.workers),
             "staging_budget": format_size(p.staging_budget) if p.staging_budget else ""}
 
 

@@ -66,6 +66,7 @@ class Project(BaseModel):
     supervised_at = peewee.DoubleField(null=True)
     build_workers = peewee.IntegerField(null=True)
     car_version = peewee.IntegerField(default=1)  # 1: CARv1; 2: the same payload wrapped as CARv2 (go-car's index)
+    profile = peewee.CharField(max_length=16, default="kubo")  # the DAG layout (core/unixfs.PROFILES) packed and built
 
 
 class Scan(BaseModel):

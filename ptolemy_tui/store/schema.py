@@ -101,6 +101,11 @@ def _v5_project_car_version(db: peewee.Database, migrator: SchemaMigrator) -> No
     pm.migrate(migrator.add_column("project", "car_version", peewee.IntegerField(default=1)))
 
 
+def _v7_project_profile(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """The CAR profile a project packs and builds with; every project before it was kubo's."""
+    pm.migrate(migrator.add_column("project", "profile", peewee.CharField(max_length=16, default="kubo")))
+
+
 def _v6_dataset_roots(db: peewee.Database, migrator: SchemaMigrator) -> None:
     """The dataset root DAGs (`ptolemy dag`) and the whole-file CIDs of sharded files, frozen as created."""
     from ptolemy_tui.store.fields import PathField
@@ -150,6 +155,7 @@ MIGRATIONS: list[Step] = [
     _v4_supervision_and_fencing,
     _v5_project_car_version,
     _v6_dataset_roots,
+    _v7_project_profile,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

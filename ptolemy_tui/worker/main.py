@@ -159,7 +159,8 @@ class _Worker:
         self.reporter.set(WorkerState.BUILDING, f"container {box.seq}", holder=claim.holder,
                           bytes_total=box.data_bytes)
         outcome = container_build.build(self.project, box, staging_dir=self.staging_dir, source=self.source,
-                                        holder=claim.holder, host=self.host, reporter=self.reporter)
+                                        holder=claim.holder, host=self.host, reporter=self.reporter,
+                                        profile=self.project.profile)
         self.reporter.set(WorkerState.IDLE)
         if outcome.status == "aborted":
             log.warning("container %s: %s; this worker keeps nothing of it", box.seq, outcome.message)

@@ -81,11 +81,14 @@ def test_new_project_form_validates_inline_and_creates(sqlite_store, tmp_path):
         piece = form.query_one("#piece-info", Static)
         await wait_for(pilot, lambda: "32GiB piece" in str(piece.render()) and not error.display)
         assert "free of" in str(form.query_one("#staging-info", Static).render())
+        assert form.query_one("#profile").value == "kubo"  # the default, chosen here at create time
+        form.query_one("#profile").value = "go-car"
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, ProjectsScreen))
         table = await loaded(app, pilot, 1)
         assert table.get_row("fresh")
-        assert Project.get(Project.name == "fresh").car_size == 31 << 30
+        fresh = Project.get(Project.name == "fresh")
+        assert (fresh.car_size, fresh.profile) == (31 << 30, "go-car")
 
     run(scenario)
 
@@ -117,6 +120,7 @@ def test_edit_project(project):
         form = app.screen
         assert form.query_one("#name", Input).disabled
         assert form.query_one("#car_size", Input).value == "4000KiB"
+        assert form.query_one("#profile").value == "kubo"
         form.query_one("#workers", Input).value = "7"
         form.query_one("#load_type").value = "serial"
         await pilot.press("ctrl+s")

@@ -18,7 +18,7 @@ def spec(tmp_path):
 
 def test_defaults(store, spec):
     project, warnings = projects.create(spec)
-    assert project.car_size == int(31.5 * GiB) and project.shard_size == GiB
+    assert project.car_size == int(31.5 * GiB) and project.shard_size == GiB and project.profile == "kubo"
     assert project.workers >= 1 and project.staging_budget is None and project.status == "defined"
     assert warnings == []
 
@@ -50,6 +50,21 @@ def test_packing_fields_frozen_once_containers_exist(store, spec):
         projects.edit("p1", {"car_size": "16GiB"})
     projects.edit("p1", {"workers": 4, "load_type": "serial"})  # harmless fields still editable
     assert projects.get("p1").workers == 4
+
+
+def test_the_profile_is_chosen_at_create_time_and_frozen_under_containers(store, spec):
+    from dataclasses import replace
+
+    with pytest.raises(projects.FieldError, match=r"--profile 'ipfs' is unknown: use kubo or go-car") as caught:
+        projects.create(replace(spec, profile="ipfs"))
+    assert caught.value.field == "profile"
+    project, _ = projects.create(replace(spec, profile="go-car"))
+    assert project.profile == "go-car" and projects.summary(project, with_counts=False)["profile"] == "go-car"
+    project, _ = projects.edit("p1", {"profile": "kubo"})
+    assert project.profile == "kubo"
+    Container.create(project=project, seq=1, predicted_size=100, data_bytes=10)
+    with pytest.raises(UsageError, match="profile cannot change under them"):
+        projects.edit("p1", {"profile": "go-car"})
 
 
 def test_field_errors_name_the_field(store, spec):

@@ -87,7 +87,7 @@ def seed_project(name: str, target: Path, staging: Path, *, per_container: int =
     return project
 
 
-def reference_car(box: Container, target: Path, out: Path) -> tuple[str, str, bytes]:
+def reference_car(box: Container, target: Path, out: Path, profile: str = "kubo") -> tuple[str, str, bytes]:
     """The container's CAR written the plain way (write_car, wrapped as containers are, then CommP of the file):
     root, piece CID, bytes."""
     root = os.fsencode(target)
@@ -96,7 +96,7 @@ def reference_car(box: Container, target: Path, out: Path) -> tuple[str, str, by
                            link_target=it.file.link_target or b"")
                for it in ContainerItem.select().where(ContainerItem.container == box.id).order_by(ContainerItem.seq)]
     with open(out, "wb") as fh:
-        result = write_car(entries, fh, wrap=CONTAINER_WRAP)
+        result = write_car(entries, fh, wrap=CONTAINER_WRAP, profile=profile)
     return str(result.root_cid), commp_of_file(str(out)).piece_cid_v1, out.read_bytes()
 
 

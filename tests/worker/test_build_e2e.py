@@ -72,3 +72,36 @@ def test_a_wrong_size_prediction_fails_the_container_loudly(store, tmp_path, mon
     staged = os.listdir(tmp_path / "staging" / "sized") if load_type == "blitz" else []
     assert not [n for n in staged if n.endswith(".part")]
     assert len(staged) == (len(boxes) - 1 if load_type == "blitz" else 0)
+
+
+def test_a_project_builds_with_its_own_profile(store, tmp_path, monkeypatch):
+    """A go-car project packs and builds go-car's layout: a file of 174 chunks + 1 byte is where go-car collapses
+    the lone trailing child (kubo wraps it), so the two profiles give different CARs of different sizes. Each
+    project's CAR is the one write_car gives with its profile, and the size check held for both."""
+    from ptolemy_tui.services import containerize, projects, scan
+
+    fast_timings(monkeypatch)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "edge.bin").write_bytes(os.urandom(174 * 262144 + 1))
+    (src / "small.txt").write_bytes(b"hello")
+    cars = {}
+    for profile in ("kubo", "go-car"):
+        name = f"p-{profile}"
+        project, _ = projects.create(projects.ProjectSpec(name, str(src), str(tmp_path / f"stg-{profile}"),
+                                                          car_size="128MiB", shard_size="64MiB", workers=1,
+                                                          profile=profile))
+        assert project.profile == profile
+        scan.run_scan(project)
+        containerize.containerize(project)
+        build.start_build(project, workers=1)
+        assert wait_for_build(name)["status"] == "built"
+        reap_workers()
+        [box] = Container.select().where(Container.project == project)
+        car = Car.get(Car.container == box)
+        root, piece, data = reference_car(box, src, tmp_path / f"ref-{profile}.car", profile=profile)
+        assert (car.payload_cid, car.piece_cid, car.car_size) == (root, piece, len(data))
+        assert box.predicted_size == len(data)
+        cars[profile] = car
+    assert cars["kubo"].payload_cid != cars["go-car"].payload_cid
+    assert cars["kubo"].car_size != cars["go-car"].car_size
