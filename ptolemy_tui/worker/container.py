@@ -144,107 +144,127 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+class _ReadHooks:
+    """What the CAR writer calls around each read: stop when the claim is gone, compare the source with the
+    scan, report progress, and pace reads to PTOLEMY_READ_RATE."""
+
+    def __init__(self, reporter: Reporter, checks: "Checks"):
+        self.reporter, self.checks = reporter, checks
+        self.read_rate = settings.read_rate_limit()
+        self.started = time.monotonic()
+
+    def before_read(self, entry: SourceEntry) -> None:
+        if self.reporter.claim_lost.is_set():
+            raise Aborted()
+        self.checks.before(entry)
+
+    def on_progress(self, done: int) -> None:
+        faults.reach("mid-write")
+        self.reporter.progress(done)
+        if self.reporter.claim_lost.is_set():
+            raise Aborted()
+        if self.read_rate:
+            ahead = done / self.read_rate - (time.monotonic() - self.started)
+            if ahead > 0:
+                time.sleep(ahead)
+
+
 def build(project: Project, container: Container, *, staging_dir: str, source: Source,
           holder: transitions.Holder, host: str,
           reporter: Reporter, profile: str = "kubo") -> Outcome:
     """Build one claimed container into staging and record it. Never raises for a per-container problem."""
-    generation = container.generation
-    part = staging.part_path(staging_dir, project.name, container.seq, generation)
-    for orphan in staging.expired_parts(staging_dir, project.name, container.seq, generation):
+    part = staging.part_path(staging_dir, project.name, container.seq, container.generation)
+    for orphan in staging.expired_parts(staging_dir, project.name, container.seq, container.generation):
         log.info("removing %s, left by an earlier claim of container %s", orphan, container.seq)
         _remove(orphan)  # an older generation of this container: its claim expired when ours was granted
     faults.reach("after-claim")
     entries, expected, rows = dbretry.retrying(lambda: _entries(container), "reading items")
     checks = Checks(source, expected)
-
-    def before_read(entry: SourceEntry) -> None:
-        if reporter.claim_lost.is_set():
-            raise Aborted()
-        checks.before(entry)
-
-    def open_reader(entry: SourceEntry):
-        return source.open(entry.source, entry.offset, entry.length)
-
-    read_rate = settings.read_rate_limit()
-    started = time.monotonic()
-
-    def on_progress(done: int) -> None:
-        faults.reach("mid-write")
-        reporter.progress(done)
-        if reporter.claim_lost.is_set():
-            raise Aborted()
-        if read_rate:
-            ahead = done / read_rate - (time.monotonic() - started)
-            if ahead > 0:
-                time.sleep(ahead)
-
-    ours: list[int] = []  # the inode of the partial file we created, to never remove another worker's
+    hooks = _ReadHooks(reporter, checks)
     if project.load_type == "inline":
         return inline.build(container, entries, rows, holder=holder, host=host, reporter=reporter, profile=profile,
-                            source=source, checks=checks, before_read=before_read, on_progress=on_progress,
-                            fail=_fail, started=started)
-
+                            source=source, checks=checks, before_read=hooks.before_read,
+                            on_progress=hooks.on_progress, fail=_fail, started=hooks.started)
+    ours: list[int] = []  # the inode of the partial file we created, to never remove another worker's
     try:
-        os.makedirs(os.path.dirname(part), exist_ok=True)
-        # a source that reads ahead (S3) learns the ranges in the order the CAR writer will ask for them
-        source.plan([(e.source, e.offset, e.length, expected[e.dag_path].etag)
-                     for e in read_order(entries, CONTAINER_WRAP, profile)])
-        v2 = project.car_version == 2  # CARv2: the same payload, go-car's header and index; CommP of the whole file
-        hasher = CommP(deferred_prefix=carv2.PREFIX_LENGTH if v2 else CARV1_HEADER_LENGTH, threads=COMMP_THREADS)
-        try:
-            with open(part, "x+b" if v2 else "xb") as out:
-                ours.append(os.fstat(out.fileno()).st_ino)
-                result = (carv2.write_car_v2 if v2 else write_car)(
-                    entries, out, profile=profile, wrap=CONTAINER_WRAP, sink=hasher,
-                    before_read=before_read, on_progress=on_progress, open_reader=open_reader,
-                    after_read=checks.unchanged_while_read)
-                out.flush()
-                os.fsync(out.fileno())
-            piece = hasher.digest()
-        finally:
-            hasher.close()
-            source.close()  # stop reading ahead (S3), whatever happened
-        if piece.payload_size != result.car_size:
-            raise ContainerFailed(f"internal error: CommP saw {piece.payload_size} bytes, the CAR has {result.car_size}")
-        check_size_model(container, result)
-        # Another worker may have taken the container over (our lease expired during a stall): the rename is
-        # fenced by our claim's generation, in the store, while the container row is held.
-        faults.reach("before-rename")
-        if reporter.claim_lost.is_set():
-            raise Aborted()
-        final = staging.car_path(staging_dir, project.name, piece.piece_cid_v1)
-        if not dbretry.retrying(lambda: transitions.rename_if_held(holder, part, final), "renaming the CAR"):
-            raise Aborted()
-        faults.reach("after-rename")
-        _fsync_dir(os.path.dirname(final))
-    except Aborted:
+        result, piece = _write_part(project, container, part, entries, expected, source, profile, hooks, ours)
+        final = _publish(project, part, staging_dir, piece, holder, reporter)
+    except Exception as exc:  # noqa: BLE001 - every failure ends this container, never the worker
         _remove_if_ours(part, ours)
+        return _outcome_of_failure(exc, container, holder, part, checks)
+    return _record(container, holder, host, final, result, piece, rows, time.monotonic() - hooks.started)
+
+
+def _write_part(project: Project, container: Container, part: str, entries: list[SourceEntry], expected: dict,
+                source: Source, profile: str, hooks: _ReadHooks, ours: list[int]):
+    """Write the CAR to its .part file (fsynced) and hash it on the way: (CarResult, piece)."""
+    checks = hooks.checks
+    os.makedirs(os.path.dirname(part), exist_ok=True)
+    # a source that reads ahead (S3) learns the ranges in the order the CAR writer will ask for them
+    source.plan([(e.source, e.offset, e.length, expected[e.dag_path].etag)
+                 for e in read_order(entries, CONTAINER_WRAP, profile)])
+    v2 = project.car_version == 2  # CARv2: the same payload, go-car's header and index; CommP of the whole file
+    hasher = CommP(deferred_prefix=carv2.PREFIX_LENGTH if v2 else CARV1_HEADER_LENGTH, threads=COMMP_THREADS)
+    try:
+        with open(part, "x+b" if v2 else "xb") as out:
+            ours.append(os.fstat(out.fileno()).st_ino)
+            result = (carv2.write_car_v2 if v2 else write_car)(
+                entries, out, profile=profile, wrap=CONTAINER_WRAP, sink=hasher,
+                before_read=hooks.before_read, on_progress=hooks.on_progress,
+                open_reader=lambda entry: source.open(entry.source, entry.offset, entry.length),
+                after_read=checks.unchanged_while_read)
+            out.flush()
+            os.fsync(out.fileno())
+        piece = hasher.digest()
+    finally:
+        hasher.close()
+        source.close()  # stop reading ahead (S3), whatever happened
+    if piece.payload_size != result.car_size:
+        raise ContainerFailed(f"internal error: CommP saw {piece.payload_size} bytes, the CAR has {result.car_size}")
+    check_size_model(container, result)
+    return result, piece
+
+
+def _publish(project: Project, part: str, staging_dir: str, piece, holder: transitions.Holder,
+             reporter: Reporter) -> str:
+    """Rename the .part to `<pieceCID>.car`. Another worker may have taken the container over (our lease expired
+    during a stall): the rename is fenced by our claim's generation, in the store, while the row is held."""
+    faults.reach("before-rename")
+    if reporter.claim_lost.is_set():
+        raise Aborted()
+    final = staging.car_path(staging_dir, project.name, piece.piece_cid_v1)
+    if not dbretry.retrying(lambda: transitions.rename_if_held(holder, part, final), "renaming the CAR"):
+        raise Aborted()
+    faults.reach("after-rename")
+    _fsync_dir(os.path.dirname(final))
+    return final
+
+
+def _outcome_of_failure(exc: Exception, container: Container, holder: transitions.Holder, part: str,
+                        checks: "Checks") -> Outcome:
+    """What a failure while writing or renaming means for the container, in the operator's words."""
+    if isinstance(exc, Aborted):
         return Outcome("aborted", "the claim was cancelled or taken over")
-    except ContainerFailed as exc:
-        _remove_if_ours(part, ours)
+    if isinstance(exc, ContainerFailed):
         return _fail(container, holder, str(exc))
-    except SourceChanged as exc:  # shorter than scanned although size and mtime matched (a rewrite in place)
-        _remove_if_ours(part, ours)
-        shown = checks.current or str(exc)
-        return _fail(container, holder, f"source changed since scan: {shown}")
-    except SourceMissing:
-        _remove_if_ours(part, ours)
+    if isinstance(exc, SourceChanged):  # shorter than scanned although size and mtime matched (a rewrite in place)
+        return _fail(container, holder, f"source changed since scan: {checks.current or str(exc)}")
+    if isinstance(exc, SourceMissing):
         return _fail(container, holder, f"source file vanished since scan: {checks.current}")
-    except SourceError as exc:  # unreachable after retries, access denied: one line that names the source
-        _remove_if_ours(part, ours)
+    if isinstance(exc, SourceError):  # unreachable after retries, access denied: one line that names the source
         return _fail(container, holder, str(exc))
-    except OSError as exc:
-        _remove_if_ours(part, ours)
+    if isinstance(exc, OSError):
         message, enospc = _describe_oserror(exc, part)
         if not exc.filename and not enospc and checks.current:
             message += f" (last source file read: {checks.current})"
         return _fail(container, holder, message, enospc=enospc)
-    except Exception as exc:  # noqa: BLE001 - a bug must fail one container, not kill the worker mid-build
-        log.exception("container %s: unexpected error", container.seq)
-        _remove_if_ours(part, ours)
-        return _fail(container, holder, f"internal error: {exc.__class__.__name__}: {exc}")
+    log.error("container %s: unexpected error", container.seq, exc_info=exc)  # a bug fails one container
+    return _fail(container, holder, f"internal error: {exc.__class__.__name__}: {exc}")
 
-    seconds = time.monotonic() - started
+
+def _record(container: Container, holder: transitions.Holder, host: str, final: str, result, piece,
+            rows: list[tuple], seconds: float) -> Outcome:
+    """Record the CAR and its entries under the claim."""
     car_fields = dict(path=final, payload_cid=str(result.root_cid), piece_cid=piece.piece_cid_v1,
                       piece_cid_v2=piece.piece_cid_v2, car_size=result.car_size,
                       padded_piece_size=piece.padded_piece_size, seconds=round(seconds, 3), host=host)
@@ -252,7 +272,8 @@ def build(project: Project, container: Container, *, staging_dir: str, source: S
     entry_rows = [(path, cids[path], file_id, offset, length) for path, file_id, offset, length in rows
                   if path in cids]
     faults.reach("before-record")
-    recorded = dbretry.retrying(lambda: transitions.record_built(holder, container, car_fields, entry_rows), "recording the CAR")
+    recorded = dbretry.retrying(lambda: transitions.record_built(holder, container, car_fields, entry_rows),
+                                "recording the CAR")
     if not recorded:
         # The claim went away between the rename and the record. The CAR is complete and byte-identical to
         # what a rebuild writes under the same name, so it is left in place for that rebuild to replace.
