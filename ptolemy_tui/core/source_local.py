@@ -16,7 +16,6 @@ from ptolemy_tui.core.source import EntryState, SourceError, SourceMissing, text
 
 log = logging.getLogger(__name__)
 
-_SCANDIR = os.scandir
 _O_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -65,10 +64,9 @@ class LocalSource:
 
     def walker(self, threads: int, out, cancel, mode: str = "process"):
         """The walk runs in a child process (the second core; in one process the walk and the inserts share one
-        GIL) unless `mode` is "threads", or os.scandir has been replaced in this process (a child would not see
-        the replacement), or the child cannot be started (no usable sys.executable: a frozen app's executable is
+        GIL) unless `mode` is "threads", or the child cannot be started (no usable sys.executable: a frozen app's executable is
         the app itself)."""
-        if mode == "process" and os.scandir is _SCANDIR and sys.executable and not getattr(sys, "frozen", False):
+        if mode == "process" and sys.executable and not getattr(sys, "frozen", False):
             try:
                 return local_walk.ProcessWalker(self.root, threads, out, cancel)
             except OSError as exc:

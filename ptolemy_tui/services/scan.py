@@ -392,6 +392,17 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
     """Scan the project's target tree into the store; the project goes scanning -> scanned (or failed).
 
     `walker_mode`: "process" walks in a child process (the default; see LocalSource.walker), "threads" in this one."""
+    threads, source = _ready_to_scan(project, threads, walker_mode)
+    previous_status = project.status
+    scan = transitions.begin_scan(project)
+    events.record(project, f"scan started: {project.target_dir} with {threads} threads")
+    return _ScanRun(project, scan, cancel or threading.Event(), on_progress).run(source, threads, walker_mode,
+                                                                                 previous_status)
+
+
+def _ready_to_scan(project: Project, threads: int | None, walker_mode: str):
+    """Refuse a scan that cannot start (one running, out of order, bad arguments, target unreachable); else
+    (walker threads, the project's Source)."""
     _recover_interrupted(project)
     projects.require_step(project, "scan")
     threads = threads or DEFAULT_THREADS
@@ -404,19 +415,54 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
         source.check()
     except SourceError as exc:
         raise UsageError(f"target {exc}: fix it with `ptolemy project edit {project.name} --target DIR`") from None
-    cancel = cancel or threading.Event()
-    previous_status = project.status
-    scan = transitions.begin_scan(project)
-    events.record(project, f"scan started: {project.target_dir} with {threads} threads")
-    started = time.monotonic()
-    out: queue.Queue = queue.Queue(maxsize=64)  # bounds memory: at most 64 chunks of 4096 entries in flight
-    fk_off = _foreign_keys_off()
-    walker = source.walker(threads, out, cancel, walker_mode)
-    try:
-        prev = _load_previous(project)
-        writer = _Writer(project, scan, prev)
-        writer.root()
-        walker.start()
+    return threads, source
+
+
+class _ScanRun:
+    """One scan, in phases: walk (the walker's chunks into the writer, with progress and cancel), aggregate,
+    apply a rescan's changes, finish; a cancel, a source failure or a bug ends the scan row instead."""
+
+    def __init__(self, project: Project, scan: Scan, cancel: threading.Event,
+                 on_progress: Callable[[Scan], None] | None):
+        self.project, self.scan, self.cancel, self.on_progress = project, scan, cancel, on_progress
+        self.started = time.monotonic()
+
+    def run(self, source, threads: int, walker_mode: str, previous_status: str) -> Scan:
+        project, scan = self.project, self.scan
+        out: queue.Queue = queue.Queue(maxsize=64)  # bounds memory: at most 64 chunks of 4096 entries in flight
+        fk_off = _foreign_keys_off()
+        walker = source.walker(threads, out, self.cancel, walker_mode)
+        try:
+            prev = _load_previous(project)
+            writer = _Writer(project, scan, prev)
+            writer.root()
+            walker.start()
+            self._walk(out, writer)
+            writer.flush()
+            writer.write_aggregates()
+            if fk_off:  # the rescan's deletes below rely on ON DELETE CASCADE
+                database.obj.execute_sql("PRAGMA foreign_keys = ON")
+                fk_off = False
+            self._finish(writer, prev, previous_status)
+            return scan
+        except _Cancelled:
+            _finish_failed(project, scan, ScanState.CANCELLED, "scan cancelled: run it again")
+            return scan
+        except SourceError as exc:  # the source went away or refused us half-way: one line, not a traceback
+            _finish_failed(project, scan, ScanState.FAILED, f"scan failed: {exc}")
+            raise UsageError(f"scan of {project.name} failed: {exc}") from None
+        except Exception as exc:
+            _finish_failed(project, scan, ScanState.FAILED, f"scan failed: {exc}")
+            raise
+        finally:
+            self.cancel.set()  # walkers stop listing; drain so none blocks on a full queue
+            walker.stop()
+            _drain(out, walker)
+            if fk_off:
+                database.obj.execute_sql("PRAGMA foreign_keys = ON")
+
+    def _walk(self, out: queue.Queue, writer: _Writer) -> None:
+        """Take the walker's chunks until it is done; progress about twice a second, live totals less often."""
         last_progress = last_live = 0.0
         current = None
         while True:
@@ -425,9 +471,9 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
             except queue.Empty:
                 item = False
             if item is None:
-                if cancel.is_set():  # the walkers stopped early: the listing is incomplete
+                if self.cancel.is_set():  # the walkers stopped early: the listing is incomplete
                     raise _Cancelled()
-                break
+                return
             if isinstance(item, BaseException):
                 raise item
             if item is not False:
@@ -437,23 +483,23 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
             if t - last_progress >= PROGRESS_EVERY:
                 last_progress = t
                 writer.flush()
-                _write_progress(scan, started, current)
+                _write_progress(self.scan, self.started, current)
                 if t - last_live >= LIVE_EVERY:
                     last_live = t
                     writer.write_live_totals()
-                if on_progress:
-                    on_progress(scan)
-            if cancel.is_set():
+                if self.on_progress:
+                    self.on_progress(self.scan)
+            if self.cancel.is_set():
                 raise _Cancelled()
-        writer.flush()
-        writer.write_aggregates()
-        if fk_off:  # the rescan's deletes below rely on ON DELETE CASCADE
-            database.obj.execute_sql("PRAGMA foreign_keys = ON")
-            fk_off = False
+
+    def _finish(self, writer: _Writer, prev: _Prev | None, previous_status: str) -> None:
+        """A rescan's removals and their effects on containers and CARs; the scan done and the project's status:
+        an unchanged rescan keeps a packed (or built) project as it was."""
+        project, scan = self.project, self.scan
         removed = prev.removed() if prev else {}
         scan.removed = len(removed)
         effects = _apply_changes(project, writer, removed) if prev else {}
-        scan.rate = scan.entries / max(time.monotonic() - started, 1e-6)
+        scan.rate = scan.entries / max(time.monotonic() - self.started, 1e-6)
         if prev:
             scan.message = (f"rescan: {scan.added} added, {scan.changed} changed, {scan.removed} removed; "
                             f"{effects['repacked_containers']} container(s) back to packing, "
@@ -466,27 +512,11 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
             status = ProjectStatus.SCANNED
         transitions.finish_scan(project, scan, status, None if status != ProjectStatus.SCANNED or not has_containers
                                 else "rescanned: containerize packs what changed")
-        if on_progress:
-            on_progress(scan)
+        if self.on_progress:
+            self.on_progress(scan)
         events.record(project, f"scan done: {scan.entries:,} entries, {scan.files:,} files, {scan.bytes:,} bytes, "
                                f"{scan.symlinks:,} symlinks, {scan.skipped:,} skipped, {scan.errors:,} errors"
                       + (f"; {scan.message}" if scan.message else ""))
-        return scan
-    except _Cancelled:
-        _finish_failed(project, scan, ScanState.CANCELLED, "scan cancelled: run it again")
-        return scan
-    except SourceError as exc:  # the source went away or refused us half-way: one line, not a traceback
-        _finish_failed(project, scan, "failed", f"scan failed: {exc}")
-        raise UsageError(f"scan of {project.name} failed: {exc}") from None
-    except Exception as exc:
-        _finish_failed(project, scan, ScanState.FAILED, f"scan failed: {exc}")
-        raise
-    finally:
-        cancel.set()  # walkers stop listing; drain so none blocks on a full queue
-        walker.stop()
-        _drain(out, walker)
-        if fk_off:
-            database.obj.execute_sql("PRAGMA foreign_keys = ON")
 
 
 def _foreign_keys_off() -> bool:

@@ -66,18 +66,21 @@ def new_project(tmp_path: Path, name: str = "p", *, car_size: str = "4MiB", shar
 
 
 def deny_listing(request, monkeypatch, scan_module, directory: Path) -> None:
-    """Make `directory` unreadable: chmod 000 for a normal user; as root (where chmod stops nothing) the
-    scan's os.scandir raises the same PermissionError the kernel gives another user."""
+    """Make `directory` unreadable: chmod 000 for a normal user; as root (where chmod stops nothing) the local
+    walk's lister (core/local_walk.list_directory) raises the same PermissionError the kernel gives another
+    user. Scan with walker_mode="threads" after this: a walker process would not see the replacement."""
     if os.geteuid() != 0:
         directory.chmod(0)
         request.addfinalizer(lambda: directory.chmod(0o755))
         return
     suffix = os.fsencode(directory)
-    real = os.scandir
+    from ptolemy_tui.core import local_walk
 
-    def fake(path):
+    real = local_walk.list_directory
+
+    def refuse(path):
         if os.fsencode(path) == suffix:
             raise PermissionError(13, "Permission denied", path)
         return real(path)
 
-    monkeypatch.setattr(os, "scandir", fake)  # the local walker lists with os.scandir
+    monkeypatch.setattr(local_walk, "list_directory", refuse)

@@ -30,7 +30,8 @@ def test_scan_records_every_entry_kind(store, tmp_path, request, monkeypatch):
     deny_listing(request, monkeypatch, scan, tmp_path / "src" / "locked")
     project = new_project(tmp_path)
     progress = []
-    result = scan.run_scan(project, threads=3, on_progress=lambda s: progress.append(s.entries))
+    result = scan.run_scan(project, threads=3, on_progress=lambda s: progress.append(s.entries),
+                           walker_mode="threads")
 
     truth.pop(b"locked/hidden.bin")  # behind the unreadable directory
     rows = _files(project)

@@ -19,7 +19,7 @@ def scanned(store, tmp_path, request, monkeypatch):
         write(big / f"f{n:02d}", n * 10)
     deny_listing(request, monkeypatch, scan, tmp_path / "src" / "locked")
     project = new_project(tmp_path)
-    scan.run_scan(project)
+    scan.run_scan(project, walker_mode="threads")
     return Project.get_by_id(project.id), info
 
 
