@@ -158,22 +158,12 @@ class ContainerSizer:
         else:
             dag_framed, tsize = self.entry_cost(length, kind, target_len)
         dirpath, _, name = car_path.rpartition(b"/")
-        dirs = self.dirs
-        d = dirs.get(dirpath)
+        d = self.dirs.get(dirpath)
         if d is not None and not d.hamt:
-            # Fast path: the common case of another entry in the same directory. Only this directory's block
-            # changes while its growth stays inside the headroom of every ancestor's Tsize varint.
+            # Fast path (inline: it runs once per file): another entry in the same directory. Only this
+            # directory's block changes while its growth stays inside the headroom of every ancestor's Tsize varint.
             if d is not self.hot:
-                self._flush()
-                headroom = 1 << 62
-                x = d
-                while x.parent is not None:
-                    room = (1 << (7 * ((x.cum.bit_length() + 6) // 7 or 1))) - x.cum
-                    if room < headroom:
-                        headroom = room
-                    x = x.parent
-                d.headroom = headroom
-                self.hot = d
+                self._make_hot(d)
             name_len = len(name)
             est = d.est + name_len + CID_LEN
             if est <= HAMT_THRESHOLD:
@@ -191,17 +181,53 @@ class ContainerSizer:
                     self.size = size
                     self.items += 1
                     return True
+        return self._add_through_ancestors(d, dirpath, name, dag_framed, tsize, limit)
+
+    def _make_hot(self, d: _Dir) -> None:
+        """`d` takes the fast path: how much its subtree may grow before an ancestor's Tsize varint lengthens."""
+        self._flush()
+        headroom = 1 << 62
+        x = d
+        while x.parent is not None:
+            room = (1 << (7 * ((x.cum.bit_length() + 6) // 7 or 1))) - x.cum
+            if room < headroom:
+                headroom = room
+            x = x.parent
+        d.headroom = headroom
+        self.hot = d
+
+    def _add_through_ancestors(self, d: _Dir | None, dirpath: bytes, name: bytes, dag_framed: int, tsize: int,
+                               limit: int) -> bool:
+        """The general case: new directories, a link that grows a varint, a HAMT. Price the whole chain of
+        blocks from the entry up to the root, then apply it only if the CAR stays within the limit."""
         self._flush()
         new: list[tuple[bytes, bytes]] = []
-        if d is None:  # directories this container does not have yet, deepest first
-            p = dirpath
-            while p not in dirs:
-                parent, _, dname = p.rpartition(b"/")
-                new.append((p, dname))
-                p = parent
-            d = dirs[p]
-        size = self.size + dag_framed
-        # The chain of changes, bottom up: (dir or None for a new one, links, child_tsize, entries, est, blk, cum, link)
+        if d is None:
+            d, new = self._missing_directories(dirpath)
+        updates, size, hamt_switch = self._price_chain(d, new, name, tsize, self.size + dag_framed)
+        if size > limit:
+            return False
+        self._apply_chain(d, new, updates)
+        self.has_hamt |= hamt_switch
+        self.size = size
+        self.items += 1
+        return True
+
+    def _missing_directories(self, dirpath: bytes) -> tuple[_Dir, list[tuple[bytes, bytes]]]:
+        """(the deepest directory the container has, the (path, name) of those it lacks, deepest first)."""
+        dirs = self.dirs
+        new: list[tuple[bytes, bytes]] = []
+        p = dirpath
+        while p not in dirs:
+            parent, _, dname = p.rpartition(b"/")
+            new.append((p, dname))
+            p = parent
+        return dirs[p], new
+
+    @staticmethod
+    def _price_chain(d: _Dir, new: list[tuple[bytes, bytes]], name: bytes, tsize: int, size: int):
+        """The chain of changes, bottom up — (dir or None for a new one, links, child_tsize, entries, est, blk,
+        cum, hamt) — the CAR size after them, and whether a HAMT appears."""
         updates = []
         child_name_len, child_t, child_old_link, child_old_t = len(name), tsize, 0, 0
         added_entry = True
@@ -234,14 +260,15 @@ class ContainerSizer:
             added_entry = False
             child_name_len, child_t, child_old_link, child_old_t = x.name_len, cum, x.link, x.cum
             x = x.parent
-        if size > limit:
-            return False
-        # Commit: create the new directories (top-most first) and apply the chain.
+        return updates, size, hamt_switch
+
+    def _apply_chain(self, d: _Dir, new: list[tuple[bytes, bytes]], updates: list[tuple]) -> None:
+        """Create the new directories (top-most first) and apply the priced chain."""
         parent = d
         created = []
         for (path, dname) in reversed(new):
             nd = _Dir(parent, len(dname))
-            dirs[path] = nd
+            self.dirs[path] = nd
             created.append(nd)
             parent = nd
         created.reverse()  # now bottom-up, like `updates`
@@ -253,10 +280,6 @@ class ContainerSizer:
             if prev is not None:
                 prev.link = link_len(prev.name_len, prev.cum)
             prev = x
-        self.has_hamt |= hamt_switch
-        self.size = size
-        self.items += 1
-        return True
 
 
 def tree_car_size(entries, profile: str = "kubo", wrap: bool = True) -> tuple[int, bool]:
