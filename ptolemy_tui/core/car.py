@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from ptolemy_tui.core import sha256_batch, unixfs
-from ptolemy_tui.core.carsize import predict_car_size, CarSizeModel  # noqa: F401  (public API lives here too)
+from ptolemy_tui.core.carsize import CARV1_HEADER_LENGTH, predict_car_size  # noqa: F401  (public API here too)
 from ptolemy_tui.core.source import Reader, SourceChanged  # noqa: F401  (SourceChanged: public API here too)
 from ptolemy_tui.core.source_local import LocalReader
 from ptolemy_tui.core.multiformats import CID, CODEC_DAG_PB, HASH_SHA2_256, encode_varint, varint_length
 from ptolemy_tui.core.unixfs import SourceEntry  # noqa: F401  (public API)
 
-CARV1_HEADER_LENGTH = 59  # varint(0x3a) + 58 bytes of DAG-CBOR for one 36-byte CID root
 READ_SIZE = 4 * 1024 * 1024      # source reads: big, into one reused buffer
 WRITE_BUFFER = 8 * 1024 * 1024   # CAR writes: batched
 

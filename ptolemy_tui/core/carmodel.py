@@ -11,20 +11,17 @@ an item is added (O(depth) per item, never O(items)).
 HAMT directories (Σ(len(name) + 36) over entries > 256 KiB) depend on murmur3 buckets of every name. For
 those the sizer keeps a strict upper bound (every entry may open one sub-shard), so a container that the sizer
 accepts is never over its limit; the exact figure then comes from core.carsize.predict_car_size (see
-packing.exact_car_size). This model exists beside core.carsize.CarSizeModel because packing a million files
-needs its same-directory fast path (about 2 µs per item).
+packing.exact_car_size). It is the one incremental model: its same-directory fast path packs a million files at
+about 2 µs per item.
 """
 from __future__ import annotations
 
 from functools import lru_cache
 
-from ptolemy_tui.core.carsize import file_stats
+from ptolemy_tui.core.carsize import CARV1_HEADER_LENGTH, file_stats
+from ptolemy_tui.core.unixfs import CHUNK_SIZE as CHUNK, HAMT_THRESHOLD, MAX_LINKS, get_params
 
-CHUNK = 262144
-MAX_LINKS = 174
 CID_LEN = 36
-HEADER_LEN = 59  # varint(58) + DAG-CBOR {"roots": [36-byte CID], "version": 1}
-HAMT_THRESHOLD = 262144
 DIR_DATA_LEN = 4  # Data field `0a 02 08 01`
 # Per-entry slack of a HAMT directory over the basic-directory figure: the 2-char bucket prefix in the link name
 # (+2, and +1 for each of the two length varints that may grow), plus one possible sub-shard per entry: its Data
@@ -53,6 +50,10 @@ def link_len(name_len: int, tsize: int) -> int:
 def file_dag(length: int, profile: str = "kubo") -> tuple[int, int]:
     """(bytes of the file's blocks in a CAR, Tsize of its root) for a file of `length` bytes: the formats
     code's per-level closed form (kubo wraps a lone trailing child, go-car carries it up)."""
+    params = get_params(profile)
+    if (params.chunk_size, params.max_links, params.hamt_threshold) != (CHUNK, MAX_LINKS, HAMT_THRESHOLD):
+        raise ValueError(f"the packer's size model knows {CHUNK}-byte chunks, {MAX_LINKS} links and a "
+                         f"{HAMT_THRESHOLD}-byte HAMT threshold; profile {params.name} differs")
     if length <= CHUNK:  # one raw leaf; an empty file is the empty raw block
         return framed(length), length
     leaves = -(-length // CHUNK)
@@ -63,7 +64,7 @@ def file_dag(length: int, profile: str = "kubo") -> tuple[int, int]:
         unixfs = 3 + varint_len(length) + full * _FULL_LEAF_SIZE_FIELD + 1 + varint_len(last)
         block = links + 1 + varint_len(unixfs) + unixfs
         return framed(block) + full * _FULL_LEAF_FRAMED + framed(last), block + full * CHUNK + last
-    return file_stats(length, CHUNK, MAX_LINKS, profile == "go-car")
+    return file_stats(length, CHUNK, MAX_LINKS, params.collapse_single_child)
 
 
 def symlink_dag(target_len: int) -> tuple[int, int]:
@@ -111,7 +112,7 @@ class ContainerSizer:
         self.wrap = wrap  # containers are written wrapped: the root is always a directory (see packing)
         self.root = _Dir(None, 0)
         self.dirs: dict[bytes, _Dir] = {b"": self.root}
-        self.size = HEADER_LEN + framed(DIR_DATA_LEN)
+        self.size = CARV1_HEADER_LENGTH + framed(DIR_DATA_LEN)
         self.has_hamt = False
         self.items = 0
         self.hot: _Dir | None = None  # the directory whose growth is not yet pushed up
@@ -152,7 +153,7 @@ class ContainerSizer:
 
     def try_add(self, car_path: bytes, length: int, limit: int, kind: str = "file", target_len: int = 0) -> bool:
         """Add the entry when the CAR stays ≤ limit; otherwise change nothing and return False."""
-        if kind == "file" and length <= 262144:
+        if kind == "file" and length <= CHUNK:
             n = CID_LEN + length
             dag_framed, tsize = ((n.bit_length() + 6) // 7 or 1) + n, length
         else:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ptolemy_tui.core import unixfs
 from ptolemy_tui.core.car import SourceEntry, write_car
-from ptolemy_tui.core.carsize import CarSizeModel, file_stats, predict_car_size, section_length
+from ptolemy_tui.core.carsize import file_stats, predict_car_size, section_length
 from tests.core.unixfs_cases import hamt_names
 
 C = 262144
@@ -70,11 +70,6 @@ def test_prediction_matches_the_writer_on_random_trees(tmp_path_factory, items, 
     predicted = predict_car_size(entries, profile=params, wrap=wrap)
     # exact without duplicate blocks; with them, exactly the bytes dedup saved
     assert predicted == result.car_size + result.duplicate_bytes == len(out.getvalue()) + result.duplicate_bytes
-    model = CarSizeModel(params, wrap=wrap)
-    for n, e in enumerate(entries, 1):
-        size = model.add(e.dag_path, e.length, e.kind, e.link_target)
-        if n % 7 == 0 or n == len(entries):
-            assert size == predict_car_size(entries[:n], profile=params, wrap=wrap)
 
 
 def test_file_stats_at_the_layout_edges():
@@ -87,39 +82,11 @@ def test_file_stats_at_the_layout_edges():
     assert file_stats(174 * C, C, 174, False) == file_stats(174 * C, C, 174, True)
 
 
-def test_model_flips_to_a_hamt_exactly_at_the_threshold():
+def test_prediction_flips_to_a_hamt_exactly_at_the_threshold():
     names = list(hamt_names(1344))
-    model = CarSizeModel()
-    sizes = []
-    for name in names:
-        model.add(b"h/" + name, len(name))
-        sizes.append(model.size)
     # the go-unixfsnode vectors: 1343 files flat (541797-byte CAR), 1344 files sharded (576784)
-    assert sizes[1342] == 541797 and sizes[1343] == 576784
     assert predict_car_size([(b"h/" + n, len(n)) for n in names[:1343]]) == 541797
     assert predict_car_size([(b"h/" + n, len(n)) for n in names]) == 576784
-
-
-def test_model_keeps_exact_sizes_while_a_sharded_directory_grows_deeper():
-    # sub-directories inside a HAMT: their Tsize changes as they fill, which must propagate through the shards
-    params = unixfs.Params("t", False, chunk_size=64, max_links=3, hamt_threshold=300)
-    model = CarSizeModel(params)
-    items = []
-    for i in range(120):
-        p = b"root/d%02d/f%03d" % (i % 13, i)
-        items.append((p, i * 5))
-        model.add(p, i * 5)
-        if i % 10 == 9:
-            assert model.size == predict_car_size(items, profile=params)
-
-
-def test_model_single_entry_and_wrap():
-    m = CarSizeModel()
-    assert m.size == 0
-    assert m.add(b"f", 12) == 59 + section_length(12)
-    w = CarSizeModel(wrap=True)
-    assert w.add(b"f", 12) == predict_car_size([(b"f", 12)], wrap=True) > m.size
-    assert len(m) == 1
 
 
 def test_prediction_of_a_million_small_files_is_fast():
@@ -132,42 +99,3 @@ def test_prediction_of_a_million_small_files_is_fast():
     assert size > sum(n for _, n in items)
 
 
-@settings(max_examples=80, deadline=None)
-@given(items=st.lists(item, min_size=1, max_size=40), removals=st.lists(st.integers(0, 10_000), max_size=25),
-       collapse=st.booleans(), wrap=st.booleans())
-def test_model_add_and_remove_stay_exact(items, removals, collapse, wrap):
-    params = TINY[collapse]
-    items = _valid(items)
-    live = []
-    model = CarSizeModel(params, wrap=wrap)
-    for p, size, kind in items:
-        model.add(p, size, kind, b"t" * (size % 200) if kind == "symlink" else b"")
-        live.append((p, size, kind))
-    for r in removals:
-        if not live:
-            break
-        p, size, kind = live[r % len(live)]
-        if kind == "dir" and any(q.startswith(p + b"/") for q, _, _ in live):
-            continue  # only empty directories can go
-        model.remove(p)
-        live.remove((p, size, kind))
-        expected = predict_car_size(_entries("/nonexistent", live), profile=params, wrap=wrap) if live else 0
-        assert model.size == expected
-        assert len(model) == len(live)
-
-
-def test_removing_below_the_threshold_makes_the_directory_flat_again():
-    names = list(hamt_names(1344))
-    model = CarSizeModel()
-    for name in names:
-        model.add(b"h/" + name, len(name))
-    assert model.size == 576784
-    assert model.remove(b"h/" + names[-1]) == 541797
-    assert model.add(b"h/" + names[-1], len(names[-1])) == 576784
-    # and a HAMT that loses names keeps matching the whole-tree prediction
-    for name in names[:300]:
-        model.add(b"h/x" + name, 3)
-    for name in names[:250]:
-        model.remove(b"h/" + name)
-    rest = [(b"h/" + n, len(n)) for n in names[250:]] + [(b"h/x" + n, 3) for n in names[:300]]
-    assert model.size == predict_car_size(rest)
