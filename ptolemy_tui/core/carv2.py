@@ -14,13 +14,14 @@ import dataclasses
 import struct
 from typing import BinaryIO, Iterable
 
+from ptolemy_tui.core.carsize import CARV1_HEADER_LENGTH
 from ptolemy_tui.core.multiformats import HASH_IDENTITY, encode_varint
 
 PRAGMA = bytes.fromhex("0aa16776657273696f6e02")
 HEADER_LENGTH = 40
 DATA_OFFSET = len(PRAGMA) + HEADER_LENGTH  # 51
 INDEX_CODEC = 0x0401  # car-multihash-index-sorted, go-car's default
-PREFIX_LENGTH = DATA_OFFSET + 59  # the bytes of a v2 file known last: v2 header + CARv1 header (one 36-byte root)
+PREFIX_LENGTH = DATA_OFFSET + CARV1_HEADER_LENGTH  # known last: the v2 header and the CARv1 header
 
 
 def v2_header(data_size: int) -> bytes:
