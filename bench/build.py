@@ -33,32 +33,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import psutil  # noqa: E402
+from benchkit import TreeWriter, parse_size  # noqa: E402
 
 MB = 1e6
 
 
-def parse_size(text: str) -> int:
-    from ptolemy_tui.core.sizes import parse_size as ps
-
-    return ps(text)
-
-
 def make_tree(root: str, size: int, seed: int = 1) -> tuple[int, int]:
     rng = random.Random(seed)
-    files = total = 0
-
-    def write(rel: str, n: int) -> None:
-        nonlocal files, total
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as fh:
-            left = n
-            while left:
-                chunk = min(left, 8 << 20)
-                fh.write(os.urandom(chunk))
-                left -= chunk
-        files += 1
-        total += n
+    tree = TreeWriter(root)
+    write = tree.write
 
     large = int(size * 0.4)
     for i in range(3):
@@ -70,14 +53,14 @@ def make_tree(root: str, size: int, seed: int = 1) -> tuple[int, int]:
         write(f"medium/m{i % 10}/file{i:05d}.dat", n)
         medium -= n
         i += 1
-    small = size - total
+    small = size - tree.total
     i = 0
     while small > 0:
         n = min(small, rng.randint(4 << 10, 128 << 10))
         write(f"small/d{i % 50:02d}/s{i % 7}/f{i:06d}.txt", n)
         small -= n
         i += 1
-    return files, total
+    return tree.files, tree.total
 
 
 def warm(root: str) -> None:

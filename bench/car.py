@@ -34,14 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from ptolemy_tui.core.car import SourceEntry, entries_for_paths, write_car  # noqa: E402
-
-
-def parse_size(text: str) -> int:
-    units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
-    for unit, mult in units.items():
-        if text.endswith(unit):
-            return int(float(text[: -len(unit)]) * mult)
-    return int(text)
+from benchkit import parse_size  # noqa: E402
 
 
 def make_big(path: str, size: int) -> None:

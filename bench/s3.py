@@ -34,25 +34,15 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+from benchkit import TreeWriter  # noqa: E402
+
 MB = 1e6
 
 
 def make_tree(root: str, size: int, seed: int = 1, large_only: bool = False) -> tuple[int, int]:
     rng = random.Random(seed)
-    files = total = 0
-
-    def write(rel: str, n: int) -> None:
-        nonlocal files, total
-        path = os.path.join(root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "wb") as fh:
-            left = n
-            while left:
-                chunk = min(left, 8 << 20)
-                fh.write(os.urandom(chunk))
-                left -= chunk
-        files += 1
-        total += n
+    tree = TreeWriter(root)
+    write = tree.write
 
     large = size if large_only else size * 4 // 10
     for i in range(max(1, large // (64 << 20))):
@@ -64,14 +54,14 @@ def make_tree(root: str, size: int, seed: int = 1, large_only: bool = False) -> 
         write(f"medium/d{i % 7}/file-{i}.bin", n)
         medium -= n
         i += 1
-    small = 0 if large_only else size - total
+    small = 0 if large_only else size - tree.total
     i = 0
     while small > 0:
         n = min(small, rng.randint(4 << 10, 128 << 10))
         write(f"small/s{i % 13}/t{i % 5}/f-{i}.dat", n)
         small -= n
         i += 1
-    return files, total
+    return tree.files, tree.total
 
 
 class DelayProxy:

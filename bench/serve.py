@@ -22,15 +22,9 @@ import time
 
 import psutil
 
+from benchkit import parse_size
+
 MB = 1e6
-
-
-def parse_size(text: str) -> int:
-    units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
-    for unit, factor in units.items():
-        if text.endswith(unit):
-            return int(float(text[:-len(unit)]) * factor)
-    return int(text)
 
 
 def ptolemy(db: str, *argv: str, env=None) -> str:
