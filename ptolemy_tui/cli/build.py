@@ -1,25 +1,14 @@
 """`ptolemy build|worker|pause|resume|cancel|retry`: start and steer builds; `--wait` follows one in the terminal."""
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
 
 from humanize import naturalsize
 
-from ptolemy_tui.cli.common import add_command, open_store, patiently
+from ptolemy_tui.cli.common import add_command, count_1_to_256, open_store, patiently
 from ptolemy_tui.errors import UsageError
-
-
-def _workers_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a whole number from 1 to 256") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: give a whole number from 1 to 256")
-    return value
 
 
 def register(sub) -> None:
@@ -27,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("name")
     p.add_argument("--mode", choices=("blitz", "serial", "inline"), help="blitz: N workers at once; serial: one CAR at a time "
                                                                  "within the staging space (default: the project's load type)")
-    p.add_argument("--workers", type=_workers_arg, metavar="N", help="blitz worker processes (default: the project's)")
+    p.add_argument("--workers", type=count_1_to_256, metavar="N", help="blitz worker processes (default: the project's)")
     p.add_argument("--wait", action="store_true", help="follow the build here; exit 1 if a container failed")
     p.add_argument("--force", action="store_true", help="start even if the staging disk looks too small")
 

@@ -6,6 +6,17 @@ import sys
 from typing import Callable
 
 
+def count_1_to_256(text: str) -> int:
+    """An argparse type for worker and thread counts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a whole number from 1 to 256") from None
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: give a whole number from 1 to 256")
+    return value
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse with a one-line error (the problem and where to look), exit status 2."""
 

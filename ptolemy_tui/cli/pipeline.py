@@ -1,18 +1,17 @@
 """`ptolemy scan`, `containerize`, `containers`, `container`: the first two steps and their views."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
-from ptolemy_tui.cli.common import add_command, open_store
+from ptolemy_tui.cli.common import add_command, count_1_to_256, open_store
 from ptolemy_tui.cli.output import print_json, print_table
 
 
 def register(sub) -> None:
     p = add_command(sub, "scan", "walk the project's target tree and record every entry", cmd_scan)
     p.add_argument("name")
-    p.add_argument("--threads", type=_threads, metavar="N", help="directories listed in parallel (default 8)")
+    p.add_argument("--threads", type=count_1_to_256, metavar="N", help="directories listed in parallel (default 8)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     p = add_command(sub, "containerize", "pack the scanned files into containers of at most the CAR size",
@@ -45,16 +44,6 @@ def _container_id(text: str) -> int:
     if not 1 <= value < 1 << 63:
         raise argparse.ArgumentTypeError(f"{text} is out of range: a container ID is from 1 to 2^63-1 "
                                          "(see `ptolemy containers NAME`)")
-    return value
-
-
-def _threads(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number: give a whole number from 1 to 256") from None
-    if not 1 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"{value} is out of range: give a whole number from 1 to 256")
     return value
 
 
