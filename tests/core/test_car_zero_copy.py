@@ -11,20 +11,9 @@ import pytest
 from ptolemy_tui.core import car as carmod
 from ptolemy_tui.core import unixfs
 from ptolemy_tui.core.car import SourceEntry, write_car
+from tests.core.sinks import RecordingSink as Recorder
 
 C = unixfs.CHUNK_SIZE
-
-
-class Recorder:
-    def __init__(self):
-        self.data = bytearray()
-        self.prefix = None
-
-    def update(self, buf):
-        self.data += bytes(buf)
-
-    def set_prefix(self, header):
-        self.prefix = bytes(header)
 
 
 def _entries(tmp_path):

@@ -10,20 +10,9 @@ import pytest
 from ptolemy_tui.core import carplan, unixfs
 from ptolemy_tui.core.car import CARV1_HEADER_LENGTH, SourceChanged, SourceEntry, write_car
 from ptolemy_tui.core.carplan import CarPlan, LocalFiles, PlanError, record_plan
+from tests.core.sinks import RecordingSink as Sink
 
 SMALL = unixfs.Params("small", collapse_single_child=False, chunk_size=1024, max_links=4, hamt_threshold=400)
-
-
-class Sink:
-    def __init__(self):
-        self.data = bytearray()
-        self.prefix = None
-
-    def update(self, buf):
-        self.data += bytes(buf)
-
-    def set_prefix(self, header):
-        self.prefix = bytes(header)
 
 
 def _mixed(tmp_path):

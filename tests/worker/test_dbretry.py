@@ -27,12 +27,17 @@ class _Calls:
         return self.fn()
 
 
-def test_a_missing_table_on_sqlite_is_raised_at_once(sqlite_store):
-    calls = _Calls(lambda: database.execute_sql("SELECT * FROM no_such_table").fetchall())
-    with pytest.raises(peewee.OperationalError, match="no such table") as caught:
+def _raised_at_once(sql: str, match: str) -> None:
+    """The statement's store error comes out of the first try: no retry, no "store unavailable" notice."""
+    calls = _Calls(lambda: database.execute_sql(sql).fetchall())
+    with pytest.raises(peewee.OperationalError, match=match) as caught:
         dbretry.retrying(calls, "reading", notify=calls.notices.append)
     assert calls.count == 1 and calls.notices == []
     assert not dbretry.is_transient(caught.value)
+
+
+def test_a_missing_table_on_sqlite_is_raised_at_once(sqlite_store):
+    _raised_at_once("SELECT * FROM no_such_table", "no such table")
 
 
 def test_a_locked_sqlite_file_is_waited_out(sqlite_store, tmp_path):
@@ -59,11 +64,7 @@ def test_a_locked_sqlite_file_is_waited_out(sqlite_store, tmp_path):
 def test_a_non_transient_postgresql_error_is_raised_at_once(pg_store):
     # 55000 object_not_in_prerequisite_state: an OperationalError in psycopg2, and no retry can make it succeed.
     database.execute_sql("CREATE SEQUENCE lonely")
-    calls = _Calls(lambda: database.execute_sql("SELECT currval('lonely')").fetchone())
-    with pytest.raises(peewee.OperationalError, match="currval") as caught:
-        dbretry.retrying(calls, "reading", notify=calls.notices.append)
-    assert calls.count == 1 and calls.notices == []
-    assert not dbretry.is_transient(caught.value)
+    _raised_at_once("SELECT currval('lonely')", "currval")
 
 
 def test_a_postgresql_lock_timeout_is_waited_out(pg_store, pg_store_url):
