@@ -5,11 +5,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.cli.helpers import run_ptolemy
-from tests.worker.buildkit import make_tree
+from tests.worker.buildkit import make_tree, wait_until  # noqa: F401  (the serve tests wait with it too)
 
 TOKEN = "s3cret-token-for-tests-0123456789"
 
@@ -69,11 +68,3 @@ def build_pair(root: Path, db_url: str, *, names=("staged", "inline"), big: int 
     return src
 
 
-def wait_until(predicate, timeout: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")

@@ -82,34 +82,28 @@ def v1_pg_url(pg_admin_url):
     pgserver.drop_database(pg_admin_url, url)
 
 
-def test_v1_sqlite_store_upgrades_in_place(v1_sqlite_url, tmp_path):
-    store = db.open_database(v1_sqlite_url)
+def _upgrades_in_place(old_url: str, fresh_url: str) -> None:
+    """The first release's store opens, is migrated, keeps every row, and then has a fresh store's schema."""
+    store = db.open_database(old_url)
     try:
         assert schema.current_version(store) == schema.SCHEMA_VERSION
         assert_v1_data_kept()
         upgraded = describe_schema(store)
     finally:
         db.close_database()
-    fresh = db.open_database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    fresh = db.open_database(fresh_url)
     try:
         assert upgraded == describe_schema(fresh)
     finally:
         db.close_database()
+
+
+def test_v1_sqlite_store_upgrades_in_place(v1_sqlite_url, tmp_path):
+    _upgrades_in_place(v1_sqlite_url, f"sqlite:///{tmp_path / 'fresh.db'}")
 
 
 def test_v1_postgres_store_upgrades_in_place(v1_pg_url, pg_store_url):
-    store = db.open_database(v1_pg_url)
-    try:
-        assert schema.current_version(store) == schema.SCHEMA_VERSION
-        assert_v1_data_kept()
-        upgraded = describe_schema(store)
-    finally:
-        db.close_database()
-    fresh = db.open_database(pg_store_url)
-    try:
-        assert upgraded == describe_schema(fresh)
-    finally:
-        db.close_database()
+    _upgrades_in_place(v1_pg_url, pg_store_url)
 
 
 def test_migrations_build_what_the_models_describe(store, store_url, tmp_path, request):
