@@ -152,6 +152,9 @@ class Supervisor:
                 by_state = dbretry.retrying(lambda: containers_by_state(self.project_id), "counting containers")
                 work_left = any(by_state.get(state, 0) for state in TODO)
                 dbretry.retrying(lambda: self._reap(running, work_left), "recording a worker's end")
+                # Read again: a worker stopped with SIGTERM lowered build_workers in _reap, and the count read
+                # before it would start a replacement for the very worker the operator stopped.
+                project = dbretry.retrying(lambda: Project.get_by_id(self.project_id), "reading the project")
                 if not running:
                     if not self.children:
                         break
