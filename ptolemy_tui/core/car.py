@@ -443,6 +443,32 @@ class DiscardOutput:
         pass
 
 
+def patch_header(out: BinaryIO, start: int, root: bytes, sink=None) -> bytes:
+    """Write the real header over the same-length placeholder at `start` (the root is known last), leave the
+    file position at the end, and hand the header to the CommP sink, which takes it last."""
+    header = car_header(root)
+    end = out.tell()
+    out.seek(start)
+    out.write(header)
+    out.seek(end)
+    out.flush()
+    if sink is not None:
+        sink.set_prefix(header)
+    return header
+
+
+def decoded_entry_cids(entry_cids: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, CID]]:
+    """The DAG writer's (path, CID bytes) as (path, CID), decoding each distinct CID once."""
+    cids: dict[bytes, CID] = {}
+    decoded = []
+    for path, cid in entry_cids:
+        c = cids.get(cid)
+        if c is None:
+            c = cids[cid] = CID.decode(cid)[0]
+        decoded.append((path, c))
+    return decoded
+
+
 def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "kubo", wrap: bool = False,
               sink=None, before_read: Callable[[SourceEntry], None] | None = None,
               on_progress: Callable[[int], None] | None = None,
@@ -484,23 +510,9 @@ def write_car(entries: Iterable[SourceEntry], out: BinaryIO, *, profile: str = "
         finally:
             output.free.retire()  # buffers the sink still reads come back to the spares when it is done
             reader.free.retire()
-    header = car_header(root)
-    end = out.tell()
-    out.seek(start)
-    out.write(header)
-    out.seek(end)
-    out.flush()
-    if sink is not None:
-        sink.set_prefix(header)
-    cids = {}
-    entry_cids = []
-    for path, cid in dag.entry_cids:
-        c = cids.get(cid)
-        if c is None:
-            c = cids[cid] = CID.decode(cid)[0]
-        entry_cids.append((path, c))
+    patch_header(out, start, root, sink)
     return CarResult(root_cid=CID.decode(root)[0], car_size=writer.size, block_count=writer.blocks,
-                     entry_cids=entry_cids, source_bytes=reader.total,
+                     entry_cids=decoded_entry_cids(dag.entry_cids), source_bytes=reader.total,
                      duplicate_blocks=writer.dup_blocks, duplicate_bytes=writer.dup_bytes, payload_size=writer.size)
 
 

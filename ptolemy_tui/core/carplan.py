@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 from ptolemy_tui.core import sha256_batch, unixfs
-from ptolemy_tui.core.car import (CARV1_HEADER_LENGTH, CarResult, SourceChanged, SourceEntry, car_header)
+from ptolemy_tui.core.car import (CARV1_HEADER_LENGTH, CarResult, SourceChanged, SourceEntry, car_header,
+                                  decoded_entry_cids)
 from ptolemy_tui.core.multiformats import CID, decode_varint, encode_varint, varint_length
 
 MAGIC = b"PTLPLAN1"
@@ -379,15 +380,8 @@ def record_plan(entries: Sequence[SourceEntry], read_at: ReadAt, *, profile: str
     plan = recorder.finish(header)
     if sink is not None:
         sink.set_prefix(header)
-    cids: dict[bytes, CID] = {}
-    entry_cids = []
-    for path, cid in dag.entry_cids:
-        c = cids.get(cid)
-        if c is None:
-            c = cids[cid] = CID.decode(cid)[0]
-        entry_cids.append((path, c))
     result = CarResult(root_cid=CID.decode(root)[0], car_size=recorder.size, block_count=recorder.blocks,
-                       entry_cids=entry_cids, source_bytes=total[0], duplicate_blocks=recorder.dup_blocks,
+                       entry_cids=decoded_entry_cids(dag.entry_cids), source_bytes=total[0], duplicate_blocks=recorder.dup_blocks,
                        duplicate_bytes=recorder.dup_bytes, payload_size=recorder.size)
     return result, plan
 

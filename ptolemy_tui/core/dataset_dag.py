@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from ptolemy_tui.core import carsize, unixfs
-from ptolemy_tui.core.car import CARV1_HEADER_LENGTH, PLACEHOLDER_ROOT, car_header
+from ptolemy_tui.core.car import CARV1_HEADER_LENGTH, PLACEHOLDER_ROOT, car_header, patch_header
 from ptolemy_tui.core.multiformats import CID, encode_varint
 from ptolemy_tui.core.unixfs import DirNode, FileBuilder, Params, SourceEntry
 
@@ -208,12 +208,5 @@ def write_dataset_car(entries: Iterable[DatasetEntry], out, *, profile: str | Pa
     out.write(car_header(PLACEHOLDER_ROOT))
     sections = _Sections(out, sink)
     dag = build_dataset_dag(entries, sections.put, profile=profile, shard_size=shard_size)
-    header = car_header(dag.root)
-    end = out.tell()
-    out.seek(start)
-    out.write(header)
-    out.seek(end)
-    out.flush()
-    if sink is not None:
-        sink.set_prefix(header)
+    patch_header(out, start, dag.root, sink)
     return BlocksCar(CID.decode(dag.root)[0], sections.size, sections.blocks), dag
