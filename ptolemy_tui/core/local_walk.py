@@ -78,26 +78,21 @@ def special_kind(mode: int) -> str:
 # such a test scans with walker_mode="threads".
 list_directory: Callable = os.scandir
 
-class Walker:
-    """A pool of threads listing directories; chunks go to `out` (a bounded queue), then None at the end, or an
-    exception. A chunk is emitted before its subdirectories are queued, so a consumer always sees a directory
-    named (in its parent's chunk) before any chunk of the directory itself.
+class ListingPool:
+    """Threads that list a tree a directory (or a key prefix) at a time: the local walk's and the bucket's shared
+    shape. Jobs come from `todo`; each job's chunks go to `out` (a bounded queue), and a job queues the jobs of its
+    subdirectories (adding them to `pending` under `lock`) only after its own chunk, so a consumer always sees a
+    directory named before any chunk of it. When no job is left, None goes to `out`; an exception goes there too.
+    Here (stdlib only) so the walker process can run this file; the bucket's lister (source_s3) shares it."""
 
-    Only `active` threads list at a time: one to start with, more (up to `threads`) once listings turn out to
-    wait on I/O, so NFS round trips overlap while a warm local tree is walked without GIL contention."""
-
-    def __init__(self, root: bytes, threads: int, out, cancel: threading.Event):
-        self.root = root
+    def __init__(self, out, cancel: threading.Event, count: int, name: str, first_job):
         self.out = out
         self.cancel = cancel
         self.todo: queue.Queue = queue.Queue()
-        self.pending = 1  # directories queued or being listed
+        self.pending = 1  # jobs queued or running
         self.lock = threading.Lock()
-        self.max_active = threads
-        self.gate = threading.Semaphore(1)
-        self.active = 1
-        self.threads = [threading.Thread(target=self._run, name=f"scan-walk-{n}", daemon=True) for n in range(threads)]
-        self.todo.put(b"")
+        self.threads = [threading.Thread(target=self._run, name=f"{name}-{n}", daemon=True) for n in range(count)]
+        self.todo.put(first_job)
 
     def start(self) -> None:
         for t in self.threads:
@@ -110,15 +105,18 @@ class Walker:
     def alive(self) -> bool:
         return any(t.is_alive() for t in self.threads)
 
+    def list_job(self, job) -> None:
+        """List one directory or prefix: emit its chunk, then queue its subdirectories' jobs."""
+        raise NotImplementedError
+
     def _run(self) -> None:
         while True:
-            rel = self.todo.get()
-            if rel is None:
+            job = self.todo.get()
+            if job is None:
                 return
             try:
                 if not self.cancel.is_set():
-                    with self.gate:
-                        self._list(rel)
+                    self.list_job(job)
             except BaseException as exc:  # noqa: BLE001 - the consumer reports it; never leave it waiting
                 self.out.put(exc)
             with self.lock:
@@ -126,6 +124,26 @@ class Walker:
                 done = self.pending == 0
             if done:
                 self.out.put(None)  # everything listed
+
+
+class Walker(ListingPool):
+    """A pool of threads listing directories; chunks go to `out` (a bounded queue), then None at the end, or an
+    exception. A chunk is emitted before its subdirectories are queued, so a consumer always sees a directory
+    named (in its parent's chunk) before any chunk of the directory itself.
+
+    Only `active` threads list at a time: one to start with, more (up to `threads`) once listings turn out to
+    wait on I/O, so NFS round trips overlap while a warm local tree is walked without GIL contention."""
+
+    def __init__(self, root: bytes, threads: int, out, cancel: threading.Event):
+        self.root = root
+        self.max_active = threads
+        self.gate = threading.Semaphore(1)
+        self.active = 1
+        super().__init__(out, cancel, threads, "scan-walk", b"")
+
+    def list_job(self, rel: bytes) -> None:
+        with self.gate:
+            self._list(rel)
 
     def _widen(self) -> None:
         with self.lock:

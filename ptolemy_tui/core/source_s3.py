@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import email.utils
 import os
-import queue
 import random
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from ptolemy_tui.core.local_walk import ListingPool
 from ptolemy_tui.settings import current
 from ptolemy_tui.core.source import EntryState, SourceChanged, SourceError, SourceMissing, text
 
@@ -581,7 +581,7 @@ class _Reader:
             self.p.close()
 
 
-class S3Walker:
+class S3Walker(ListingPool):
     """Lists the bucket a prefix at a time (Delimiter "/", 1000 keys a page) on several threads, as the local walk
     lists directories: each listing's chunk names its subdirectories before they are queued, so a consumer sees a
     directory announced before any chunk of its own. Chunks go to `out`, then None at the end, or an exception.
@@ -593,42 +593,11 @@ class S3Walker:
 
     def __init__(self, source: S3Source, out, cancel: threading.Event, threads: int = 8):
         self.source = source
-        self.out = out
-        self.cancel = cancel
-        self.todo: queue.Queue = queue.Queue()
-        self.pending = 1  # listings queued or running
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self._run, name=f"s3-list-{n}", daemon=True)
-                        for n in range(max(1, min(threads, 16)))]
-        # (directory rel, key prefix, why its keys are errors or None, the directory its errors go to)
-        self.todo.put((b"", source.base, None, b""))
+        # a job: (directory rel, key prefix, why its keys are errors or None, the directory its errors go to)
+        super().__init__(out, cancel, max(1, min(threads, 16)), "s3-list", (b"", source.base, None, b""))
 
-    def start(self) -> None:
-        for t in self.threads:
-            t.start()
-
-    def stop(self) -> None:
-        for _ in self.threads:
-            self.todo.put(None)
-
-    def alive(self) -> bool:
-        return any(t.is_alive() for t in self.threads)
-
-    def _run(self) -> None:
-        while True:
-            job = self.todo.get()
-            if job is None:
-                return
-            try:
-                if not self.cancel.is_set():
-                    self._list(*job)
-            except BaseException as exc:  # noqa: BLE001 - the consumer reports it; never leave it waiting
-                self.out.put(exc)
-            with self.lock:
-                self.pending -= 1
-                done = self.pending == 0
-            if done:
-                self.out.put(None)
+    def list_job(self, job) -> None:
+        self._list(*job)
 
     def pages(self, key_prefix: str):
         src = self.source
