@@ -101,11 +101,6 @@ def _v5_project_car_version(db: peewee.Database, migrator: SchemaMigrator) -> No
     pm.migrate(migrator.add_column("project", "car_version", peewee.IntegerField(default=1)))
 
 
-def _v7_project_profile(db: peewee.Database, migrator: SchemaMigrator) -> None:
-    """The CAR profile a project packs and builds with; every project before it was kubo's."""
-    pm.migrate(migrator.add_column("project", "profile", peewee.CharField(max_length=16, default="kubo")))
-
-
 def _v6_dataset_roots(db: peewee.Database, migrator: SchemaMigrator) -> None:
     """The dataset root DAGs (`ptolemy dag`) and the whole-file CIDs of sharded files, frozen as created."""
     from ptolemy_tui.store.fields import PathField
@@ -145,6 +140,11 @@ def _v6_dataset_roots(db: peewee.Database, migrator: SchemaMigrator) -> None:
         cid = peewee.CharField(max_length=128)
 
     db.create_tables([DatasetRoot, DatasetFile])
+
+
+def _v7_project_profile(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """The CAR profile a project packs and builds with; every project before it was kubo's."""
+    pm.migrate(migrator.add_column("project", "profile", peewee.CharField(max_length=16, default="kubo")))
 
 
 # MIGRATIONS[n] brings a store from version n to n + 1. Append only.

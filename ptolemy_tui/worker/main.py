@@ -40,10 +40,6 @@ class WorkerOptions:
     once: bool = False  # stop after one container (tests, debugging)
 
 
-class _Stop(Exception):
-    pass
-
-
 def _find_project(name: str | None) -> Project | None:
     if name is not None:
         return Project.get_or_none(Project.name == name)
