@@ -22,7 +22,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ptolemy_tui.core.sizes import parse_size  # noqa: E402
 from ptolemy_tui.services import containerize, projects  # noqa: E402
 from ptolemy_tui.store import db  # noqa: E402
-from ptolemy_tui.store.models import Directory, Scan, database  # noqa: E402
+from ptolemy_tui.core.states import ProjectStatus  # noqa: E402
+from ptolemy_tui.store import transitions  # noqa: E402
+from ptolemy_tui.store.models import Directory, database  # noqa: E402
 
 
 def fill_store(project, files: int, per_dir: int, rng: random.Random) -> int:
@@ -74,8 +76,9 @@ def main() -> int:
         t = time.perf_counter()
         total = fill_store(project, args.files, args.per_dir, random.Random(7))
         print(f"store: {args.files:,} files, {total / (1 << 40):.2f} TiB (rows written in {time.perf_counter() - t:.1f}s)")
-        Scan.create(project=project, state="done", files=args.files)
-        projects.set_status(project, "scanned")
+        scan = transitions.begin_scan(project)  # the rows stand for a scan: record one through the state machine
+        scan.files = args.files
+        transitions.finish_scan(project, scan, ProjectStatus.SCANNED, None)
         t, cpu = time.perf_counter(), time.process_time()
         report = containerize.containerize(project)
         took, cpu = time.perf_counter() - t, time.process_time() - cpu
