@@ -24,7 +24,7 @@ from ptolemy_tui.core.states import TODO, ContainerState, ProjectStatus, WorkerS
 from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, projects
 from ptolemy_tui.store import transitions
-from ptolemy_tui.store.models import Car, Container, Project, Worker, now
+from ptolemy_tui.store.models import Car, Container, Project, Worker, database, now
 from ptolemy_tui.store.queries import containers_by_state, live_workers
 from ptolemy_tui.worker import launch, settings, staging, supervisor
 from ptolemy_tui.worker.staging import human as _h
@@ -124,7 +124,7 @@ def start_build(project: Project | str, *, mode: str | None = None, workers: int
         raise OperationFailed(f"refusing to build {project.name}: {problem}")
     spawn = 1 if mode == "serial" else min(count, todo)
     token = supervisor.new_token()
-    with transitions.write_transaction():
+    with database.atomic():
         # One build per project, decided by the store: this compare-and-set succeeds for exactly one of two
         # `build` commands started at once (the loser sees the winner's supervisor and is refused).
         if not transitions.start_build(project, mode, supervisor_token=token, workers=spawn,

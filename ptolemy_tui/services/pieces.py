@@ -18,7 +18,6 @@ from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.core.multiformats import CID
 from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, projects
-from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.models import database, Car, CarPlan, Container, ContainerItem, File, Project, Transfer, now
 
 TRANSFER_KEYS = ("server", "client", "project", "piece_cid", "inline", "range_start", "range_end", "bytes_sent",
@@ -82,10 +81,6 @@ class Piece:
         return self.source.label(self.sources[index].rel)
 
 
-def write_transaction():
-    """SQLite: take the write lock up front (BEGIN IMMEDIATE), as every writer of the store does."""
-    return database.atomic() if is_postgres() else database.atomic("IMMEDIATE")
-
 
 def canonical_cid(text: str) -> str | None:
     """The CID in its canonical text form (base32 lower for v1), or None when it is no CID."""
@@ -134,7 +129,7 @@ def project_ids(names: list[str]) -> list[int] | None:
 
 def mark_stale(piece: Piece, reason: str) -> None:
     """Record that an inline CAR can no longer be regenerated as built (once; the reason is kept)."""
-    with write_transaction():
+    with database.atomic():
         changed = Car.update(stale_reason=reason).where((Car.id == piece.car_id) & Car.stale_reason.is_null()).execute()
         if changed:
             events.record(piece.project_id, f"CAR of container {piece.container} ({piece.piece_cid}) is stale: {reason}",
@@ -252,7 +247,7 @@ def save_transfers(rows: list[dict[str, Any]]) -> None:
     """Insert or update transfer rows (each with `id` None when new; ids are filled in), one transaction."""
     if not rows:
         return
-    with write_transaction():
+    with database.atomic():
         for row in rows:
             values = {k: row[k] for k in TRANSFER_KEYS if k in row and k != "project"}
             values["project"] = row.get("project_id")
@@ -263,13 +258,13 @@ def save_transfers(rows: list[dict[str, Any]]) -> None:
 
 
 def drop_old_transfers(older_than: float = KEEP_TRANSFERS) -> int:
-    with write_transaction():
+    with database.atomic():
         return Transfer.delete().where(Transfer.started_at < now() - older_than).execute()
 
 
 def end_server_transfers(server: str, message: str = "the server stopped") -> None:
     """Close what a server left active (it stopped, or a new one with its name starts)."""
-    with write_transaction():
+    with database.atomic():
         Transfer.update(state="aborted", message=message, finished_at=now()).where(
             (Transfer.server == server) & (Transfer.state == "active")).execute()
 

@@ -180,10 +180,14 @@ def make_database(url: str, *, create_parent: bool = False, operator: bool = Tru
             raise UsageError(f"no file in database URL {describe_url(url)}: use sqlite:///PATH")
         if path != ":memory:":
             _check_sqlite_path(path, url, create_parent=create_parent)
+        # Every transaction is BEGIN IMMEDIATE: it takes the write lock up front (waiting out busy_timeout). A
+        # deferred one that reads first fails at once with "database is locked" when it comes to write if
+        # another process committed meanwhile (WAL cannot upgrade a stale snapshot), busy timeout or not.
         if pooled:
             # connections move between the pollers' threads (one at a time): sqlite3 must allow that
-            return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False, **POOL)
-        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=30)
+            return PooledSqliteDatabase(path, pragmas=SQLITE_PRAGMAS, check_same_thread=False, lock_type="IMMEDIATE",
+                                        **POOL)
+        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, timeout=30, lock_type="IMMEDIATE")
     if scheme in ("postgres", "postgresql"):
         if not parsed.path.strip("/"):
             raise UsageError(f"no database name in {describe_url(url)}: use postgresql://USER:PASS@HOST:PORT/DB")

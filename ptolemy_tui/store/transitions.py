@@ -60,12 +60,6 @@ class TransitionRefused(UsageError):
     """The project is not in a status the transition may start from (checked by the UPDATE itself)."""
 
 
-def write_transaction():
-    """A transaction that will write. SQLite: BEGIN IMMEDIATE takes the write lock up front; a deferred
-    transaction that reads first can fail to upgrade under WAL when another process wrote meanwhile."""
-    return database.atomic() if is_postgres() else database.atomic("IMMEDIATE")
-
-
 # --- projects ------------------------------------------------------------------------------------------------
 
 def _move_project(project: Project, to: ProjectStatus, allowed: Iterable[ProjectStatus], *,
@@ -99,7 +93,7 @@ def _require(moved: bool, project: Project, step: str) -> None:
 
 def begin_scan(project: Project) -> Scan:
     """→ scanning, with a new running Scan row; at most one scan per project runs (the UPDATE decides)."""
-    with write_transaction():
+    with database.atomic():
         _require(_move_project(project, P.SCANNING, STEP_FROM["scan"]), project, "scan")
         return Scan.create(project=project, state=S.RUNNING)
 
@@ -133,7 +127,7 @@ def _end_scan_row(scan: Scan) -> None:
 def abandon_scans(project: Project, stale_before: float) -> bool:
     """Scans whose process died (no progress write since `stale_before`) → failed, and a project left scanning →
     failed. False, and nothing written, while a scan is still alive."""
-    with write_transaction():
+    with database.atomic():
         running = Scan.select().where((Scan.project == project) & (Scan.state == S.RUNNING))
         if running.where(Scan.updated_at > stale_before).exists():
             return False
@@ -248,7 +242,7 @@ def claim(project_id: int, owner: str, lease: float, *, serial: bool = False) ->
     so a cancel or pause cannot slip in between the worker's look at the project and its claim (on PostgreSQL
     the project row is share-locked: a concurrent cancel waits for this claim, then requeues what it took)."""
     pg = is_postgres()
-    with write_transaction():
+    with database.atomic():
         at = now()
         running = Project.select(Project.id).where(
             (Project.id == project_id) & (Project.status == P.BUILDING) & (Project.paused == False))  # noqa: E712
@@ -296,7 +290,7 @@ def rename_if_held(holder: Holder, src: str, dst: str) -> bool:
     """Rename `src` (this claim's own partial file) to `dst` only while the store still shows this claim's
     token, holding the container row meanwhile (PostgreSQL: FOR UPDATE, so no reclaim can commit in between;
     SQLite: the write lock of BEGIN IMMEDIATE). False, and nothing renamed, when the claim is gone."""
-    with write_transaction():
+    with database.atomic():
         query = Container.select(Container.id).where(holder.holds())
         if is_postgres():
             query = query.for_update()
@@ -320,7 +314,7 @@ def release(holder: Holder, *, undo_attempt: bool = False) -> bool:
 
 def fail(holder: Holder, container: Container, error: str) -> bool:
     """building → failed; the message also goes to the event log so every failure's reason is kept."""
-    with write_transaction():
+    with database.atomic():
         done = Container.update(state=C.FAILED, error=error, lease_expires_at=None, finished_at=now()).where(
             holder.holds()).execute() == 1
         if done:
@@ -340,7 +334,7 @@ def record_built(holder: Holder, container: Container, car_fields: dict, entries
 
     entries: (path bytes, cid text, file id, offset, length) tuples, inserted by store.bulk (COPY or one
     prepared executemany: peewee's insert_many of dicts cost ~45 us per entry)."""
-    with write_transaction():
+    with database.atomic():
         at = now()
         done = Container.update(state=C.BUILT, error=None, lease_expires_at=None, finished_at=at,
                                 bytes_done=container.data_bytes).where(holder.holds()).execute() == 1
@@ -362,7 +356,7 @@ def record_built(holder: Holder, container: Container, car_fields: dict, entries
 def requeue_orphans(project: Project) -> int:
     """building → pending for every container of a project no live worker holds (the caller checked that
     none is running): rather than waiting for their leases to expire."""
-    with write_transaction():
+    with database.atomic():
         return _requeue((Container.project == project.id) & (Container.state == C.BUILDING))
 
 
@@ -381,7 +375,7 @@ class Cancelled:
 
 def cancel_build(project: Project) -> Cancelled:
     """building → containerized; in-flight containers back to pending."""
-    with write_transaction():
+    with database.atomic():
         # The project row first: claims in progress finish before this (they share-lock it) and later ones
         # see the build stopped, so the containers requeued below include every claim ever made.
         if not _move_project(project, P.CONTAINERIZED, (P.BUILDING,), paused=False):
@@ -399,7 +393,7 @@ def cancel_build(project: Project) -> Cancelled:
 
 def requeue_failed(project: Project) -> int:
     """failed → pending for every failed container; a project not building goes back to containerized."""
-    with write_transaction():
+    with database.atomic():
         status = Project.select(Project.status).where(Project.id == project.id).scalar()
         if status not in RETRY_FROM:
             raise TransitionRefused(f"cannot retry {project.name}: it is {status}")
@@ -424,7 +418,7 @@ def failure_advice(project_id: int, name: str, failed: int) -> str:
 def finalize_build(project_id: int) -> str | None:
     """building → built, or failed naming the count, once no container is pending or building. Counted inside
     the transaction that writes, so a container requeued meanwhile keeps the build open."""
-    with write_transaction():
+    with database.atomic():
         by_state = _counts(project_id)
         if any(by_state.get(s, 0) for s in TODO):
             return None

@@ -62,6 +62,31 @@ def test_sqlite_pragmas(sqlite_store):
     assert sqlite_store.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 30000
 
 
+@pytest.mark.parametrize("pooled", [False, True])
+def test_sqlite_transactions_take_the_write_lock_up_front(tmp_path, pooled):
+    """A transaction that reads, then writes after another process committed, cannot upgrade under WAL and
+    fails at once ("database is locked", busy timeout or not): every transaction is BEGIN IMMEDIATE instead, so
+    another writer is held off from the first statement on."""
+    import sqlite3
+
+    path = tmp_path / "s.db"
+    store = db.make_database(f"sqlite:///{path}", pooled=pooled)
+    store.connect()
+    store.execute_sql("CREATE TABLE t (x INTEGER)")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with store.atomic():
+            store.execute_sql("SELECT COUNT(*) FROM t").fetchone()
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("INSERT INTO t VALUES (1)")
+            store.execute_sql("INSERT INTO t VALUES (2)")
+        other.execute("INSERT INTO t VALUES (3)")
+        assert sorted(x for (x,) in other.execute("SELECT x FROM t")) == [2, 3]
+    finally:
+        other.close()
+        store.close()
+
+
 def test_default_is_sqlite_in_xdg_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     database = db.open_database()
