@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import urllib.parse
 from pathlib import Path
 
@@ -88,7 +89,6 @@ def describe_url(url: str) -> str:
     return mask_secrets(url)
 
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # PostgreSQL session limits, so a worker that stalls, dies or is cut off inside a transaction cannot hold its
 # locks for hours (until the kernel's TCP timeout): the server ends a session idle inside a transaction, and
@@ -122,16 +122,16 @@ def _check_sqlite_path(path: str, url: str, *, create_parent: bool) -> None:
                          "create it first or correct the --db path")
     if full.is_dir():
         raise UsageError(f"--db {describe_url(url)} is a directory; give a database file path")
+    # Looked at through SQLite only, never a plain open(): closing any descriptor of the file drops every POSIX
+    # lock this process holds on it, so another process ending its connection would take itself for the last
+    # one and checkpoint the WAL away under this process's open connections (stale reads, "malformed").
     try:
-        with open(full, "rb") as fh:
-            head = fh.read(len(SQLITE_MAGIC))
+        size = full.stat().st_size
     except FileNotFoundError:
         return
-    except OSError as exc:
-        raise UsageError(f"cannot read the database {full}: {exc.strerror}; check --db and its permissions") from None
-    if head and head != SQLITE_MAGIC:
-        raise UsageError(f"{full} is not a SQLite database; point --db at a Ptolemy database or a new file")
-    if head:
+    if not os.access(full, os.R_OK):
+        raise UsageError(f"cannot read the database {full}: permission denied; check --db and its permissions")
+    if size:
         _refuse_foreign_sqlite(full, url)
 
 
@@ -147,6 +147,8 @@ def _refuse_foreign_sqlite(full: Path, url: str) -> None:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc):
+            raise UsageError(f"{full} is not a SQLite database; point --db at a Ptolemy database or a new file") from None
         raise UsageError(f"cannot open the database {describe_url(url)}: {_first_line(exc)}; it may be damaged: "
                          "restore it from a backup or point --db elsewhere") from None
     if tables and models.Meta._meta.table_name not in tables:
@@ -231,6 +233,7 @@ def open_database(url: str | None = None, ini_path: str | None = None, *, migrat
     """Bind the models to the store named by the arguments, connect, and bring the schema up to date."""
     resolved = resolve_url(url, ini_path)
     default = not url and not ini_path and not current_settings().db_url
+    close_database()  # opened again (the demo, then its TUI on a pool): the models leave the first one for good
     db = make_database(resolved, create_parent=default, operator=operator, pooled=pooled)
     try:
         db.connect(reuse_if_open=True)

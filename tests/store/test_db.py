@@ -62,6 +62,29 @@ def test_sqlite_pragmas(sqlite_store):
     assert sqlite_store.execute_sql("PRAGMA busy_timeout").fetchone()[0] == 30000
 
 
+def test_opening_the_store_again_keeps_this_process_s_hold_on_the_file(tmp_path):
+    """The demo opens its store, then its TUI opens it again on a pool. Checking the file must not close a
+    descriptor of it (that drops every POSIX lock of this process on it): another process ending its connection
+    would take itself for the last one and checkpoint the WAL away under ours (stale reads, then "malformed")."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.db"
+    first = db.make_database(f"sqlite:///{path}")
+    first.connect()
+    first.execute_sql(f"CREATE TABLE {Meta._meta.table_name} (key TEXT, value TEXT)")  # a Ptolemy store's mark
+    first.execute_sql("CREATE TABLE t (x INTEGER)")
+    first.execute_sql("INSERT INTO t VALUES (1)")
+    db.make_database(f"sqlite:///{path}", pooled=True)  # the check of an existing file, as a second open does
+    subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                    "c.execute('INSERT INTO t VALUES (2)'); c.commit(); c.close()", str(path)], check=True)
+    try:
+        assert os.path.exists(f"{path}-wal")  # the other process knew it was not the last connection
+        assert [x for (x,) in first.execute_sql("SELECT x FROM t ORDER BY x")] == [1, 2]
+    finally:
+        first.close()
+
+
 @pytest.mark.parametrize("pooled", [False, True])
 def test_sqlite_transactions_take_the_write_lock_up_front(tmp_path, pooled):
     """A transaction that reads, then writes after another process committed, cannot upgrade under WAL and
