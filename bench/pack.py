@@ -76,7 +76,7 @@ def main() -> int:
         t = time.perf_counter()
         total = fill_store(project, args.files, args.per_dir, random.Random(7))
         print(f"store: {args.files:,} files, {total / (1 << 40):.2f} TiB (rows written in {time.perf_counter() - t:.1f}s)")
-        scan = transitions.begin_scan(project)  # the rows stand for a scan: record one through the state machine
+        scan = transitions.begin_scan(project, "bench:0")  # the rows stand for a scan: record one through the state machine
         scan.files = args.files
         transitions.finish_scan(project, scan, ProjectStatus.SCANNED, None)
         t, cpu = time.perf_counter(), time.process_time()

@@ -7,7 +7,8 @@ SIGSTOP: every thread freezes at once, as in a VM freeze or a long GC pause, lea
 waits for the marker, makes the world move on (another worker takes the container over), then sends SIGCONT.
 
 Points (see where `reach()` is called): after-claim, in-claim-transaction, mid-write, before-rename,
-after-rename, before-record; in `ptolemy serve`: serve-before-body (response headers sent, no body yet).
+after-rename, before-record; in `ptolemy serve`: serve-before-body (response headers sent, no body yet); in
+containerize: mid-pack (as the packer places the first items, inside its transaction).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ POINT_ENV = "PTOLEMY_FAULT_POINT"
 DIR_ENV = "PTOLEMY_FAULT_DIR"
 
 POINTS = ("after-claim", "in-claim-transaction", "mid-write", "before-rename", "after-rename", "before-record",
-          "serve-before-body")
+          "serve-before-body", "mid-pack")
 
 
 def marker_path(directory: str, point: str) -> str:

@@ -32,7 +32,8 @@ def register(sub) -> None:
     for name, help_text, handler in (
         ("pause", "workers finish their current container, then wait", cmd_pause),
         ("resume", "resume a paused build", cmd_resume),
-        ("cancel", "stop a build; in-flight containers go back to pending", cmd_cancel),
+        ("cancel", "stop a running scan or containerize, else a build (in-flight containers go back to pending)",
+         cmd_cancel),
         ("retry", "requeue failed containers", cmd_retry),
     ):
         p = add_command(sub, name, help_text, handler)
@@ -202,9 +203,13 @@ def cmd_resume(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from ptolemy_tui.services import build
+    from ptolemy_tui.services import build, jobs, projects
 
     open_store(args)
+    kind = patiently(lambda: jobs.cancel(projects.get(args.name)), "cancelling")
+    if kind:  # a scan or containerize runs (here, in the TUI's job, or on another host): it stops itself
+        print(f"{args.name}: the {kind} was asked to stop; it stops within a few seconds and leaves nothing half-done")
+        return 0
     result = patiently(lambda: build.cancel(args.name), "cancelling")
     # A short wait: cancel answers within seconds whatever a worker does (a frozen one stops when it wakes).
     left = patiently(lambda: build.wait_for_workers(args.name, timeout=5), "waiting for the workers to stop") \

@@ -5,10 +5,9 @@ from __future__ import annotations
 import gc
 import os
 import sys
-import threading
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -21,7 +20,7 @@ from textual.widgets._header import HeaderTitle
 import ptolemy_tui
 from ptolemy_tui.settings import current
 from ptolemy_tui.services import session, views
-from ptolemy_tui.screens.base import MIN_SIZE, HelpScreen, QuitScreen, TooSmallScreen, binding_rows
+from ptolemy_tui.screens.base import MIN_SIZE, HelpScreen, QuitScreen, TooSmallScreen, binding_rows, call_service
 
 
 def _stylesheet() -> str:
@@ -130,7 +129,9 @@ class PtolemyApp(App):
         self.store_label = store_label
         self.paused_refresh = False
         self.notices: list[str] = []  # the terminal notices sent (tests read them in headless runs)
-        self.running_steps: set[threading.Event] = set()
+        # Scan and containerize jobs this TUI started (services/jobs.JobHandle, by project id) and what to do
+        # when each ends; they run detached, so quitting leaves them running.
+        self.jobs: dict[int, tuple[Any, Callable[[bool], None] | None]] = {}
         self.project_names: list[str] = []
         self.quit_choice: str | None = None
         self.watch_tty = sys.stdin.isatty() if watch_tty is None else watch_tty
@@ -145,6 +146,7 @@ class PtolemyApp(App):
             self._open_named(self.open_project)
         if self.watch_tty:
             self.set_interval(2.0, self._check_tty)
+        self.set_interval(0.5, self._check_jobs)
 
     def on_resize(self, event) -> None:
         small = event.size.width < MIN_SIZE[0] or event.size.height < MIN_SIZE[1]
@@ -161,8 +163,26 @@ class PtolemyApp(App):
         except (ValueError, OSError, AttributeError):
             alive = False
         if not alive:
-            self._stop_steps()
             self.exit(return_code=0)
+
+    # Jobs -----------------------------------------------------------------------------------------------------
+
+    def watch_job(self, handle: Any, after: Callable[[bool], None] | None = None) -> None:
+        self.jobs[handle.project_id] = (handle, after)
+
+    def _check_jobs(self) -> None:
+        """A finished job: its one line (the scan's or pack's summary, or the error) as a notification."""
+        for project_id, (handle, after) in list(self.jobs.items()):
+            if handle.finished():
+                del self.jobs[project_id]
+                call_service(self, "jobs", "outcome", handle,
+                             done=lambda result, after=after: self._job_ended(result, after))
+
+    def _job_ended(self, result: tuple[bool, str], after: Callable[[bool], None] | None) -> None:
+        succeeded, text = result
+        self.notify(text, severity="information" if succeeded else "error", timeout=6 if succeeded else 10)
+        if after is not None:
+            after(succeeded)
 
     @work(thread=True, exit_on_error=False, group="open")
     def _open_named(self, name: str, tab: str | None = None, then: str | None = None) -> None:
@@ -284,14 +304,12 @@ class PtolemyApp(App):
 
     def _quit_answer(self, running: dict[str, int]) -> None:
         if not running:
-            self._stop_steps()
             self.exit()
             return
 
         def chosen(choice: str | None) -> None:
             self.quit_choice = choice
             if choice == "leave":
-                self._stop_steps()
                 self.exit()
             elif choice == "stop":
                 self._stop_builds(sorted(running))
@@ -314,9 +332,4 @@ class PtolemyApp(App):
         if failures:
             self.notify("could not stop: " + "; ".join(failures), severity="error", timeout=10)
             return
-        self._stop_steps()
         self.exit()
-
-    def _stop_steps(self) -> None:
-        for event in list(self.running_steps):
-            event.set()

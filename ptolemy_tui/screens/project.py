@@ -3,8 +3,7 @@ binding on this screen, enabled only on the tabs where it applies, so the footer
 from __future__ import annotations
 
 import os
-import threading
-from typing import Any
+from typing import Any, Callable
 
 from textual import on
 from textual.app import ComposeResult
@@ -86,7 +85,6 @@ class ProjectScreen(Screen):
         self.target_name = target_name
         self.initial_tab = tab
         self.status = ""
-        self.scan_cancel: threading.Event | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -198,65 +196,51 @@ class ProjectScreen(Screen):
             self.pane(self.active_tab).poll_now()
 
     def action_scan(self) -> None:
-        if self.scan_cancel is not None and not self.scan_cancel.is_set():
-            self.notify("a scan is already running here")
-            return
-        cancel = threading.Event()
-        self.scan_cancel = cancel
-        self.app.running_steps.add(cancel)
-
-        def finished() -> None:
-            self.app.running_steps.discard(cancel)
-            cancel.set()
-            if self.scan_cancel is cancel:
-                self.scan_cancel = None
-            self._refresh()
-            if self.autorun:
-                self.set_timer(1.5, self._autorun_pack)
-
-        def summary(scan: Any) -> str:
-            """A rescan says what changed: "rescan: 0 added, 1 changed, 1 removed; 3 container(s) back to
-            packing, 0 CAR(s) stale"; a first scan, how many files."""
-            message = getattr(scan, "message", None) or ""
-            if scan.state == "done" and message.startswith("rescan:"):
-                return message
-            return f"scan {scan.state}: {scan.files:,} files" + (f" ({message})" if message else "")
-
-        self.notify(f"scanning {self.project_name}…")
-        call_service(self, "scan", "run_scan", ProjectRef(self.project_id), cancel=cancel, always=finished,
-                     success=summary)
+        self._start_job("scan", then=self._autorun_pack if self.autorun else None)
         self.action_tab("tree") if self.active_tab == "overview" else None
+
+    @property
+    def job_running(self) -> bool:
+        """A scan or containerize this TUI started for the project is still running (in its own process)."""
+        return self.project_id in self.app.jobs
+
+    def _start_job(self, kind: str, *, reset: bool = False, then: Callable[[], None] | None = None) -> None:
+        """Scan or pack in a detached process (it survives quitting); the app reports its end."""
+        if self.job_running:
+            self.notify("a scan or containerize is already running here")
+            return
+
+        def after(succeeded: bool) -> None:
+            self._refresh()
+            if succeeded and then is not None and self.is_mounted:
+                then()
+
+        self.notify(f"{'scanning' if kind == 'scan' else 'packing'} {self.project_name}…")
+        call_service(self, "jobs", "start", ProjectRef(self.project_id), kind, reset=reset,
+                     done=lambda handle: self.app.watch_job(handle, after))
 
     def _autorun_pack(self) -> None:
         """The demo's walk-through: after the scan, pack; after packing, a blitz build."""
         self.action_tab("containers")
 
-        def packed(_result: Any) -> None:
-            self._refresh()
+        def packed() -> None:
             if self.autorun:
                 self.autorun = False
                 self.set_timer(1.5, lambda: self._start_build("blitz", switch=True))
 
-        self.notify(f"packing {self.project_name}…")
-        call_service(self, "containerize", "containerize", ProjectRef(self.project_id), done=packed,
-                     success=_pack_summary)
+        self.set_timer(1.5, lambda: self._start_job("containerize", then=packed))
 
     def action_containerize(self) -> None:
         """Pack; when the project is packed already, ask before packing again from scratch."""
-
-        def run(reset: bool) -> None:
-            self.notify(f"packing {self.project_name}…")
-            call_service(self, "containerize", "containerize", ProjectRef(self.project_id), reset=reset,
-                         done=self._refresh, success=_pack_summary)
 
         def decide(status: str) -> None:
             self.status = status
             if status in ("containerized", "built", "building", "failed"):
                 self.app.push_screen(ConfirmScreen("Pack again from scratch? Pending containers are replaced; "
                                                    "built CARs are kept.", yes="Re-pack"),
-                                     lambda yes: run(True) if yes else None)
+                                     lambda yes: self._start_job("containerize", reset=True) if yes else None)
             else:
-                run(False)
+                self._start_job("containerize")
 
         call_service(self, "views", "project_status", self.project_id, done=decide)
 
@@ -293,19 +277,24 @@ class ProjectScreen(Screen):
         call_service(self, "build", "resume", ProjectRef(self.project_id), done=self._refresh, success="resumed")
 
     def action_cancel(self) -> None:
-        if self.scan_cancel is not None and not self.scan_cancel.is_set():
-            self.scan_cancel.set()
-            self.notify("cancelling the scan")
-            return
+        """A running scan or containerize (started here or anywhere) is asked to stop; else the build, after
+        a question."""
 
-        def answered(yes: bool | None) -> None:
+        def build_cancelled(yes: bool | None) -> None:
             if yes:
                 call_service(self, "build", "cancel", ProjectRef(self.project_id), done=self._refresh,
                              success="build cancelled")
 
-        self.app.push_screen(ConfirmScreen(f"Cancel the build of {self.project_name}? Workers stop; "
-                                           "unfinished CARs are removed.", yes="Cancel build", no="Keep building"),
-                             answered)
+        def answered(kind: str | None) -> None:
+            if kind:
+                self.notify(f"cancelling the {kind}")
+                self._refresh()
+                return
+            self.app.push_screen(ConfirmScreen(f"Cancel the build of {self.project_name}? Workers stop; "
+                                               "unfinished CARs are removed.", yes="Cancel build",
+                                               no="Keep building"), build_cancelled)
+
+        call_service(self, "jobs", "cancel", ProjectRef(self.project_id), done=answered)
 
     def action_cancel_step(self) -> None:
         self.action_cancel()
@@ -361,16 +350,6 @@ class ProjectScreen(Screen):
         self.notify("verifying CARs…")
         call_service(self, "results", "verify", ProjectRef(self.project_id), done=self._refresh,
                      success=_verify_summary)
-
-
-def _pack_summary(result: Any) -> str:
-    if isinstance(result, dict):
-        new, total = result.get("new_containers"), result.get("containers")
-        if new is not None and total is not None:
-            fill = result.get("mean_fill")
-            return f"packed: {new} new container(s), {total} in all" + (f", mean fill {fill:.0%}" if fill else "")
-        return "packed"
-    return "packed"
 
 
 def _verify_summary(result: list[dict[str, Any]]) -> str:

@@ -13,17 +13,19 @@ devices and unreadable entries (recorded by the scan with the reason).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from typing import Any, Iterator
 
 import peewee
 
+from ptolemy_tui import faults
 from ptolemy_tui.core.display import is_plain, json_name_fields
 from ptolemy_tui.core.packing import PackingError, Piece, exact_car_size, pack, pieces_of, shard_name
 from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.core.states import ContainerState, ProjectStatus, ScanState
-from ptolemy_tui.errors import UsageError
-from ptolemy_tui.services import events, projects
+from ptolemy_tui.errors import OperationFailed, UsageError
+from ptolemy_tui.services import events, jobs, projects
 from ptolemy_tui.store import bulk, transitions
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
@@ -150,15 +152,19 @@ class _ContainerWriter:
     of millions of items never sits in memory; the container's row is written at its first item and
     completed when the packer closes it."""
 
-    def __init__(self, project: Project, first_seq: int):
-        self.project = project
-        self.seq = first_seq
+    def __init__(self, project: Project, first_seq: int, cancel: threading.Event):
+        self.project, self.cancel = project, cancel
+        self.seq = self.first_seq = first_seq
         self.container_id: int | None = None
         self.item_seq = 0
         self.rows: list[tuple] = []
         self.db = database.obj
 
     def add(self, placed: list) -> None:
+        if self.container_id is None and self.seq == self.first_seq:
+            faults.reach("mid-pack")
+        if self.cancel.is_set():
+            raise _Cancelled()
         if self.container_id is None:
             self.container_id = Container.insert(project=self.project, seq=self.seq).execute()
             self.item_seq = 0
@@ -275,9 +281,16 @@ REPORT_KEYS = ("project", "new_containers", "containers", "items", "shards", "fi
                "bytes_per_container", "discarded_containers", "seconds")
 
 
-def containerize(project: Project, *, reset: bool = False, discard_built: bool = False) -> dict:
+class _Cancelled(Exception):
+    pass
+
+
+def containerize(project: Project, *, reset: bool = False, discard_built: bool = False,
+                 cancel: threading.Event | None = None) -> dict:
     """Pack the scanned files; return the report (REPORT_KEYS; fills are predicted CAR size / car_size, the
-    mean and lowest over all containers packed now but the last)."""
+    mean and lowest over all containers packed now but the last). The packing is one transaction: a cancel (the
+    event, or asked through the store) or a crash leaves nothing of it."""
+    jobs.recover_dead_job(project)
     latest = Scan.select(Scan.state).where(Scan.project == project).order_by(Scan.id.desc()).first()
     if latest is None or latest.state != ScanState.DONE:
         raise UsageError(f"project {project.name} has no finished scan"
@@ -303,7 +316,8 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
                          f"`ptolemy scan {project.name}` again")
     started = time.monotonic()
     discarded = _reset(project, discard_built) if reset else 0
-    transitions.begin_containerize(project, reset=reset)
+    transitions.begin_containerize(project, jobs.owner_token(), reset=reset)
+    cancel = cancel or threading.Event()
     try:
         if not reset:
             _retire_stale(project)
@@ -311,11 +325,18 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
         stats = {"files": 0, "symlinks": 0}
         next_seq = (Container.select(peewee.fn.MAX(Container.seq)).where(Container.project == project).scalar() or 0) + 1
         boxes = []
-        with _bulk_writes(), database.atomic():
-            writer = _ContainerWriter(project, next_seq)
+        with jobs.watched(project, cancel), _bulk_writes(), database.atomic():
+            writer = _ContainerWriter(project, next_seq, cancel)
             for box in pack(_pieces(project, repack, stats), project.car_size, profile=project.profile,
                             on_pieces=writer.add):
                 boxes.append(writer.close(box))
+    except (_Cancelled, KeyboardInterrupt) as exc:
+        message = "containerize cancelled: nothing was packed; run it again"
+        transitions.fail_containerize(project, message)
+        events.record(project, message, "warning")
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise OperationFailed(f"{project.name}: {message}") from None
     except Exception as exc:
         transitions.fail_containerize(project, f"containerize failed: {exc}")
         events.record(project, f"containerize failed: {exc}", "error")

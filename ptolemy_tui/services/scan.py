@@ -30,7 +30,7 @@ from ptolemy_tui.core.source import SourceError
 from ptolemy_tui.core.sources import source_for
 from ptolemy_tui.errors import UsageError
 from ptolemy_tui.core.states import UNBUILT, ContainerState, ProjectStatus, ScanState
-from ptolemy_tui.services import events, projects
+from ptolemy_tui.services import events, jobs, projects
 from ptolemy_tui.store import bulk, transitions
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
@@ -381,8 +381,12 @@ def _write_progress(scan: Scan, started: float, current: bytes | None) -> None:
 
 def _recover_interrupted(project: Project) -> None:
     """A scan whose process died leaves the project `scanning` and its Scan `running`: after a minute without
-    a progress write it is taken as dead, so the project can be scanned again. A live scan is refused."""
-    if not transitions.abandon_scans(project, now() - STALE_AFTER):
+    a progress write it is taken as dead, so the project can be scanned again; at once when its owner's process
+    is gone (this host) or its heartbeat stale (another). A live scan is refused."""
+    jobs.recover_dead_job(project)
+    owner = Project.select(Project.job_owner).where(
+        (Project.id == project.id) & (Project.status == ProjectStatus.SCANNING)).scalar()
+    if owner or not transitions.abandon_scans(project, now() - STALE_AFTER):
         raise UsageError(f"project {project.name} is being scanned right now: wait for it "
                          f"(`ptolemy status {project.name}`)")
 
@@ -394,10 +398,11 @@ def run_scan(project: Project, *, threads: int | None = None, on_progress: Calla
     `walker_mode`: "process" walks in a child process (the default; see LocalSource.walker), "threads" in this one."""
     threads, source = _ready_to_scan(project, threads, walker_mode)
     previous_status = project.status
-    scan = transitions.begin_scan(project)
+    scan = transitions.begin_scan(project, jobs.owner_token())
     events.record(project, f"scan started: {project.target_dir} with {threads} threads")
-    return _ScanRun(project, scan, cancel or threading.Event(), on_progress).run(source, threads, walker_mode,
-                                                                                 previous_status)
+    cancel = cancel or threading.Event()
+    with jobs.watched(project, cancel):
+        return _ScanRun(project, scan, cancel, on_progress).run(source, threads, walker_mode, previous_status)
 
 
 def _ready_to_scan(project: Project, threads: int | None, walker_mode: str):
@@ -451,6 +456,9 @@ class _ScanRun:
         except SourceError as exc:  # the source went away or refused us half-way: one line, not a traceback
             _finish_failed(project, scan, ScanState.FAILED, f"scan failed: {exc}")
             raise UsageError(f"scan of {project.name} failed: {exc}") from None
+        except KeyboardInterrupt:
+            _finish_failed(project, scan, ScanState.CANCELLED, "scan interrupted: run it again")
+            raise
         except Exception as exc:
             _finish_failed(project, scan, ScanState.FAILED, f"scan failed: {exc}")
             raise

@@ -67,6 +67,11 @@ class Project(BaseModel):
     build_workers = peewee.IntegerField(null=True)
     car_version = peewee.IntegerField(default=1)  # 1: CARv1; 2: the same payload wrapped as CARv2 (go-car's index)
     profile = peewee.CharField(max_length=16, default="kubo")  # the DAG layout (core/unixfs.PROFILES) packed and built
+    # The process running the project's scan or containerize ("host:pid"; set by the transition into scanning or
+    # containerizing, cleared by the one out), its heartbeat, and a cancel asked of it through the store.
+    job_owner = peewee.CharField(max_length=128, null=True)
+    job_at = peewee.DoubleField(null=True)
+    job_cancel = peewee.BooleanField(default=False)
 
 
 class Scan(BaseModel):

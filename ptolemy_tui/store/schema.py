@@ -147,6 +147,15 @@ def _v7_project_profile(db: peewee.Database, migrator: SchemaMigrator) -> None:
     pm.migrate(migrator.add_column("project", "profile", peewee.CharField(max_length=16, default="kubo")))
 
 
+def _v8_project_jobs(db: peewee.Database, migrator: SchemaMigrator) -> None:
+    """Scan and containerize run as detached jobs: their owner, heartbeat and cancel request."""
+    pm.migrate(
+        migrator.add_column("project", "job_owner", peewee.CharField(max_length=128, null=True)),
+        migrator.add_column("project", "job_at", peewee.DoubleField(null=True)),
+        migrator.add_column("project", "job_cancel", peewee.BooleanField(default=False)),
+    )
+
+
 # MIGRATIONS[n] brings a store from version n to n + 1. Append only.
 MIGRATIONS: list[Step] = [
     _v1_create,
@@ -156,6 +165,7 @@ MIGRATIONS: list[Step] = [
     _v5_project_car_version,
     _v6_dataset_roots,
     _v7_project_profile,
+    _v8_project_jobs,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -91,10 +91,16 @@ def _require(moved: bool, project: Project, step: str) -> None:
         raise refusal(project, step)
 
 
-def begin_scan(project: Project) -> Scan:
+# A scan or containerize is the project's job while it runs: `owner` ("host:pid") is written by the move into
+# scanning or containerizing and cleared by every move out, with the heartbeat and the cancel request.
+_NO_JOB = dict(job_owner=None, job_at=None, job_cancel=False)
+
+
+def begin_scan(project: Project, owner: str) -> Scan:
     """→ scanning, with a new running Scan row; at most one scan per project runs (the UPDATE decides)."""
     with database.atomic():
-        _require(_move_project(project, P.SCANNING, STEP_FROM["scan"]), project, "scan")
+        _require(_move_project(project, P.SCANNING, STEP_FROM["scan"], job_owner=owner, job_at=now(),
+                               job_cancel=False), project, "scan")
         return Scan.create(project=project, state=S.RUNNING)
 
 
@@ -108,7 +114,7 @@ def finish_scan(project: Project, scan: Scan, status: ProjectStatus, message: st
     with database.atomic():
         scan.state, scan.finished_at, scan.current_dir = S.DONE, now(), None
         _end_scan_row(scan)
-        _move_project(project, status, (P.SCANNING,), message=message)
+        _move_project(project, status, (P.SCANNING,), message=message, **_NO_JOB)
 
 
 def end_scan(project: Project, scan: Scan, state: ScanState, message: str) -> None:
@@ -116,7 +122,7 @@ def end_scan(project: Project, scan: Scan, state: ScanState, message: str) -> No
     with database.atomic():
         scan.state, scan.message, scan.finished_at = state, message, now()
         _end_scan_row(scan)
-        _move_project(project, P.FAILED, (P.SCANNING,), message=message)
+        _move_project(project, P.FAILED, (P.SCANNING,), message=message, **_NO_JOB)
 
 
 def _end_scan_row(scan: Scan) -> None:
@@ -133,21 +139,66 @@ def abandon_scans(project: Project, stale_before: float) -> bool:
             return False
         Scan.update(state=S.FAILED, message="interrupted (no progress for a minute)", finished_at=now()).where(
             (Scan.project == project) & (Scan.state == S.RUNNING)).execute()
-        _move_project(project, P.FAILED, (P.SCANNING,), message="the previous scan was interrupted: scan again")
+        _move_project(project, P.FAILED, (P.SCANNING,), message="the previous scan was interrupted: scan again",
+                      **_NO_JOB)
     return True
 
 
-def begin_containerize(project: Project, *, reset: bool = False) -> None:
-    _require(_move_project(project, P.CONTAINERIZING, RESET_FROM if reset else STEP_FROM["containerize"]),
-             project, "containerize")
+def begin_containerize(project: Project, owner: str, *, reset: bool = False) -> None:
+    _require(_move_project(project, P.CONTAINERIZING, RESET_FROM if reset else STEP_FROM["containerize"],
+                           job_owner=owner, job_at=now(), job_cancel=False), project, "containerize")
 
 
 def finish_containerize(project: Project) -> None:
-    _move_project(project, P.CONTAINERIZED, (P.CONTAINERIZING,))
+    _move_project(project, P.CONTAINERIZED, (P.CONTAINERIZING,), **_NO_JOB)
 
 
 def fail_containerize(project: Project, message: str) -> None:
-    _move_project(project, P.FAILED, (P.CONTAINERIZING,), message=message)
+    _move_project(project, P.FAILED, (P.CONTAINERIZING,), message=message, **_NO_JOB)
+
+
+JOB_STATUSES = (P.SCANNING, P.CONTAINERIZING)
+
+
+def renew_job(project_id: int, owner: str) -> bool | None:
+    """The running job's heartbeat; returns whether a cancel was asked of it (None: the job is no longer
+    `owner`'s, as after an abandon)."""
+    if not Project.update(job_at=now()).where((Project.id == project_id) & (Project.job_owner == owner)).execute():
+        return None
+    return bool(Project.select(Project.job_cancel).where(Project.id == project_id).scalar())
+
+
+def job_cancel_asked(project_id: int, owner: str) -> bool | None:
+    """Whether a cancel was asked of `owner`'s job, read only (None: it is not `owner`'s job any more)."""
+    row = Project.select(Project.job_owner, Project.job_cancel).where(Project.id == project_id).tuples().first()
+    if row is None or row[0] != owner:
+        return None
+    return bool(row[1])
+
+
+def request_job_cancel(project: Project) -> tuple[str, str | None] | None:
+    """Ask the running scan or containerize (on another host) to stop: its process looks every second or so.
+    Returns the project's status then (scanning or containerizing) and the job's owner; None when none runs."""
+    with database.atomic():
+        row = Project.select(Project.status, Project.job_owner).where(Project.id == project.id).tuples().first()
+        if row is None or row[0] not in JOB_STATUSES:
+            return None
+        Project.update(job_cancel=True).where((Project.id == project.id) & Project.status.in_(JOB_STATUSES)).execute()
+    return row[0], row[1]
+
+
+def abandon_job(project: Project, owner: str, message: str) -> bool:
+    """A job whose process is gone: the project → failed with `message` (and a running scan row → failed),
+    only if `owner` still holds it."""
+    at = now()
+    with database.atomic():
+        if not Project.update(status=P.FAILED, message=message, updated_at=at, **_NO_JOB).where(
+                (Project.id == project.id) & Project.status.in_(JOB_STATUSES) & (Project.job_owner == owner)).execute():
+            return False
+        project.status, project.message, project.updated_at = P.FAILED, message, at
+        Scan.update(state=S.FAILED, message=message, finished_at=now()).where(
+            (Scan.project == project) & (Scan.state == S.RUNNING)).execute()
+    return True
 
 
 def redefine(project: Project, message: str) -> None:

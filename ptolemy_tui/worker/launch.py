@@ -1,4 +1,5 @@
-"""Starting worker subprocesses that outlive whoever started them (the TUI, an SSH session, `ptolemy build`).
+"""Starting worker subprocesses (and the TUI's scan and containerize jobs) that outlive whoever started them
+(the TUI, an SSH session, `ptolemy build`).
 
 Each is `python -m ptolemy_tui worker --project NAME` in its own session (no controlling terminal, so a hangup
 does not reach it), stdin from /dev/null, stdout/stderr appended to a log file in the XDG state dir. The store
@@ -86,6 +87,13 @@ def spawn_workers(project_name: str, worker_ids: list[int]) -> list[int]:
                       os.path.join(log_dir(), f"{project_name}-{stamp}-{n + 1}.log"),
                       {WORKER_ID_ENV: str(worker_id)}).pid
             for n, worker_id in enumerate(worker_ids)]
+
+
+def spawn_job(project_name: str, kind: str, argv: list[str]) -> tuple[subprocess.Popen, str]:
+    """A detached `ptolemy scan|containerize …` (services/jobs); returns it and its log's path."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    log_path = os.path.join(log_dir(), f"{project_name}-{stamp}-{kind}.log")
+    return _detached(argv, log_path, {}), log_path
 
 
 def reap() -> list[tuple[int, int]]:

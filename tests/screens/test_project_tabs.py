@@ -43,13 +43,40 @@ def test_overview_scan_and_pack_with_the_real_services(project):
         assert "defined" in body and "next step" in body and "press s" in body
         await pilot.press("s")
         await wait_for(pilot, lambda: Project.get_by_id(project.id).status == "scanned", timeout=30)
-        await wait_for(pilot, lambda: screen.scan_cancel is None)
+        await wait_for(pilot, lambda: not screen.job_running)
         await pilot.press("1")
         await wait_for(pilot, lambda: "press c" in text_of(screen, "#overview-body"))
         await pilot.press("c")
         await wait_for(pilot, lambda: Project.get_by_id(project.id).status == "containerized", timeout=30)
         await wait_for(pilot, lambda: "press b" in text_of(screen, "#overview-body"))
         assert Container.select().where(Container.project == project.id).count() >= 3
+
+    run(project, scenario)
+
+
+def test_packing_runs_in_its_own_process_and_x_cancels_it(project, tmp_path, monkeypatch):
+    """The TUI only starts the pack (a detached `ptolemy containerize`, frozen here at mid-pack) and follows it
+    through the store; x cancels the pack, not a build, and nothing of it stays."""
+    from tests.worker.faultkit import arm, resume, wait_stopped
+
+    helpers.scan(project)
+    faults = arm(monkeypatch, "mid-pack", tmp_path / "faults")
+
+    async def scenario(app, screen, pilot):
+        await wait_for(pilot, lambda: screen.pane("overview").polls > 0)
+        await pilot.press("c")
+        await wait_for(pilot, lambda: screen.job_running)
+        handle, _after = app.jobs[project.id]
+        pid = await asyncio.to_thread(wait_stopped, faults, "mid-pack")
+        assert pid == handle.proc.pid != os.getpid()
+        await wait_for(pilot, lambda: "containerizing" in text_of(screen, "#overview-body"))
+        await pilot.press("x")
+        await wait_for(pilot, lambda: any("cancelling the containerize" in str(n.message) for n in app._notifications))
+        assert not isinstance(app.screen, ConfirmScreen)  # not the build's question
+        resume(pid)
+        await wait_for(pilot, lambda: not screen.job_running, timeout=30)
+        await wait_for(pilot, lambda: Project.get_by_id(project.id).status == "failed")
+        assert Container.select().where(Container.project == project.id).count() == 0
 
     run(project, scenario)
 

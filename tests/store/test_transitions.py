@@ -43,11 +43,11 @@ def _start(project: Project, token: str = "t1") -> None:
 
 # Each project transition: (call, the statuses it may start from, where it goes).
 PROJECT_MOVES = {
-    "begin_scan": (lambda p: transitions.begin_scan(p), transitions.STEP_FROM["scan"], P.SCANNING),
-    "begin_containerize": (lambda p: transitions.begin_containerize(p), transitions.STEP_FROM["containerize"],
+    "begin_scan": (lambda p: transitions.begin_scan(p, "h:1"), transitions.STEP_FROM["scan"], P.SCANNING),
+    "begin_containerize": (lambda p: transitions.begin_containerize(p, "h:1"), transitions.STEP_FROM["containerize"],
                            P.CONTAINERIZING),
-    "begin_containerize reset": (lambda p: transitions.begin_containerize(p, reset=True), transitions.RESET_FROM,
-                                 P.CONTAINERIZING),
+    "begin_containerize reset": (lambda p: transitions.begin_containerize(p, "h:1", reset=True),
+                                 transitions.RESET_FROM, P.CONTAINERIZING),
     "start_build": (lambda p: _start(p), transitions.STEP_FROM["build"], P.BUILDING),
     "cancel_build": (lambda p: transitions.cancel_build(p), (P.BUILDING,), P.CONTAINERIZED),
 }
@@ -108,10 +108,10 @@ def test_the_end_of_a_step_moves_only_a_project_in_that_step(store):
 
 def test_scan_rows_move_once(store):
     project = _project(P.DEFINED)
-    scan = transitions.begin_scan(project)
+    scan = transitions.begin_scan(project, "h:1")
     assert scan.state == ScanState.RUNNING and _status(project) == P.SCANNING
     with pytest.raises(TransitionRefused):
-        transitions.begin_scan(Project.get_by_id(project.id))  # one scan per project at a time
+        transitions.begin_scan(Project.get_by_id(project.id), "h:2")  # one scan per project at a time
     scan.entries = 7
     transitions.finish_scan(project, scan, P.SCANNED, None)
     row = Scan.get_by_id(scan.id)
@@ -123,11 +123,37 @@ def test_scan_rows_move_once(store):
 
 def test_abandon_scans_only_when_none_is_alive(store):
     project = _project(P.DEFINED)
-    scan = transitions.begin_scan(project)
+    scan = transitions.begin_scan(project, "h:1")
     assert not transitions.abandon_scans(project, stale_before=scan.updated_at - 1)
     assert Scan.get_by_id(scan.id).state == ScanState.RUNNING and _status(project) == P.SCANNING
     assert transitions.abandon_scans(project, stale_before=scan.updated_at + 1)
     assert Scan.get_by_id(scan.id).state == ScanState.FAILED and _status(project) == P.FAILED
+
+
+def test_a_job_holds_its_project_until_a_transition_out(store):
+    """The move into scanning or containerizing records the owner; a cancel is asked through the row and seen
+    only by that owner; the move out (or an abandon by the owner's name) clears it."""
+    project = _project(P.SCANNED)
+    transitions.begin_containerize(project, "h:1")
+    row = Project.get_by_id(project.id)
+    assert (row.job_owner, row.job_cancel) == ("h:1", False) and row.job_at is not None
+    assert transitions.job_cancel_asked(project.id, "h:1") is False
+    assert transitions.request_job_cancel(project) == (P.CONTAINERIZING, "h:1")
+    assert transitions.job_cancel_asked(project.id, "h:1") is True
+    assert transitions.renew_job(project.id, "h:1") is True
+    assert transitions.job_cancel_asked(project.id, "h:9") is None and transitions.renew_job(project.id, "h:9") is None
+    assert not transitions.abandon_job(project, "h:9", "gone")  # not the owner's name: nothing moves
+    assert _status(project) == P.CONTAINERIZING
+    transitions.fail_containerize(project, "cancelled")
+    row = Project.get_by_id(project.id)
+    assert (row.status, row.job_owner, row.job_at, row.job_cancel) == (P.FAILED, None, None, False)
+    assert transitions.request_job_cancel(project) is None  # nothing runs: nothing to ask
+
+    scan = transitions.begin_scan(project, "h:2")
+    assert transitions.abandon_job(project, "h:2", "the previous scan was interrupted")
+    row = Project.get_by_id(project.id)
+    assert (row.status, row.message, row.job_owner) == (P.FAILED, "the previous scan was interrupted", None)
+    assert Scan.get_by_id(scan.id).state == ScanState.FAILED
 
 
 def test_writes_under_a_claim_need_the_claim(store):
