@@ -43,6 +43,10 @@ ACTION_TABS: dict[str, tuple[str, ...] | None] = {
 }
 
 
+_STARTING = {"scan": "scanning {name}…", "containerize": "packing {name}…", "verify": "verifying CARs…",
+             "dag": "writing the dataset DAG CAR…"}
+
+
 class ProjectScreen(Screen):
     BINDINGS = [
         Binding("escape", "back", "Back", show=False),
@@ -205,9 +209,10 @@ class ProjectScreen(Screen):
         return self.project_id in self.app.jobs
 
     def _start_job(self, kind: str, *, reset: bool = False, then: Callable[[], None] | None = None) -> None:
-        """Scan or pack in a detached process (it survives quitting); the app reports its end."""
+        """Scan, pack, verify or write the dataset DAG in a detached process (it survives quitting); the app
+        reports its end."""
         if self.job_running:
-            self.notify("a scan or containerize is already running here")
+            self.notify(f"{self.app.jobs[self.project_id][0].kind} is still running here: wait for it")
             return
 
         def after(succeeded: bool) -> None:
@@ -215,7 +220,7 @@ class ProjectScreen(Screen):
             if succeeded and then is not None and self.is_mounted:
                 then()
 
-        self.notify(f"{'scanning' if kind == 'scan' else 'packing'} {self.project_name}…")
+        self.notify(_STARTING[kind].format(name=self.project_name))
         call_service(self, "jobs", "start", ProjectRef(self.project_id), kind, reset=reset,
                      done=lambda handle: self.app.watch_job(handle, after))
 
@@ -342,23 +347,7 @@ class ProjectScreen(Screen):
 
     def action_dataset_dag(self) -> None:
         """After a build: the dataset root DAG and its DAG CAR (`ptolemy dag`)."""
-        self.notify("writing the dataset DAG CAR…")
-        call_service(self, "dag", "build_dag", ProjectRef(self.project_id), done=self._refresh,
-                     success=lambda doc: f"dataset root {doc['root_cid']} (DAG CAR {doc['piece_cid']})")
+        self._start_job("dag")
 
     def action_verify(self) -> None:
-        self.notify("verifying CARs…")
-        call_service(self, "results", "verify", ProjectRef(self.project_id), done=self._refresh,
-                     success=_verify_summary)
-
-
-def _verify_summary(result: list[dict[str, Any]]) -> str:
-    """services.results.verify's report in one line: failures first, CARs moved off staging counted apart."""
-    bad = [r for r in result if r.get("ok") is False]
-    moved = sum(1 for r in result if r.get("ok") is None)
-    note = f"; {moved} moved off staging, not verified (ptolemy verify NAME --where DIR)" if moved else ""
-    if bad:
-        first = bad[0]
-        problems = "; ".join(first.get("problems") or [])
-        return f"verify: {len(bad)} of {len(result)} CARs FAILED (container {first['container']}: {problems}){note}"
-    return f"verify: {len(result) - moved} of {len(result)} CARs ok{note}"
+        self._start_job("verify")

@@ -11,6 +11,7 @@ abandoned by the next one: its project goes to failed with a message, never stuc
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -141,15 +142,21 @@ def cancel(project: Project) -> str | None:
 
 # --- detached jobs (the TUI's way) ---------------------------------------------------------------------------
 
+# What the TUI runs in a process of its own: the project's job (scan, containerize) and the other heavy reads
+# (verify re-hashes every CAR; dag encodes a node per directory), which hold no slot and report in JSON.
+DETACHED = ("scan", "containerize", "verify", "dag")
+
+
 @dataclass
 class JobHandle:
-    """A detached `ptolemy scan|containerize` this process started."""
+    """A detached `ptolemy scan|containerize|verify|dag` this process started."""
 
     project_id: int
     project_name: str
     kind: str
     proc: subprocess.Popen
     log_path: str
+    report_path: str | None = None
     started_at: float = field(default_factory=now)
 
     def finished(self) -> bool:
@@ -157,25 +164,31 @@ class JobHandle:
 
 
 def start(project: Project, kind: str, *, reset: bool = False, discard_built: bool = False) -> JobHandle:
-    """Start `ptolemy scan NAME` or `ptolemy containerize NAME [--reset]` detached. The checks that can refuse
-    it at once run here too, so a mistake is answered now rather than from a log."""
-    if kind not in ("scan", "containerize"):
+    """Start `ptolemy scan NAME`, `containerize NAME [--reset]`, `verify NAME --json` or `dag NAME --json`
+    detached. A scan or pack refused for a job already running is answered now rather than from a log."""
+    if kind not in DETACHED:
         raise ValueError(f"job kind {kind!r}")
-    recover_dead_job(project)
-    project = Project.get_by_id(project.id)
-    if project.status in KINDS:
-        raise UsageError(f"project {project.name} is {project.status} right now: wait for it, or cancel it "
-                         f"(`ptolemy cancel {project.name}`)")
+    if kind in KINDS.values():
+        recover_dead_job(project)
+        project = Project.get_by_id(project.id)
+        if project.status in KINDS:
+            raise UsageError(f"project {project.name} is {project.status} right now: wait for it, or cancel it "
+                             f"(`ptolemy cancel {project.name}`)")
     argv = [kind, project.name] + (["--reset"] if reset else []) + (["--discard-built"] if discard_built else [])
-    proc, log_path = launch.spawn_job(project.name, kind, argv)
-    return JobHandle(project.id, project.name, kind, proc, log_path)
+    report = kind in ("verify", "dag")
+    proc, log_path, report_path = launch.spawn_job(project.name, kind, argv + (["--json"] if report else []),
+                                                   report=report)
+    return JobHandle(project.id, project.name, kind, proc, log_path, report_path)
 
 
 def outcome(handle: JobHandle) -> tuple[bool, str]:
     """(succeeded, one line for the operator) of a finished detached job."""
     code = handle.proc.returncode
+    doc = _report(handle)
+    if handle.kind == "verify" and doc is not None:
+        return not code, verify_summary(doc["cars"])
     if code == 0:
-        return True, _success_line(handle)
+        return True, _success_line(handle, doc)
     said = _last_error_line(handle.log_path)
     if said:
         return False, said
@@ -183,7 +196,34 @@ def outcome(handle: JobHandle) -> tuple[bool, str]:
     return False, message or f"{handle.kind} of {handle.project_name} ended with exit status {code}"
 
 
-def _success_line(handle: JobHandle) -> str:
+def verify_summary(cars: list[dict]) -> str:
+    """`ptolemy verify`'s report in one line: failures first, CARs moved off staging counted apart."""
+    bad = [r for r in cars if r.get("ok") is False]
+    moved = sum(1 for r in cars if r.get("ok") is None)
+    note = f"; {moved} moved off staging, not verified (ptolemy verify NAME --where DIR)" if moved else ""
+    if bad:
+        first = bad[0]
+        problems = "; ".join(first.get("problems") or [])
+        return f"verify: {len(bad)} of {len(cars)} CARs FAILED (container {first['container']}: {problems}){note}"
+    return f"verify: {len(cars) - moved} of {len(cars)} CARs ok{note}"
+
+
+def _report(handle: JobHandle) -> dict | None:
+    if not handle.report_path:
+        return None
+    try:
+        with open(handle.report_path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):  # nothing printed (it failed before its report)
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(handle.report_path)
+
+
+def _success_line(handle: JobHandle, doc: dict | None) -> str:
+    if handle.kind == "dag" and doc is not None:
+        return f"dataset root {doc['root_cid']} (DAG CAR {doc['piece_cid']})"
     if handle.kind == "scan":
         scan = Scan.select().where(Scan.project == handle.project_id).order_by(Scan.id.desc()).first()
         if scan is None:

@@ -1,4 +1,4 @@
-"""Starting worker subprocesses (and the TUI's scan and containerize jobs) that outlive whoever started them
+"""Starting worker subprocesses (and the TUI's scan, containerize, verify and dag jobs) that outlive whoever started them
 (the TUI, an SSH session, `ptolemy build`).
 
 Each is `python -m ptolemy_tui worker --project NAME` in its own session (no controlling terminal, so a hangup
@@ -48,14 +48,16 @@ def log_dir() -> str:
 WORKER_ID_ENV = "PTOLEMY_WORKER_ID"  # the Worker row registered for the child before it started
 
 
-def _detached(argv: list[str], log_path: str, extra_env: dict[str, str]) -> subprocess.Popen:
+def _detached(argv: list[str], log_path: str, extra_env: dict[str, str], *,
+              stdout_path: str | None = None) -> subprocess.Popen:
+    """`stdout_path`: the command's output apart from its log (a JSON report to read back)."""
     env = dict(os.environ)
     env["PTOLEMY_DB"] = store_url()
     env.update(extra_env)
-    with open(log_path, "ab") as log_file:
+    with open(log_path, "ab") as log_file, open(stdout_path or os.devnull, "wb") as out_file:
         proc = subprocess.Popen([sys.executable, "-m", "ptolemy_tui", *argv], stdin=subprocess.DEVNULL,
-                                stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                                close_fds=True, cwd="/")
+                                stdout=out_file if stdout_path else log_file, stderr=log_file if stdout_path
+                                else subprocess.STDOUT, env=env, start_new_session=True, close_fds=True, cwd="/")
     with _CHILDREN_LOCK:
         _CHILDREN.append(proc)
     return proc
@@ -89,11 +91,14 @@ def spawn_workers(project_name: str, worker_ids: list[int]) -> list[int]:
             for n, worker_id in enumerate(worker_ids)]
 
 
-def spawn_job(project_name: str, kind: str, argv: list[str]) -> tuple[subprocess.Popen, str]:
-    """A detached `ptolemy scan|containerize …` (services/jobs); returns it and its log's path."""
+def spawn_job(project_name: str, kind: str, argv: list[str], *,
+              report: bool = False) -> tuple[subprocess.Popen, str, str | None]:
+    """A detached `ptolemy scan|containerize|verify|dag …` (services/jobs); returns it, its log's path and, with
+    `report`, the path its standard output (a --json report) goes to."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     log_path = os.path.join(log_dir(), f"{project_name}-{stamp}-{kind}.log")
-    return _detached(argv, log_path, {}), log_path
+    report_path = log_path[:-len(".log")] + ".json" if report else None
+    return _detached(argv, log_path, {}, stdout_path=report_path), log_path, report_path
 
 
 def reap() -> list[tuple[int, int]]:
