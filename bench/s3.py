@@ -130,7 +130,16 @@ def ptolemy(db: str, *argv: str, env: dict | None = None) -> str:
     return proc.stdout
 
 
-def build_once(db: str, name: str, target: str, staging: str, s3: list[str], car_size: str) -> dict:
+def _cpu_seconds(proc) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def build_once(db: str, name: str, target: str, staging: str, s3: list[str], car_size: str, server=None) -> dict:
+    """One build; also the CPU seconds the S3 server and the whole machine spent during it (on 2 cores the
+    server competes with the worker it feeds)."""
+    import psutil
+
     from ptolemy_tui.store import db as store_db
     from ptolemy_tui.store.models import Car, Project, Worker
 
@@ -152,8 +161,13 @@ def build_once(db: str, name: str, target: str, staging: str, s3: list[str], car
     t = threading.Thread(target=sample, daemon=True)
     t.start()
     started = time.monotonic()
+    machine = psutil.cpu_times()
+    served = _cpu_seconds(server) if server is not None else 0.0
     ptolemy(db, "build", name, "--workers", "1", "--wait")
     wall = time.monotonic() - started
+    after = psutil.cpu_times()
+    machine_cpu = sum(getattr(after, f) - getattr(machine, f) for f in ("user", "system", "softirq", "irq"))
+    server_cpu = _cpu_seconds(server) - served if server is not None else 0.0
     done.set()
     t.join()
     store_db.open_database(db)
@@ -162,7 +176,8 @@ def build_once(db: str, name: str, target: str, staging: str, s3: list[str], car
     ids = [(c.payload_cid, c.piece_cid) for c in cars]
     store_db.close_database()
     docs = json.loads(ptolemy(db, "status", name, "--json"))
-    return {"bytes": docs["bytes"], "seconds": seconds, "wall": wall, "rss": peak[0], "cids": ids}
+    return {"bytes": docs["bytes"], "seconds": seconds, "wall": wall, "rss": peak[0], "cids": ids,
+            "machine_cpu": machine_cpu, "server_cpu": server_cpu}
 
 
 def scan_objects(db: str, served: str, url: str, count: int) -> float:
@@ -183,6 +198,8 @@ def scan_objects(db: str, served: str, url: str, count: int) -> float:
 
 
 def main() -> int:
+    import psutil
+
     from ptolemy_tui.core.sizes import parse_size
     from tests.s3server import S3Server
 
@@ -216,18 +233,21 @@ def main() -> int:
                 (f"S3 +{args.rtt_ms:g} ms RTT", "s3://tree", s3_slow)]
         results = []
         for i, (label, target, s3) in enumerate([] if args.scan_only else runs):
-            r = build_once(db, f"run{i}", target, os.path.join(work, f"stg{i}"), s3, args.car_size)
+            r = build_once(db, f"run{i}", target, os.path.join(work, f"stg{i}"), s3, args.car_size,
+                           psutil.Process(server.proc.pid))
             results.append((label, r))
             shutil.rmtree(os.path.join(work, f"stg{i}"), ignore_errors=True)
         same = True
         if results:
             local = results[0][1]
             local_rate = local["bytes"] / local["seconds"] / MB
-            print(f"{'source':<22} {'MB/s per worker':>16} {'x local':>8} {'wall s':>7} {'peak RSS MiB':>13}")
+            print(f"{'source':<22} {'MB/s per worker':>16} {'x local':>8} {'wall s':>7} {'peak RSS MiB':>13} "
+                  f"{'CPU s/GB all':>13} {'of it S3 server':>16}")
             for label, r in results:
                 rate = r["bytes"] / r["seconds"] / MB
+                gb = r["bytes"] / 1e9
                 print(f"{label:<22} {rate:>16.0f} {rate / local_rate:>8.2f} {r['wall']:>7.1f} "
-                      f"{r['rss'] / 2**20:>13.0f}")
+                      f"{r['rss'] / 2**20:>13.0f} {r['machine_cpu'] / gb:>13.2f} {r['server_cpu'] / gb:>16.2f}")
             same = all(r["cids"] == local["cids"] for _l, r in results)
             print(f"CARs identical across the three builds (payload CID, piece CID): {same}")
         if args.objects:

@@ -8,7 +8,8 @@ is room, so the walk times the store and not the disk), then for each store runs
 containerize` as their own processes and reports wall seconds and the peak RSS of each (wait4's rusage), the
 PostgreSQL/SQLite ratio, and the growth of containerize's peak RSS from the smallest N to the largest.
 Then, on the largest SQLite project, it drives the TUI with the pilot and reports key latency (median, p90,
-max) and the event loop's longest stall while browsing, and again while a rescan of the project runs.
+max: from the key to its answer on screen, a tab's fresh data included) and the event loop's longest stall
+while browsing, and again while rescans and re-packs of the project run back to back in their own processes.
 
 PostgreSQL: --pg URL (an empty database it may fill), else a throwaway cluster from tests/pgserver.py
 (initdb/pg_ctl, as the tests do).
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,6 +81,32 @@ def store_size(url: str) -> int:
 
 
 
+TAB_KEYS = {"1": "overview", "2": "tree", "3": "containers", "4": "build", "5": "cars", "6": "log"}
+
+
+async def _press(pilot, key: str) -> float:
+    """Seconds from a key to its answer on screen: the key and all it queued handled, and, for a tab key, the
+    tab's first refresh from the store shown. (The pilot's own press() also waits until the whole process is
+    idle, every thread included, and for animations: that measured the polling threads, not the operator.)"""
+    from textual import events
+
+    app = pilot.app
+    screen = app.screen
+    pane = None
+    if key in TAB_KEYS and hasattr(screen, "pane"):
+        pane = screen.pane(TAB_KEYS[key])
+        before = pane.polls
+    started = time.perf_counter()
+    event = events.Key(key, key if len(key) == 1 else None)
+    event.set_sender(app)
+    app._driver.send_message(event)
+    await pilot._wait_for_screen()
+    while pane is not None and pane.polls == before and time.perf_counter() - started < 10:
+        await asyncio.sleep(0.002)
+    await pilot._wait_for_screen()
+    return time.perf_counter() - started
+
+
 async def _browse(url: str, name: str, keys: list[str]) -> tuple[list[float], float]:
     from ptolemy_tui.screens.app import PtolemyApp
     from ptolemy_tui.store import db
@@ -91,10 +119,8 @@ async def _browse(url: str, name: str, keys: list[str]) -> tuple[list[float], fl
         await pilot.pause(2.0)
         meter = StallMeter(app)
         for key in keys:
-            started = time.perf_counter()
-            await pilot.press(key)
-            await pilot.pause()
-            latencies.append(time.perf_counter() - started)
+            latencies.append(await _press(pilot, key))
+            await pilot.pause(0.05)
         await pilot.pause(0.5)
         worst = meter.worst
     db.close_database()
@@ -106,15 +132,29 @@ BROWSE_KEYS = (["enter", "down", "down", "enter", "j", "j", "k", "o", "o", "3", 
 
 
 def tui_latency(url: str, name: str, env: dict) -> dict:
+    from ptolemy_tui.worker import launch
+
     os.environ.update({k: v for k, v in env.items() if k.startswith(("XDG_", "PTOLEMY_"))})
     idle, idle_stall = asyncio.run(_browse(url, name, BROWSE_KEYS))
-    scan = subprocess.Popen([sys.executable, "-m", "ptolemy_tui", "--db", url, "scan", name], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    browsing = threading.Event()
+    scans = [0]
+
+    def rescan_all_along() -> None:  # a rescan, then a re-pack, and again, so every key meets one; at the
+        # niceness the TUI gives the jobs it starts (worker/launch.JOB_NICENESS)
+        while not browsing.is_set():
+            for step in (["scan", name], ["containerize", name, "--reset"]):
+                subprocess.run(["nice", "-n", str(launch.JOB_NICENESS), sys.executable, "-m", "ptolemy_tui", "--db",
+                                url, *step], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                scans[0] += 1
+
+    scanner = threading.Thread(target=rescan_all_along, daemon=True)
+    scanner.start()
     try:
         busy, busy_stall = asyncio.run(_browse(url, name, BROWSE_KEYS))
     finally:
-        scan.wait()
-    return {"idle": idle, "idle_stall": idle_stall, "busy": busy, "busy_stall": busy_stall}
+        browsing.set()
+        scanner.join()
+    return {"idle": idle, "idle_stall": idle_stall, "busy": busy, "busy_stall": busy_stall, "scans": scans[0]}
 
 
 def _lat(values: list[float]) -> str:
@@ -173,7 +213,8 @@ def main() -> int:
             lat = tui_latency(url, f"scale{hi}", env)
             print(f"TUI on the {hi:,}-file project, {len(BROWSE_KEYS)} keys:")
             print(f"  browsing:           {_lat(lat['idle'])}; longest loop stall {lat['idle_stall'] * 1000:.0f} ms")
-            print(f"  while a scan runs:  {_lat(lat['busy'])}; longest loop stall {lat['busy_stall'] * 1000:.0f} ms")
+            print(f"  while a rescan or re-pack runs ({lat['scans']} back to back): {_lat(lat['busy'])}; "
+                  f"longest loop stall {lat['busy_stall'] * 1000:.0f} ms")
             print("  (target: max < 200 ms)")
             print(f"load average {os.getloadavg()[0]:.2f}")
     finally:

@@ -62,6 +62,7 @@ def test_cancel_stops_a_pack_and_leaves_nothing_of_it(store, store_url, tmp_path
     handle = jobs.start(project, "containerize")
     pid = wait_stopped(faults, "mid-pack")
     assert pid == handle.proc.pid
+    assert psutil.Process(pid).nice() == launch.JOB_NICENESS  # below the TUI that started it
     assert _fresh(project).status == "containerizing" and _fresh(project).job_owner == f"{socket.gethostname()}:{pid}"
     with pytest.raises(UsageError, match="is containerizing right now"):
         jobs.start(project, "scan")  # one job per project
