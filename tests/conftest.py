@@ -7,7 +7,7 @@ import peewee
 import pytest
 
 from tests import pgserver
-from tests.states import unknown_states
+from tests.states import orphans, unknown_states
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
@@ -83,10 +83,12 @@ def _opened_store(url: str):
     # Whatever the test did, the store holds only states the enums know (every write goes through transitions).
     try:
         unknown = unknown_states()
+        orphaned = orphans()
     except peewee.PeeweeException:  # a test that left the store unreachable has its own assertions
-        unknown = []
+        unknown, orphaned = [], []
     db.close_database()
     assert not unknown, f"the store holds states the enums lack: {unknown}"
+    assert not orphaned, f"rows whose parent is gone: {orphaned}"
 
 
 @pytest.fixture

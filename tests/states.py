@@ -25,3 +25,20 @@ def unknown_states() -> list[str]:
         for (value,) in model.select(column).where(column.not_in(known)).distinct().tuples():
             found.append(f"{model._meta.table_name}.{column.name}={value!r}")
     return found
+
+
+def orphans() -> list[str]:
+    """Rows of the bulk tables whose parent is gone, as "table.column: n". PostgreSQL stores have no foreign
+    keys there (store/schema.BULK_REFERENCES), so the code's own child-first deletes are what keeps them whole."""
+    from ptolemy_tui.store.models import Container, ContainerItem, Directory, File, database
+
+    checks = ((File, File.project, Project), (File, File.directory, Directory),
+              (ContainerItem, ContainerItem.container, Container), (ContainerItem, ContainerItem.file, File))
+    found = []
+    for model, column, parent in checks:
+        sql = (f'SELECT COUNT(*) FROM "{model._meta.table_name}" c WHERE c."{column.column_name}" IS NOT NULL AND '
+               f'NOT EXISTS (SELECT 1 FROM "{parent._meta.table_name}" p WHERE p."id" = c."{column.column_name}")')
+        count = database.execute_sql(sql).fetchone()[0]
+        if count:
+            found.append(f"{model._meta.table_name}.{column.column_name}: {count}")
+    return found

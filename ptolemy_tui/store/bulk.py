@@ -14,27 +14,25 @@ SQLITE_MAX_PARAMS = 999
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_value(value) -> str:
-    """One value in COPY's text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return "\\\\x" + bytes(value).hex()  # bytea hex input; the backslash itself escaped for COPY
-    if isinstance(value, bool):
-        return "t" if value else "f"
-    if isinstance(value, (int, float)):
-        return repr(value)
+def _bytea(value) -> str:
+    return "\\\\x" + bytes(value).hex()  # bytea hex input; the backslash itself escaped for COPY
+
+
+def _text(value) -> str:
     return str(value).translate(_COPY_ESCAPES)
 
 
+# One formatter per exact type: a dict lookup a value instead of a chain of isinstance (a 1M-file scan formats
+# 11M values). type() is exact, so a bool is never taken for an int; other types go through str().
+_FORMATS = {type(None): lambda _v: "\\N", int: int.__repr__, float: float.__repr__, bool: lambda v: "t" if v else "f",
+            bytes: _bytea, bytearray: _bytea, memoryview: _bytea, str: _text}
+
+
 def copy_text(rows: Iterable[Sequence]) -> io.StringIO:
-    buf = io.StringIO()
-    write = buf.write
-    for row in rows:
-        write("\t".join([_copy_value(v) for v in row]))
-        write("\n")
-    buf.seek(0)
-    return buf
+    """The rows in COPY's text format."""
+    formats = _FORMATS
+    text = "\n".join(["\t".join([(formats.get(type(v)) or _text)(v) for v in row]) for row in rows])
+    return io.StringIO(text + "\n" if text else "")
 
 
 def insert_rows(db: peewee.Database, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:

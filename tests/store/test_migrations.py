@@ -118,7 +118,13 @@ def test_migrations_build_what_the_models_describe(store, store_url, tmp_path, r
 
         def scratch():
             return db.make_database(scratch_url)
-    assert describe_schema(store) == models_schema(scratch)
+    wanted = models_schema(scratch)
+    if not store_url.startswith("sqlite"):  # the one designed difference: see schema.BULK_REFERENCES
+        for table, parents in schema.BULK_REFERENCES.items():
+            keys = wanted[table]["foreign_keys"]
+            assert {k[1] for k in keys} >= set(parents)
+            wanted[table]["foreign_keys"] = [k for k in keys if k[1] not in parents]
+    assert describe_schema(store) == wanted
 
 
 def test_every_step_runs_in_order_and_is_recorded(tmp_path):
