@@ -330,6 +330,7 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
             for box in pack(_pieces(project, repack, stats), project.car_size, profile=project.profile,
                             on_pieces=writer.add):
                 boxes.append(writer.close(box))
+        bulk.refresh_statistics(database.obj, ContainerItem._meta.table_name)
     except (_Cancelled, KeyboardInterrupt) as exc:
         message = "containerize cancelled: nothing was packed; run it again"
         transitions.fail_containerize(project, message)

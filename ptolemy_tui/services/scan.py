@@ -445,6 +445,7 @@ class _ScanRun:
             self._walk(out, writer)
             writer.flush()
             writer.write_aggregates()
+            bulk.refresh_statistics(database.obj, File._meta.table_name, Directory._meta.table_name)
             if fk_off:  # the rescan's deletes below rely on ON DELETE CASCADE
                 database.obj.execute_sql("PRAGMA foreign_keys = ON")
                 fk_off = False

@@ -56,3 +56,13 @@ def insert_rows(db: peewee.Database, table: str, columns: Sequence[str], rows: S
         cursor.executemany(head + ", ".join([one] * per), [flat[i:i + width] for i in range(0, len(flat), width)])
     if full < len(rows):
         cursor.executemany(head + one, rows[full:])
+
+
+def refresh_statistics(db: peewee.Database, *tables: str) -> None:
+    """PostgreSQL: ANALYZE tables a bulk load just filled. Until autovacuum gets round to it the planner thinks
+    them empty and reads a whole project's files for each directory (a rescan of 1M files: 62 s instead of 7 s).
+    SQLite plans by its indexes alone."""
+    if isinstance(db, peewee.PostgresqlDatabase):
+        for table in tables:
+            db.execute_sql(f'ANALYZE "{table}"')  # table names from the models, never from input
+

@@ -26,3 +26,21 @@ def test_bulk_rows_round_trip(store, monkeypatch):
         assert f.path == b"d/" + n and f.size == (1 << 40) + i and f.inode == (1 << 62) + i
         assert f.link_target == (None if i % 2 else b"t\\\n\x00x")
         assert f.error == (None if i % 3 else "err\tor\\n\nline")
+
+
+def test_statistics_are_refreshed_after_a_bulk_load_on_postgres(pg_store):
+    """Until ANALYZE the planner takes a freshly loaded table for empty (PostgreSQL 14+: reltuples -1) and reads a
+    whole project's files for each directory; ANALYZE records the rows at once."""
+    project = Project.create(name="p", target_dir="/src", staging_dir="/stg", car_size=1 << 34, shard_size=1 << 30,
+                             workers=1)
+    root = Directory.create(project=project, path=b"", name=b"")
+    rows = [(project.id, root.id, b"f%d" % i, b"f%d" % i, i, 0, i, "file", None, None) for i in range(500)]
+    with database.atomic():
+        bulk.insert_rows(database.obj, File._meta.table_name, COLUMNS, rows)
+
+    def estimated() -> float:
+        return database.execute_sql("SELECT reltuples FROM pg_class WHERE relname = %s", ("file",)).fetchone()[0]
+
+    assert estimated() < 500
+    bulk.refresh_statistics(database.obj, File._meta.table_name)
+    assert estimated() == 500
