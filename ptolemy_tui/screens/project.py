@@ -89,6 +89,7 @@ class ProjectScreen(Screen):
         self.target_name = target_name
         self.initial_tab = tab
         self.status = ""
+        self._starting = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -205,15 +206,21 @@ class ProjectScreen(Screen):
 
     @property
     def job_running(self) -> bool:
-        """A scan or containerize this TUI started for the project is still running (in its own process)."""
-        return self.project_id in self.app.jobs
+        """A job this TUI started for the project (scan, pack, verify, dag) is still running in its own process,
+        or being started."""
+        return self.project_id in self.app.jobs or self._starting
 
     def _start_job(self, kind: str, *, reset: bool = False, then: Callable[[], None] | None = None) -> None:
         """Scan, pack, verify or write the dataset DAG in a detached process (it survives quitting); the app
         reports its end."""
         if self.job_running:
-            self.notify(f"{self.app.jobs[self.project_id][0].kind} is still running here: wait for it")
+            running = self.app.jobs.get(self.project_id)
+            self.notify(f"{running[0].kind if running else 'a job'} is still running here: wait for it")
             return
+        self._starting = True  # until the service answers: a second key must not start a second job
+
+        def started() -> None:
+            self._starting = False
 
         def after(succeeded: bool) -> None:
             self._refresh()
@@ -222,7 +229,7 @@ class ProjectScreen(Screen):
 
         self.notify(_STARTING[kind].format(name=self.project_name))
         call_service(self, "jobs", "start", ProjectRef(self.project_id), kind, reset=reset,
-                     done=lambda handle: self.app.watch_job(handle, after))
+                     done=lambda handle: self.app.watch_job(handle, after), always=started)
 
     def _autorun_pack(self) -> None:
         """The demo's walk-through: after the scan, pack; after packing, a blitz build."""

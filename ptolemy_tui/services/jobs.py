@@ -4,9 +4,10 @@ job survives closing it).
 
 The project row is the job's slot: the transition into scanning or containerizing writes the owner ("host:pid"),
 the transition out clears it (store/transitions). While the job runs, a watcher thread in its process looks for a
-cancel asked through the store (`cancel`, from the TUI, `ptolemy cancel`, any host) and, on PostgreSQL, renews a
-heartbeat; on the job's own host `cancel` sends it SIGTERM instead, which cancels at once. A job whose process is gone (the pid on this host, else a heartbeat older than JOB_STALE) is
-abandoned by the next one: its project goes to failed with a message, never stuck in scanning.
+cancel asked through the store (`cancel` from another host) and, on PostgreSQL, renews a heartbeat; on the job's
+own host `cancel` sends it SIGTERM instead, which cancels at once. A job whose process is gone (the pid on this
+host, else a heartbeat older than JOB_STALE) is abandoned by the next one: its project goes to failed with a
+message, never stuck in scanning.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import psutil
@@ -157,7 +158,6 @@ class JobHandle:
     proc: subprocess.Popen
     log_path: str
     report_path: str | None = None
-    started_at: float = field(default_factory=now)
 
     def finished(self) -> bool:
         return self.proc.poll() is not None
@@ -232,8 +232,8 @@ def _success_line(handle: JobHandle, doc: dict | None) -> str:
         if scan.state == ScanState.DONE and message.startswith("rescan:"):
             return message
         return f"scan {scan.state}: {scan.files:,} files" + (f" ({message})" if message else "")
-    text = (Event.select(Event.text).where((Event.project == handle.project_id) & Event.text.startswith("containerized"))
-            .order_by(Event.id.desc()).scalar())
+    packed = (Event.project == handle.project_id) & Event.text.startswith("containerized")
+    text = Event.select(Event.text).where(packed).order_by(Event.id.desc()).scalar()
     return text or "containerized"
 
 

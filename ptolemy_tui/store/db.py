@@ -148,7 +148,8 @@ def _refuse_foreign_sqlite(full: Path, url: str) -> None:
             conn.close()
     except sqlite3.DatabaseError as exc:
         if "not a database" in str(exc):
-            raise UsageError(f"{full} is not a SQLite database; point --db at a Ptolemy database or a new file") from None
+            raise UsageError(f"{full} is not a SQLite database; point --db at a Ptolemy database or a new "
+                             "file") from None
         raise UsageError(f"cannot open the database {describe_url(url)}: {_first_line(exc)}; it may be damaged: "
                          "restore it from a backup or point --db elsewhere") from None
     if tables and models.Meta._meta.table_name not in tables:

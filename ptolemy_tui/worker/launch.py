@@ -1,5 +1,5 @@
-"""Starting worker subprocesses (and the TUI's scan, containerize, verify and dag jobs) that outlive whoever started them
-(the TUI, an SSH session, `ptolemy build`).
+"""Starting worker subprocesses (and the TUI's scan, containerize, verify and dag jobs) that outlive whoever
+started them (the TUI, an SSH session, `ptolemy build`).
 
 Each is `python -m ptolemy_tui worker --project NAME` in its own session (no controlling terminal, so a hangup
 does not reach it), stdin from /dev/null, stdout/stderr appended to a log file in the XDG state dir. The store

@@ -70,6 +70,9 @@ def test_packing_runs_in_its_own_process_and_x_cancels_it(project, tmp_path, mon
         pid = await asyncio.to_thread(wait_stopped, faults, "mid-pack")
         assert pid == handle.proc.pid != os.getpid()
         await wait_for(pilot, lambda: "containerizing" in text_of(screen, "#overview-body"))
+        await pilot.press("c")  # one job at a time
+        await wait_for(pilot, lambda: any("containerize is still running here" in str(n.message)
+                                          for n in app._notifications))
         await pilot.press("x")
         await wait_for(pilot, lambda: any("cancelling the containerize" in str(n.message) for n in app._notifications))
         assert not isinstance(app.screen, ConfirmScreen)  # not the build's question
