@@ -141,8 +141,11 @@ def test_ctrl_c_of_build_wait_says_the_workers_keep_running(store, store_url, tm
     src = make_tree(tmp_path / "src")
     seed_project("cc", src, tmp_path / "stg")
     env = dict(os.environ, **FAST, PTOLEMY_READ_RATE="256KiB")  # slow enough to interrupt mid-build
+    # As from a terminal: SIGINT at its default even when this run inherited it ignored (a background job of a
+    # non-interactive shell does), or Python would never raise KeyboardInterrupt in the child.
     proc = subprocess.Popen([sys.executable, "-m", "ptolemy_tui", "--db", store_url, "build", "cc", "--wait",
-                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert "build of cc started" in proc.stdout.readline()
         proc.send_signal(signal.SIGINT)
