@@ -208,7 +208,8 @@ def cmd_cancel(args) -> int:
     open_store(args)
     kind = patiently(lambda: jobs.cancel(projects.get(args.name)), "cancelling")
     if kind:  # a scan or containerize runs (here, in the TUI's job, or on another host): it stops itself
-        print(f"{args.name}: the {kind} was asked to stop; it stops within a few seconds and leaves nothing half-done")
+        print(f"{args.name}: the {kind} was asked to stop; it stops within a few seconds (`ptolemy status "
+              f"{args.name}` then says what to run again)")
         return 0
     result = patiently(lambda: build.cancel(args.name), "cancelling")
     # A short wait: cancel answers within seconds whatever a worker does (a frozen one stops when it wakes).
