@@ -6,11 +6,11 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from ptolemy_tui.screens import fmt
 from ptolemy_tui.services import views
-from ptolemy_tui.screens.base import FilterInput, NavTable, Polling
+from ptolemy_tui.screens.base import FilterInput, KeyBar, NavTable, Polling
 
 PAGE = 1000
 COLUMNS = [("seq", "#"), ("car_path", "Path in CAR"), ("source", "Source"), ("range", "Range"),
@@ -75,7 +75,7 @@ class ContainerItemsScreen(Screen):
         yield Static("loading…", id="items-head")
         yield ItemsTable(self.container_id, id="items-table")
         yield FilterInput(placeholder="filter by path in the CAR (esc clears)", id="items-filter")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.sub_title = "container items"

@@ -9,9 +9,9 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Header, TabbedContent, TabPane
 
-from ptolemy_tui.screens.base import ConfirmScreen, NavTable, ProjectRef, call_service
+from ptolemy_tui.screens.base import ConfirmScreen, KeyBar, NavTable, ProjectRef, call_service
 from ptolemy_tui.screens.tabs import BuildPane, CarsPane, ContainersPane, LogPane, OverviewPane, TreePane
 
 TABS = [("overview", "1 Overview"), ("tree", "2 Scan tree"), ("containers", "3 Containers"), ("build", "4 Build"),
@@ -106,7 +106,7 @@ class ProjectScreen(Screen):
                 yield CarsPane(id="cars-pane")
             with TabPane(TABS[5][1], id="log"):
                 yield LogPane(id="log-pane")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = "Ptolemy"

@@ -8,12 +8,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Input, Static
+from textual.widgets import Header, Input, Static
 
 from ptolemy_tui.screens import fmt
 from ptolemy_tui.services import views
-from ptolemy_tui.screens.base import (ConfirmScreen, FilterInput, NavTable, Polling, call_service, reset_table,
-                                      sync_table)
+from ptolemy_tui.screens.base import (ConfirmScreen, FilterInput, KeyBar, NavTable, Polling, call_service,
+                                      reset_table, sync_table)
 
 COLUMNS = [("name", "Project"), ("status", "Status"), ("files", "Files"), ("bytes", "Bytes"),
            ("containers", "Cont."), ("cars", "CARs"), ("progress", "Progress"), ("workers", "Wkr")]
@@ -87,7 +87,7 @@ class ProjectsScreen(Screen):
                      id="empty")
         yield ProjectsTable(id="projects")
         yield FilterInput(placeholder="filter projects (esc clears)", id="filter")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.title = "Ptolemy"
