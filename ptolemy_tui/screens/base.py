@@ -510,11 +510,11 @@ class KeyBar(Static):
         self._shown = shown
         key_style = self.get_component_rich_style("keybar--key")
         text_style = self.get_component_rich_style("keybar--description")
+        dim = Style(dim=True)  # a binding shown but not usable now
         line = Text(no_wrap=True, overflow="ellipsis")
         for key, description, enabled in hints:
-            dim = "" if enabled else " dim"
-            line.append(f" {key} ", style=key_style + Style.parse(dim.strip()) if dim else key_style)
-            line.append(f"{description} ", style=text_style + Style.parse("dim") if dim else text_style)
+            line.append(f" {key} ", style=key_style if enabled else key_style + dim)
+            line.append(f"{description} ", style=text_style if enabled else text_style + dim)
         if palette:
             right = Text.assemble((f" {palette[0]} ", key_style), (f"{palette[1]} ", text_style))
             pad = max(1, self.size.width - line.cell_len - right.cell_len)
