@@ -220,7 +220,7 @@ def two_pass_child(db_url: str, project_name: str, out_dir: str) -> int:
         cids = {path: str(cid) for path, cid in result.entry_cids}
         with database.atomic() as txn:
             meta = CarEntry._meta
-            insert_rows(database.obj, meta.table_name,
+            insert_rows(database.obj, CarEntry,
                         [meta.fields[n].column_name for n in ("car",) + ENTRY_COLUMNS],
                         [(car.id, path, cids[path], fid, off, ln) for path, fid, off, ln in rows if path in cids])
             txn.rollback()

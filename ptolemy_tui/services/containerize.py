@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import peewee
 
@@ -36,14 +36,15 @@ ITEM_BATCH = 20000  # items written per batch
 FILE_BATCH = 20000  # files read per query when packing
 DIRS_PER_QUERY = 500  # directories per query (bound parameters stay well inside SQLite's limit)
 _ITEM_COLUMNS = ("container_id", "file_id", "seq", "offset", "length", "shard_index", "car_path")
+Reader = Callable[[str, Sequence], list]  # store.bulk.side_reader's (sql, params) -> rows
 
 
-def _directories_in_tree_order(project: Project) -> list[tuple[int, int]]:
+def _directories_in_tree_order(project: Project, read: Reader) -> list[tuple[int, int]]:
     """(directory id, entries directly inside) in depth-first order: a directory's own files first, then its
     subdirectories. One small tuple per directory: this is the only part of packing that grows with the tree."""
-    dirs = (Directory.select(Directory.id, Directory.path, Directory.file_count)
-            .where(Directory.project == project).tuples())
-    ranked = sorted((bytes(path).split(b"/") if path else [], did, count) for did, path, count in dirs.iterator())
+    dirs = _rows(read, Directory.select(Directory.id, Directory.path, Directory.file_count)
+                 .where(Directory.project == project))
+    ranked = sorted((bytes(path).split(b"/") if path else [], did, count) for did, path, count in dirs)
     return [(did, count) for _parts, did, count in ranked]
 
 
@@ -52,13 +53,12 @@ def _packable():
         File.kind.in_(PACKED_KINDS))
 
 
-def _rows(query) -> list[tuple]:
+def _rows(read: Reader, query) -> list[tuple]:
     # The raw cursor (same parameterised SQL) skips peewee's per-value conversion: a million rows load in ~1 s.
-    sql, params = query.sql()
-    return database.execute_sql(sql, params).fetchall()
+    return read(*query.sql())
 
 
-def _files_in_tree_order(project: Project) -> Iterator[list[tuple]]:
+def _files_in_tree_order(project: Project, read: Reader) -> Iterator[list[tuple]]:
     """Batches of (file id, directory id, path, size, kind, link target) in tree order, at most about
     FILE_BATCH rows each (a directory wider than that is paged by path): memory stays flat in the number of
     files. Within one directory, path order is name order."""
@@ -67,66 +67,67 @@ def _files_in_tree_order(project: Project) -> Iterator[list[tuple]]:
     base = _packable()
     # Files outside any directory row (the scan never makes them; the schema allows them): by the directory
     # index, which finds none in one probe, where the project's index would read every row of the project.
-    orphans = _rows(base.select_extend(File.project).where(File.directory.is_null()))
+    orphans = _rows(read, base.select_extend(File.project).where(File.directory.is_null()))
     orphans = sorted((row[:6] for row in orphans if row[6] == project.id), key=lambda r: bytes(r[2]))
     if orphans:
         yield orphans
     batch: list[int] = []
     pending = 0
-    for did, count in _directories_in_tree_order(project):
+    for did, count in _directories_in_tree_order(project, read):
         if count > FILE_BATCH:
             if batch:
-                yield _directory_batch(base, batch)
+                yield _directory_batch(read, base, batch)
                 batch, pending = [], 0
-            yield from _wide_directory(base.where(File.project == project), did)
+            yield from _wide_directory(read, base.where(File.project == project), did)
             continue
         batch.append(did)
         pending += count
         if pending >= FILE_BATCH or len(batch) >= DIRS_PER_QUERY:
-            yield _directory_batch(base, batch)
+            yield _directory_batch(read, base, batch)
             batch, pending = [], 0
     if batch:
-        yield _directory_batch(base, batch)
+        yield _directory_batch(read, base, batch)
 
 
-def _directory_batch(base, dir_ids: list[int]) -> list[tuple]:
+def _directory_batch(read: Reader, base, dir_ids: list[int]) -> list[tuple]:
     rank = {did: n for n, did in enumerate(dir_ids)}
-    rows = _rows(base.where(File.directory.in_(dir_ids)))
+    rows = _rows(read, base.where(File.directory.in_(dir_ids)))
     rows.sort(key=lambda r: (rank[r[1]], bytes(r[2])))
     return rows
 
 
-def _wide_directory(base, did: int) -> Iterator[list[tuple]]:
+def _wide_directory(read: Reader, base, did: int) -> Iterator[list[tuple]]:
     """One directory's files a page at a time, by path along the (project, path) index (never OFFSET)."""
     after = None
     while True:
         query = base.where(File.directory == did)
         if after is not None:
             query = query.where(File.path > after)
-        rows = _rows(query.order_by(File.path).limit(FILE_BATCH))
+        rows = _rows(read, query.order_by(File.path).limit(FILE_BATCH))
         if not rows:
             return
         yield rows
         after = bytes(rows[-1][2])
 
 
-def _covered(project: Project, file_ids: list[int]) -> set[tuple[int, int, int]]:
-    """(file id, offset, length) of the items of these files already in a container of the project."""
+def _covered(read: Reader, project: Project, file_ids: list[int]) -> set[tuple[int, int, int]]:
+    """(file id, offset, length) of the items of these files already in a container of the project (committed
+    before this packing began)."""
     covered: set[tuple[int, int, int]] = set()
     for start in range(0, len(file_ids), 500):
         q = (ContainerItem.select(ContainerItem.file, ContainerItem.offset, ContainerItem.length)
              .join(Container).where((Container.project == project)
-                                    & (ContainerItem.file.in_(file_ids[start:start + 500]))).tuples())
-        covered.update(q.iterator())
+                                    & (ContainerItem.file.in_(file_ids[start:start + 500]))))
+        covered.update(tuple(row) for row in _rows(read, q))
     return covered
 
 
-def _pieces(project: Project, repack: bool, stats: dict[str, int]) -> Iterator[tuple]:
+def _pieces(project: Project, repack: bool, stats: dict[str, int], read: Reader) -> Iterator[tuple]:
     """The pieces to pack, in tree order, as the packer asks for them; `stats` counts files and symlinks.
     With `repack`, pieces already in a container (kept from an earlier packing) are left out."""
     shard_size = project.shard_size
-    for rows in _files_in_tree_order(project):
-        covered = _covered(project, [r[0] for r in rows]) if repack else None
+    for rows in _files_in_tree_order(project, read):
+        covered = _covered(read, project, [r[0] for r in rows]) if repack else None
         for fid, _did, path, size, kind, target in rows:
             path = bytes(path)
             if kind == "symlink":
@@ -150,7 +151,8 @@ def _pieces(project: Project, repack: bool, stats: dict[str, int]) -> Iterator[t
 class _ContainerWriter:
     """Writes each container's items as the packer places them, ITEM_BATCH rows at a time, so a container
     of millions of items never sits in memory; the container's row is written at its first item and
-    completed when the packer closes it."""
+    completed when the packer closes it. Between the two the items stream (store.bulk.RowStream), so the
+    packing reads through a side reader."""
 
     def __init__(self, project: Project, first_seq: int, cancel: threading.Event):
         self.project, self.cancel = project, cancel
@@ -158,7 +160,13 @@ class _ContainerWriter:
         self.container_id: int | None = None
         self.item_seq = 0
         self.rows: list[tuple] = []
-        self.db = database.obj
+        self.items = bulk.RowStream(database.obj, ContainerItem, _ITEM_COLUMNS)
+
+    def __enter__(self) -> "_ContainerWriter":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.items.abort()  # a packing that raised: the connection is free again for the rollback
 
     def add(self, placed: list) -> None:
         if self.container_id is None and self.seq == self.first_seq:
@@ -175,12 +183,13 @@ class _ContainerWriter:
             self.flush()
 
     def flush(self) -> None:
-        bulk.insert_rows(self.db, ContainerItem._meta.table_name, _ITEM_COLUMNS, self.rows)
+        self.items.add(self.rows)
         self.rows = []
 
     def close(self, box) -> tuple[int, int, int, int]:
         """Complete the container the packer closed; (predicted size, data bytes, items, shards)."""
         self.flush()
+        self.items.close()
         predicted = box.predicted_size if box.exact else self._exact_size()
         Container.update(predicted_size=predicted, data_bytes=box.data_bytes, item_count=box.item_count,
                          shard_count=box.shard_count).where(Container.id == self.container_id).execute()
@@ -325,9 +334,9 @@ def containerize(project: Project, *, reset: bool = False, discard_built: bool =
         stats = {"files": 0, "symlinks": 0}
         next_seq = (Container.select(peewee.fn.MAX(Container.seq)).where(Container.project == project).scalar() or 0) + 1
         boxes = []
-        with jobs.watched(project, cancel), _bulk_writes(), database.atomic():
-            writer = _ContainerWriter(project, next_seq, cancel)
-            for box in pack(_pieces(project, repack, stats), project.car_size, profile=project.profile,
+        with jobs.watched(project, cancel), _bulk_writes(), bulk.side_reader(database.obj) as read, \
+                database.atomic(), _ContainerWriter(project, next_seq, cancel) as writer:
+            for box in pack(_pieces(project, repack, stats, read), project.car_size, profile=project.profile,
                             on_pieces=writer.add):
                 boxes.append(writer.close(box))
         bulk.refresh_statistics(database.obj, ContainerItem._meta.table_name)

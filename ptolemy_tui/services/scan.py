@@ -240,7 +240,7 @@ class _Writer:
             for did, flat in self.file_runs:
                 it = iter(flat)
                 rows.extend((pid, did, *row, "file", None, None, None) for row in zip(it, it, it, it, it))
-            bulk.insert_rows(self.db, File._meta.table_name, _FILE_COLUMNS, rows)
+            bulk.insert_rows(self.db, File, _FILE_COLUMNS, rows)
             return
         step = FILE_ROWS_PER_INSERT * local_walk.FILE_FIELDS
         full = []
@@ -261,7 +261,7 @@ class _Writer:
             if self.file_runs:
                 self._insert_files(cursor)
             if self.inserts:
-                bulk.insert_rows(self.db, File._meta.table_name, _FILE_COLUMNS, self.inserts)
+                bulk.insert_rows(self.db, File, _FILE_COLUMNS, self.inserts)
             if self.updates:
                 cursor.executemany(self.update_sql, self.updates)
         self.file_runs = []

@@ -397,7 +397,7 @@ def record_built(holder: Holder, container: Container, car_fields: dict, entries
             CarPlan.create(car=car.id, data=plan)
         meta = CarEntry._meta
         columns = [meta.fields[name].column_name for name in ("car",) + ENTRY_COLUMNS]
-        insert_rows(database.obj, meta.table_name, columns, [(car.id,) + row for row in entries])  # the proxied db
+        insert_rows(database.obj, CarEntry, columns, [(car.id,) + row for row in entries])  # the proxied db
         Event.create(project=container.project_id,
                      text=f"container {container.seq} built: {car_fields['piece_cid']} "
                           f"({car_fields['car_size']:,} bytes, {car_fields['seconds']:.1f}s on {car_fields['host']})")

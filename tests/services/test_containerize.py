@@ -6,9 +6,10 @@ import threading
 import pytest
 
 from ptolemy_tui.core.carsize import predict_car_size
+from ptolemy_tui.core import packing
 from ptolemy_tui.core.packing import CONTAINER_WRAP
 from ptolemy_tui.core.unixfs import SourceEntry
-from ptolemy_tui.errors import UsageError
+from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import containerize, scan
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan
 from tests.services.pipeline_helpers import make_tree, new_project, write
@@ -155,3 +156,35 @@ def test_hundred_thousand_files_pack(sqlite_store, tmp_path):
     assert report["items"] == 100_000 and report["mean_fill"] > 0.99
     assert ContainerItem.select().count() == 100_000
     assert max(c.predicted_size for c in Container.select()) <= 1 * MiB
+
+
+def test_a_cancel_while_items_stream_in_leaves_nothing(store, tmp_path, monkeypatch):
+    """Cancelled after several batches of items went out (on PostgreSQL through the open COPY): nothing of the
+    packing stays, the store answers, and the next containerize packs everything."""
+    src = tmp_path / "src"
+    for d in range(4):
+        (src / f"d{d}").mkdir(parents=True)
+        for n in range(30):
+            write(src / f"d{d}" / f"f{n:02d}", n)
+    project = _scanned(tmp_path, car_size="1MiB")
+    monkeypatch.setattr(containerize, "ITEM_BATCH", 7)
+    monkeypatch.setattr(packing, "HANDOVER", 5)  # the packer hands its pieces over five at a time
+    cancel = threading.Event()
+    placed_so_far = []
+    add = containerize._ContainerWriter.add
+
+    def add_then_cancel(self, placed):
+        add(self, placed)
+        placed_so_far.extend(placed)
+        if len(placed_so_far) >= 30:  # several batches of 7 sent by now
+            cancel.set()
+
+    monkeypatch.setattr(containerize._ContainerWriter, "add", add_then_cancel)
+    with pytest.raises(OperationFailed, match="cancelled"):
+        containerize.containerize(project, cancel=cancel)
+    assert not [t for t in threading.enumerate() if t.name == "copy-rows"], "the COPY was ended before the rollback"
+    assert not ContainerItem.select().exists() and not Container.select().exists()
+    monkeypatch.setattr(containerize._ContainerWriter, "add", add)
+    report = containerize.containerize(Project.get_by_id(project.id))
+    assert report["items"] == 120
+    _check_invariants(project)
