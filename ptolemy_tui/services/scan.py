@@ -125,6 +125,9 @@ class _Writer:
         p = "%s" if self.pg else "?"
         self.update_sql = (f'UPDATE "{table}" SET "directory_id" = {p}, "size" = {p}, "mtime_ns" = {p}, "inode" = {p}, '
                            f'"kind" = {p}, "link_target" = {p}, "error" = {p}, "etag" = {p} WHERE "id" = {p}')
+        # PostgreSQL: the regular files go in on a connection of their own, so the server stores a batch while
+        # this process formats the next (the two took turns before: 1M files 9-18 s against SQLite's 4-7 s).
+        self.loader = bulk.BackgroundCopy(self.db, File, _FILE_COLUMNS) if self.pg else None
 
     # -- directories
 
@@ -233,14 +236,23 @@ class _Writer:
             sql = self.file_sql[rows] = f"{self.file_insert_head} VALUES {', '.join([one] * rows)}"
         return sql
 
+    def _copy_text_of_runs(self) -> str:
+        """The walker's regular files as COPY text in _FILE_COLUMNS order, straight from its flat lists (the
+        one hot path that skips store.bulk's row formatter: no tuple a row, and the constant columns written
+        once). Paths are bytea in hex; kind is 'file'; link_target, error and etag NULL."""
+        pid = self.project.id
+        parts = []
+        for did, flat in self.file_runs:
+            head = f"{pid}\t{did}\t\\\\x"
+            it = iter(flat)
+            parts.append("".join([f"{head}{path.hex()}\t\\\\x{name.hex()}\t{size}\t{mtime_ns}\t{inode}\tfile\t\\N\t\\N\t\\N\n"
+                                  for path, name, size, mtime_ns, inode in zip(it, it, it, it, it)]))
+        return "".join(parts)
+
     def _insert_files(self, cursor) -> None:
         pid = self.project.id
-        if self.pg:  # COPY: one round trip a batch, no statement to parse per row
-            rows = []
-            for did, flat in self.file_runs:
-                it = iter(flat)
-                rows.extend((pid, did, *row, "file", None, None, None) for row in zip(it, it, it, it, it))
-            bulk.insert_rows(self.db, File, _FILE_COLUMNS, rows)
+        if self.pg:  # COPY on the loader's own connection, while this thread goes on with the walk
+            self.loader.submit(self._copy_text_of_runs())
             return
         step = FILE_ROWS_PER_INSERT * local_walk.FILE_FIELDS
         full = []
@@ -268,6 +280,15 @@ class _Writer:
         self.inserts = []
         self.updates = []
         self.pending = 0
+
+    def drain(self) -> None:
+        """Wait until every file row sent is stored (PostgreSQL's loader); raises what the loader met."""
+        if self.loader is not None:
+            self.loader.drain()
+
+    def close(self) -> None:
+        if self.loader is not None:
+            self.loader.close()
 
     # -- the end
 
@@ -437,6 +458,7 @@ class _ScanRun:
         out: queue.Queue = queue.Queue(maxsize=64)  # bounds memory: at most 64 chunks of 4096 entries in flight
         fk_off = _foreign_keys_off()
         walker = source.walker(threads, out, self.cancel, walker_mode)
+        writer = None
         try:
             prev = _load_previous(project)
             writer = _Writer(project, scan, prev)
@@ -444,6 +466,7 @@ class _ScanRun:
             walker.start()
             self._walk(out, writer)
             writer.flush()
+            writer.drain()
             writer.write_aggregates()
             bulk.refresh_statistics(database.obj, File._meta.table_name, Directory._meta.table_name)
             if fk_off:  # the rescan's deletes below rely on ON DELETE CASCADE
@@ -467,6 +490,8 @@ class _ScanRun:
             self.cancel.set()  # walkers stop listing; drain so none blocks on a full queue
             walker.stop()
             _drain(out, walker)
+            if writer is not None:
+                writer.close()
             if fk_off:
                 database.obj.execute_sql("PRAGMA foreign_keys = ON")
 

@@ -208,3 +208,54 @@ def side_reader(db: peewee.Database) -> Iterator[Callable[[str, Sequence], list[
         yield lambda sql, params: side.execute_sql(sql, params).fetchall()
     finally:
         side.close()
+
+
+class BackgroundCopy:
+    """PostgreSQL: batches of COPY text loaded into one table by a thread with a connection of its own, one
+    committed COPY a batch, while the caller goes on (scan: the server stores one batch of files while the
+    walk's next batch is formatted). For rows that commit batch by batch anyway and that nothing else in the
+    caller's transaction refers to. drain() waits until every batch sent is stored and raises the first error."""
+
+    def __init__(self, db: peewee.PostgresqlDatabase, model: type[peewee.Model], columns: Sequence[str]):
+        cols = ", ".join(f'"{c}"' for c in columns)
+        self.sql = f'COPY "{model._meta.table_name}" ({cols}) FROM STDIN'
+        self.side = peewee.PostgresqlDatabase(db.database, **db.connect_params)
+        self.batches: queue.Queue = queue.Queue(maxsize=2)  # bounds memory: two batches waiting at most
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._load, name="copy-batches", daemon=True)
+        self.thread.start()
+
+    def _load(self) -> None:
+        while True:
+            text = self.batches.get()
+            try:
+                if text is None:
+                    self.side.close()  # peewee's connections are per thread: this thread's, closed by it
+                    return
+                if self.error is None:  # after an error, batches are taken and dropped so that put() never blocks
+                    with self.side.atomic():
+                        self.side.cursor().copy_expert(self.sql, io.StringIO(text), size=1 << 20)
+            except BaseException as exc:
+                self.error = exc
+            finally:
+                self.batches.task_done()
+
+    def submit(self, text: str) -> None:
+        self._raise()
+        if text:
+            self.batches.put(text)
+
+    def drain(self) -> None:
+        self.batches.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            with peewee.__exception_wrapper__:
+                raise self.error
+
+    def close(self) -> None:
+        """Stop the thread (after the batches already sent) and close its connection; raises nothing."""
+        if self.thread.is_alive():
+            self.batches.put(None)
+            self.thread.join()

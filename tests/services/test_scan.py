@@ -276,15 +276,32 @@ def test_cancel_mid_scan_stops_the_walker_process(store, tmp_path, monkeypatch):
     assert scan.run_scan(Project.get_by_id(project.id)).state == "done", "a cancelled scan can be run again"
 
 
-def test_walker_widens_when_listings_wait(tmp_path, monkeypatch):
-    """Listings slower than SLOW_PER_ENTRY an entry (I/O waits) let more threads list at once."""
+def _walk_with_clocks(tmp_path, monkeypatch, *, listing_waits: float, handover_waits: float) -> int:
+    """Walk six one-file directories with injected clocks: each listing waits `listing_waits` seconds without
+    CPU (an NFS round trip), each chunk handed over waits `handover_waits` (a busy consumer); the walker's
+    active threads at the end."""
     import queue
 
     for d in range(6):
         (tmp_path / f"d{d}").mkdir()
         write(tmp_path / f"d{d}" / "f", 1)
-    monkeypatch.setattr(scan_walk, "SLOW_MIN", 0.0)
-    monkeypatch.setattr(scan_walk, "SLOW_PER_ENTRY", 0.0)
+    clock = [0.0]
+    monkeypatch.setattr(scan_walk, "WALL_CLOCK", lambda: clock[0])
+    monkeypatch.setattr(scan_walk, "CPU_CLOCK", lambda: 0.0)
+    list_directory = scan_walk.list_directory
+
+    def listing(path):
+        clock[0] += listing_waits
+        return list_directory(path)
+
+    monkeypatch.setattr(scan_walk, "list_directory", listing)
+    emit = scan_walk.Walker._emit
+
+    def handover(self, chunk):
+        clock[0] += handover_waits
+        emit(self, chunk)
+
+    monkeypatch.setattr(scan_walk.Walker, "_emit", handover)
     out: queue.Queue = queue.Queue()
     walker = scan_walk.Walker(os.fsencode(tmp_path), 4, out, threading.Event())
     walker.start()
@@ -292,9 +309,20 @@ def test_walker_widens_when_listings_wait(tmp_path, monkeypatch):
     while (item := out.get(timeout=10)) is not None:
         chunks.append(item)
     walker.stop()
-    assert walker.active == 4
     assert sorted(c[0] for c in chunks) == [b""] + [f"d{d}".encode() for d in range(6)]
     assert sum(c[2] for c in chunks) == 6
+    return walker.active
+
+
+def test_walker_widens_when_listings_wait(tmp_path, monkeypatch):
+    """Listings that wait (I/O) longer than SLOW_PER_ENTRY an entry let more threads list at once."""
+    assert _walk_with_clocks(tmp_path, monkeypatch, listing_waits=0.5, handover_waits=0.0) == 4
+
+
+def test_walker_stays_narrow_when_only_its_consumer_is_slow(tmp_path, monkeypatch):
+    """Chunks that wait for a busy consumer are not slow I/O: the walk stays on one thread (counted as slow,
+    they widened the walk of a warm tmpfs to 8 threads and made a 1M-file scan up to 2x slower)."""
+    assert _walk_with_clocks(tmp_path, monkeypatch, listing_waits=0.0, handover_waits=0.5) == 1
 
 
 def test_rescan_of_an_unchanged_tree_writes_no_file_row(sqlite_store, tmp_path):

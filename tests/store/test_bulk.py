@@ -1,6 +1,8 @@
 """Bulk inserts (COPY on PostgreSQL, executemany on SQLite) keep exact bytes, text, NULLs and 64-bit sizes."""
 from __future__ import annotations
 
+import threading
+
 import peewee
 import pytest
 
@@ -113,3 +115,23 @@ def test_a_row_the_server_refuses_fails_the_stream_in_the_caller_s_thread(store)
             finally:
                 stream.abort()
     assert File.select().count() == 0
+
+
+def test_background_copy_commits_each_batch_and_reports_a_refused_one(pg_store):
+    """PostgreSQL's loader: batches stored on its own connection (visible to the caller's once drained, each
+    committed by itself); a batch the server refuses is raised by drain(), the batches before it stay."""
+    project, root = _project_and_root()
+    loader = bulk.BackgroundCopy(database.obj, File, COLUMNS)
+    try:
+        for start in range(0, 3000, 1000):
+            names = [b"n%05d" % i for i in range(start, start + 1000)]
+            loader.submit(bulk.copy_text(File, COLUMNS, _file_rows(project, root, names)).getvalue())
+        loader.drain()
+        assert File.select().count() == 3000
+        loader.submit(bulk.copy_text(File, COLUMNS, _file_rows(project, root, [b"n00001"])).getvalue())
+        with pytest.raises(peewee.IntegrityError):
+            loader.drain()
+    finally:
+        loader.close()
+    assert File.select().count() == 3000
+    assert not [t for t in threading.enumerate() if t.name == "copy-batches"]
