@@ -26,6 +26,9 @@ class ItemsTable(Polling, NavTable):
         self.page_offset = 0
         self.total = 0
         self.filter_text = ""
+        self.page_after: int | None = None  # filtered: the last seq before this page (keyset paging)
+        self.pages_before: list[int | None] = []  # filtered: page_after of each earlier page, for `p`
+        self.last_seq: int | None = None
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -33,7 +36,7 @@ class ItemsTable(Polling, NavTable):
         self.start_polling()
 
     def fetch(self) -> views.ItemsView:
-        return views.container_items(self.container_id, self.page_offset, PAGE, self.filter_text)
+        return views.container_items(self.container_id, self.page_offset, PAGE, self.filter_text, self.page_after)
 
     def show(self, doc: views.ItemsView) -> None:
         self.total = doc.total
@@ -52,6 +55,7 @@ class ItemsTable(Polling, NavTable):
             head.append(f"\n✗ {c.error}", style="red")
         self.screen.query_one("#items-head", Static).update(head)
         self.clear()
+        self.last_seq = doc.rows[-1].seq if doc.rows else None
         for r in doc.rows:
             shard = "" if r.shard_index is None else str(r.shard_index)
             rng = f"{fmt.count(r.offset)}-{fmt.count(r.offset + r.length)}" if r.shard_index is not None else "whole"
@@ -92,6 +96,7 @@ class ContainerItemsScreen(Screen):
         event.stop()
         table = self.query_one(ItemsTable)
         table.filter_text, table.page_offset = event.value, 0
+        table.page_after, table.pages_before = None, []
         table._poll_busy = False
         table.poll_now()
 
@@ -111,6 +116,12 @@ class ContainerItemsScreen(Screen):
     def action_page(self, step: int) -> None:
         table = self.query_one(ItemsTable)
         offset = table.page_offset + step * PAGE
-        if 0 <= offset < max(table.total, 1):
-            table.page_offset = offset
-            table.poll_now()
+        if not 0 <= offset < max(table.total, 1):
+            return
+        if step > 0:
+            table.pages_before.append(table.page_after)
+            table.page_after = table.last_seq
+        else:
+            table.page_after = table.pages_before.pop() if table.pages_before else None
+        table.page_offset = offset
+        table.poll_now()

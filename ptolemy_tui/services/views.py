@@ -411,7 +411,10 @@ class ItemsView:
     total: int  # items matching the filter
 
 
-def container_items(container_id: int, offset: int = 0, limit: int = 1000, text: str = "") -> ItemsView:
+def container_items(container_id: int, offset: int = 0, limit: int = 1000, text: str = "",
+                    after: int | None = None) -> ItemsView:
+    """One page of a container's items: unfiltered, the seqs offset..offset+limit-1; filtered by `text`, the
+    `limit` matches after seq `after`."""
     c = Container.get_by_id(container_id)
     car_size = c.project.car_size or 0
     head = ContainerRow(id=c.id, seq=c.seq, state=c.state, predicted_size=c.predicted_size, data_bytes=c.data_bytes,
@@ -426,7 +429,9 @@ def container_items(container_id: int, offset: int = 0, limit: int = 1000, text:
                                   ContainerItem.length, ContainerItem.shard_index, File.path, File.size)
              .join(File).where(where).order_by(ContainerItem.seq))
     if text:
-        page = query.limit(limit).offset(offset)
+        # Filtered, the matches' seqs have gaps: a page starts after the last seq of the page before (`after`;
+        # None for the first page), along the (container, seq) index; `offset` only numbers the rows shown.
+        page = (query.where(ContainerItem.seq > after) if after is not None else query).limit(limit)
         total = ContainerItem.select().where(where).count()
     else:
         # A container's items are numbered 0..n-1, so a page is a range of the (container, seq) index: no

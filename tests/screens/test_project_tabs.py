@@ -13,7 +13,7 @@ from ptolemy_tui.screens.app import PtolemyApp
 from ptolemy_tui.screens.base import ConfirmScreen, HelpScreen
 from ptolemy_tui.screens.items import ContainerItemsScreen, ItemsTable
 from ptolemy_tui.screens.project import ProjectScreen
-from ptolemy_tui.store.models import Car, Container, Project
+from ptolemy_tui.store.models import Car, Container, ContainerItem, Project
 from tests.screens import helpers
 from tests.screens.helpers import wait_for
 
@@ -360,6 +360,10 @@ def test_container_items_page(packed_project):
 
     box = Container.select().where(Container.project == packed_project.id).order_by(Container.item_count.desc()).first()
     assert box.item_count > 10
+    paths = [bytes(p).decode() for (p,) in ContainerItem.select(ContainerItem.car_path)
+             .where(ContainerItem.container == box.id).order_by(ContainerItem.seq).tuples()]
+    text = next(c for c in sorted(set("".join(paths)) - {" "}) if 10 < sum(c in p for p in paths) < len(paths))
+    matches = [p for p in paths if text in p]
 
     async def scenario(app, screen, pilot):
         old = items_module.PAGE
@@ -376,6 +380,18 @@ def test_container_items_page(packed_project):
             assert "rows 11-" in str(app.screen.query_one("#items-head", Static).render())
             await pilot.press("p")
             await wait_for(pilot, lambda: table.row_count and table.get_row_at(0)[0] == first)
+            # filtered (a character some but not all paths hold, so the matches' seqs have gaps), the pages
+            # follow the matches by key after the last seq shown, and `p` comes back
+            await pilot.press("slash", *text, "enter")
+            await wait_for(pilot, lambda: table.filter_text == text and table.row_count == 10)
+            first_filtered = table.get_row_at(0)[0]
+            last_seq = int(table.get_row_at(table.row_count - 1)[0])
+            await pilot.press("n")
+            await wait_for(pilot, lambda: table.row_count > 0 and table.get_row_at(0)[0] != first_filtered)
+            assert int(table.get_row_at(0)[0]) > last_seq
+            assert [str(table.get_row_at(i)[1]) for i in range(table.row_count)] == matches[10:20]
+            await pilot.press("p")
+            await wait_for(pilot, lambda: table.row_count and table.get_row_at(0)[0] == first_filtered)
         finally:
             items_module.PAGE = old
 

@@ -28,3 +28,26 @@ def test_container_items_page_by_seq(store, tmp_path):
     filtered = views.container_items(box.id, 0, 5, "f01")
     assert filtered.total == 10 and [r.car_path.rsplit("/", 1)[1] for r in filtered.rows] == [
         f"f01{n}" for n in range(5)]
+
+
+def test_filtered_items_page_by_key_after_the_last_seq(store, tmp_path):
+    """A filter's matches have gaps in seq: each page starts after the last seq shown (no OFFSET), and the
+    pages together are the whole filtered listing."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for n in range(60):
+        write(src / "d" / (f"keep{n:03d}" if n % 3 else f"skip{n:03d}"), 1)
+    project = new_project(tmp_path)
+    scan.run_scan(project)
+    containerize.containerize(project)
+    box = Container.select().where(Container.project == project).order_by(Container.seq).first()
+    whole = views.container_items(box.id, 0, 1000, "keep")
+    assert whole.total == len(whole.rows) == 40
+    paged, after = [], None
+    for offset in range(0, 40, 7):
+        page = views.container_items(box.id, offset, 7, "keep", after)
+        assert page.total == 40
+        paged += page.rows
+        after = page.rows[-1].seq
+    assert paged == list(whole.rows)
+    assert views.container_items(box.id, 0, 7, "keep", whole.rows[-1].seq).rows == ()
