@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ptolemy_tui.core.sizes import parse_size  # noqa: E402
 from ptolemy_tui.services import containerize, projects  # noqa: E402
 from ptolemy_tui.store import db  # noqa: E402
+from ptolemy_tui.store.bulk import refresh_statistics  # noqa: E402
 from ptolemy_tui.core.states import ProjectStatus  # noqa: E402
 from ptolemy_tui.store import transitions  # noqa: E402
 from ptolemy_tui.store.models import Directory, database  # noqa: E402
@@ -51,6 +52,7 @@ def fill_store(project, files: int, per_dir: int, rng: random.Random) -> int:
 
         with database.atomic():
             execute_values(cursor, f'INSERT INTO "file" ({cols}) VALUES %s', rows, page_size=5000)
+        refresh_statistics(database.obj, "file", "directory")  # as a scan does after its bulk load
     else:
         with database.atomic():
             cursor.executemany(f'INSERT INTO "file" ({cols}) VALUES ({ph})', rows)

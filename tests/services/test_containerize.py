@@ -188,3 +188,17 @@ def test_a_cancel_while_items_stream_in_leaves_nothing(store, tmp_path, monkeypa
     report = containerize.containerize(Project.get_by_id(project.id))
     assert report["items"] == 120
     _check_invariants(project)
+
+
+def test_hamt_containers_get_their_exact_size_in_the_middle_of_the_packing(store, tmp_path):
+    """A directory too big for one block (a HAMT) makes a container's size exact only from its items, read
+    back in the middle of the packing (on PostgreSQL with the items' COPY closed and opened again); the
+    containers after it are packed and sized as well."""
+    wide = tmp_path / "src" / "wide"
+    wide.mkdir(parents=True)
+    for n in range(8000):  # ~3,400 entries a 1 MiB container, (80 + 36) bytes of link each: over 256 KiB
+        write(wide / (f"{n:05d}-" + "n" * 74), 1)
+    project = _scanned(tmp_path, car_size="1MiB", shard_size="1MiB")
+    report = containerize.containerize(project)
+    assert report["containers"] >= 3 and report["items"] == 8000
+    _check_invariants(project)  # every predicted size equals the formats code's, the HAMTs' included
