@@ -1,7 +1,10 @@
 """Bulk inserts of millions of rows (scan's files, containerize's items): the fastest path each store has.
 
 PostgreSQL takes rows through COPY (one round trip per batch, no statement parsing per row: several times
-faster than multi-row INSERTs over a socket); SQLite through executemany of a multi-row INSERT.
+faster than multi-row INSERTs over a socket); SQLite through executemany of a multi-row INSERT. On PostgreSQL
+the client and the server also work at the same time rather than in turns: RowStream keeps one COPY open in the
+caller's transaction (containerize's items), BackgroundCopy loads committed batches on a connection of its own
+(scan's files).
 """
 from __future__ import annotations
 
@@ -90,7 +93,6 @@ def refresh_statistics(db: peewee.Database, *tables: str) -> None:
     if isinstance(db, peewee.PostgresqlDatabase):
         for table in tables:
             db.execute_sql(f'ANALYZE "{table}"')  # table names from the models, never from input
-
 
 
 _END, _ABORT = "", object()
