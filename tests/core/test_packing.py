@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptolemy_tui.core import carmodel, packing
-from ptolemy_tui.core.carmodel import ContainerSizer, file_dag
+from ptolemy_tui.core.carmodel import ONE_NODE_MAX, ContainerSizer, file_dag, one_node_file
 from ptolemy_tui.core.carsize import file_stats, predict_car_size
 from ptolemy_tui.core.packing import (CONTAINER_WRAP, PackingError, Piece, exact_car_size, pack, pieces_of, shard_name,
                                       source_entries)
@@ -109,6 +109,16 @@ def test_incremental_model_matches_predict_car_size(spec, profile, wrap):
 @pytest.mark.parametrize("profile", ["kubo", "go-car"])
 def test_file_dag_matches_formats(length, profile):
     assert file_dag(length, profile) == file_stats(length, 262144, 174, profile == "go-car")
+
+
+def test_the_one_node_closed_form_at_every_leaf_count_and_varint_edge():
+    """try_add sizes files of up to 174 chunks with one_node_file, not through file_dag: at every leaf count,
+    and where the last leaf's and the file's varints change length, it is the formats code's figure."""
+    lengths = {k * 262144 + d for k in range(1, 175) for d in (-1, 0, 1)}
+    lengths |= {262144 * k + e + d for k in (1, 7, 173) for e in (127, 16383) for d in (0, 1)}
+    lengths |= {(1 << b) + d for b in (21, 28) for d in (-1, 0, 1)}
+    for length in sorted(n for n in lengths if 262144 < n <= ONE_NODE_MAX):
+        assert one_node_file(length) == file_stats(length, 262144, 174, False) == file_stats(length, 262144, 174, True)
 
 
 @settings(max_examples=300, deadline=None)
