@@ -13,6 +13,8 @@ devices and unreadable entries (recorded by the scan with the reason).
 from __future__ import annotations
 
 import contextlib
+import itertools
+import operator
 import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
@@ -90,10 +92,12 @@ def _files_in_tree_order(project: Project, read: Reader) -> Iterator[list[tuple]
 
 
 def _directory_batch(read: Reader, base, dir_ids: list[int]) -> list[tuple]:
-    rank = {did: n for n, did in enumerate(dir_ids)}
-    rows = _rows(read, base.where(File.directory.in_(dir_ids)))
-    rows.sort(key=lambda r: (rank[r[1]], bytes(r[2])))
-    return rows
+    """The files of these directories, a directory after the other in the order given, each by path: the store
+    sorts by (directory, path) and the directories' runs are put in order here (a Python sort key a row cost
+    more than the rest of reading them)."""
+    rows = _rows(read, base.where(File.directory.in_(dir_ids)).order_by(File.directory, File.path))
+    runs = {did: list(group) for did, group in itertools.groupby(rows, key=operator.itemgetter(1))}
+    return list(itertools.chain.from_iterable(runs.get(did, ()) for did in dir_ids))
 
 
 def _wide_directory(read: Reader, base, did: int) -> Iterator[list[tuple]]:
