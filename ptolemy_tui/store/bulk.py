@@ -55,6 +55,12 @@ def row_formatter(model: type[peewee.Model], columns: tuple[str, ...]) -> Callab
     return scope["format_rows"]
 
 
+def copy_sql(model: type[peewee.Model], columns: Sequence[str]) -> str:
+    """COPY FROM STDIN of these columns of the model's table (names from the models, never from input)."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    return f'COPY "{model._meta.table_name}" ({cols}) FROM STDIN'
+
+
 def copy_text(model: type[peewee.Model], columns: Sequence[str], rows: Iterable[Sequence]) -> io.StringIO:
     """The rows in COPY's text format."""
     return io.StringIO(row_formatter(model, tuple(columns))(rows))
@@ -70,7 +76,7 @@ def insert_rows(db: peewee.Database, model: type[peewee.Model], columns: Sequenc
     cols = ", ".join(f'"{c}"' for c in columns)
     cursor = db.cursor()
     if isinstance(db, peewee.PostgresqlDatabase):
-        cursor.copy_expert(f'COPY "{table}" ({cols}) FROM STDIN', copy_text(model, columns, rows))
+        cursor.copy_expert(copy_sql(model, columns), copy_text(model, columns, rows))
         return
     # SQLite: many rows a statement (a statement and its binding cost more than a row does), within the
     # 999 bound parameters the oldest SQLite builds allow; the remainder one row a statement.
@@ -144,8 +150,7 @@ class RowStream:
         self._put(row_formatter(self.model, self.columns)(rows))
 
     def _open(self) -> None:
-        cols = ", ".join(f'"{c}"' for c in self.columns)
-        sql = f'COPY "{self.model._meta.table_name}" ({cols}) FROM STDIN'
+        sql = copy_sql(self.model, self.columns)
         cursor = self.db.cursor()  # taken here: peewee's connections are per thread
         self.feed = _CopyFeed()
 
@@ -219,8 +224,7 @@ class BackgroundCopy:
     caller's transaction refers to. drain() waits until every batch sent is stored and raises the first error."""
 
     def __init__(self, db: peewee.PostgresqlDatabase, model: type[peewee.Model], columns: Sequence[str]):
-        cols = ", ".join(f'"{c}"' for c in columns)
-        self.sql = f'COPY "{model._meta.table_name}" ({cols}) FROM STDIN'
+        self.sql = copy_sql(model, columns)
         self.side = peewee.PostgresqlDatabase(db.database, **db.connect_params)
         self.batches: queue.Queue = queue.Queue(maxsize=2)  # bounds memory: two batches waiting at most
         self.error: BaseException | None = None
