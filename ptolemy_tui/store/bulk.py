@@ -69,27 +69,28 @@ def copy_text(model: type[peewee.Model], columns: Sequence[str], rows: Iterable[
 def insert_rows(db: peewee.Database, model: type[peewee.Model], columns: Sequence[str],
                 rows: Sequence[Sequence]) -> None:
     """Insert `rows` (tuples in the order of the column names `columns`) into `model`'s table, inside the
-    caller's transaction."""
+    caller's transaction. The driver's errors come as peewee's, as from any query (the worker's retries know
+    peewee's OperationalError, not psycopg2's or sqlite3's)."""
     if not rows:
         return
-    table = model._meta.table_name
-    cols = ", ".join(f'"{c}"' for c in columns)
-    cursor = db.cursor()
-    if isinstance(db, peewee.PostgresqlDatabase):
-        cursor.copy_expert(copy_sql(model, columns), copy_text(model, columns, rows))
-        return
-    # SQLite: many rows a statement (a statement and its binding cost more than a row does), within the
-    # 999 bound parameters the oldest SQLite builds allow; the remainder one row a statement.
-    one = f'({", ".join("?" * len(columns))})'
-    per = max(1, SQLITE_MAX_PARAMS // len(columns))
-    head = f'INSERT INTO "{table}" ({cols}) VALUES '
-    full = len(rows) - len(rows) % per
-    if full:
-        width = per * len(columns)
-        flat = [value for row in rows[:full] for value in row]
-        cursor.executemany(head + ", ".join([one] * per), [flat[i:i + width] for i in range(0, len(flat), width)])
-    if full < len(rows):
-        cursor.executemany(head + one, rows[full:])
+    with peewee.__exception_wrapper__:
+        cursor = db.cursor()
+        if isinstance(db, peewee.PostgresqlDatabase):
+            cursor.copy_expert(copy_sql(model, columns), copy_text(model, columns, rows))
+            return
+        # SQLite: many rows a statement (a statement and its binding cost more than a row does), within the
+        # 999 bound parameters the oldest SQLite builds allow; the remainder one row a statement.
+        cols = ", ".join(f'"{c}"' for c in columns)
+        one = f'({", ".join("?" * len(columns))})'
+        per = max(1, SQLITE_MAX_PARAMS // len(columns))
+        head = f'INSERT INTO "{model._meta.table_name}" ({cols}) VALUES '
+        full = len(rows) - len(rows) % per
+        if full:
+            width = per * len(columns)
+            flat = [value for row in rows[:full] for value in row]
+            cursor.executemany(head + ", ".join([one] * per), [flat[i:i + width] for i in range(0, len(flat), width)])
+        if full < len(rows):
+            cursor.executemany(head + one, rows[full:])
 
 
 def refresh_statistics(db: peewee.Database, *tables: str) -> None:
@@ -142,8 +143,7 @@ class RowStream:
         if not rows:
             return
         if not self.pg:
-            with peewee.__exception_wrapper__:  # the driver's errors as peewee's, as for any query
-                insert_rows(self.db, self.model, self.columns, rows)
+            insert_rows(self.db, self.model, self.columns, rows)
             return
         if self.thread is None:
             self._open()

@@ -101,6 +101,16 @@ def test_an_aborted_row_stream_leaves_nothing_and_frees_the_connection(store):
     assert Project.select().count() == 1  # the connection answers again
 
 
+def test_a_refused_bulk_insert_raises_peewee_s_error_not_the_driver_s(store):
+    """The worker's retries and the services sort store errors by peewee's classes; a bulk insert's must be
+    those too, on both stores."""
+    project, root = _project_and_root()
+    with pytest.raises(peewee.IntegrityError):
+        with database.atomic():
+            bulk.insert_rows(database.obj, File, COLUMNS, _file_rows(project, root, [b"same"] * 2))
+    assert File.select().count() == 0
+
+
 def test_a_row_the_server_refuses_fails_the_stream_in_the_caller_s_thread(store):
     """A value the store rejects (a duplicate path) is raised by close() or a later add(), in the caller's
     thread, and the transaction leaves nothing."""
