@@ -1,6 +1,7 @@
 """MB/s of `ptolemy serve` over loopback: one client and 8 concurrent clients downloading a staged CAR and an
 inline CAR (regenerated from its plan and sources, every leaf re-hashed), beside `curl file://` of the staged CAR
-from disk in the same run (the baseline). Every client is curl, so the ratios compare servers, not clients.
+from disk in the same run (the baseline), and beside a bare sendfile server (the floor: loopback TCP and a second
+process, which no HTTP server avoids). Every client is curl, so the ratios compare servers, not clients.
 
     .venv/bin/python bench/serve.py [--size 512MiB] [--repeat 3] [--dir /dev/shm] [--no-verify]
 
@@ -45,6 +46,49 @@ def start_server(db: str, project: str, extra: list[str], env) -> tuple[subproce
         proc.kill()
         raise SystemExit(f"serve did not start: {line!r}")
     return proc, int(m.group(1))
+
+
+# The floor for any HTTP server on this machine: read the request head, send the header, then one os.sendfile
+# of the whole file (the kernel moves every byte; no parsing, routing, ranges, logging or store). What it loses
+# against `curl file://` is loopback TCP and a second process, which no server avoids.
+SENDFILE_SERVER = r"""
+import os, socket, sys, threading
+path = sys.argv[1]
+size = os.path.getsize(path)
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(64)
+print(listener.getsockname()[1], flush=True)
+
+def handle(conn):
+    with conn:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = conn.recv(65536)
+            if not data:
+                return
+            head += data
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            sent = 0
+            while sent < size:
+                n = os.sendfile(conn.fileno(), fd, sent, size - sent)
+                if not n:
+                    break
+                sent += n
+        finally:
+            os.close(fd)
+
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=handle, args=(conn,), daemon=True).start()
+"""
+
+
+def start_sendfile_server(path: str) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([sys.executable, "-c", SENDFILE_SERVER, path], stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline())
 
 
 def curl_many(urls: list[str]) -> float:
@@ -116,12 +160,14 @@ def main() -> int:
         extra = ["--no-verify"] if args.no_verify else []
         s_proc, s_port = start_server(db, "staged", [], env)
         i_proc, i_port = start_server(db, "inline", extra, env)
-        servers += [s_proc, i_proc]
+        f_proc, f_port = start_sendfile_server(staged["path"])
+        servers += [s_proc, i_proc, f_proc]
         cid = staged["piece_cid"]
         file_url = f"file://{staged['path']}"
+        floor_url = f"http://127.0.0.1:{f_port}/"
         staged_url = f"http://127.0.0.1:{s_port}/piece/{cid}"
         inline_url = f"http://127.0.0.1:{i_port}/piece/{cid}"
-        curl_many([file_url, staged_url, inline_url])  # warm the page cache and the servers
+        curl_many([file_url, floor_url, staged_url, inline_url])  # warm the page cache and the servers
         rows = []
         for clients in (1, args.clients):
             # interleaved: each round measures the baseline and both servers back to back, and its ratios are
@@ -130,28 +176,32 @@ def main() -> int:
             cpu = {"staged": 0.0, "inline": 0.0}
             for _ in range(args.repeat):
                 rates = {}
-                for label, url in (("file", file_url), ("staged", staged_url), ("inline", inline_url)):
+                for label, url in (("file", file_url), ("floor", floor_url), ("staged", staged_url),
+                                   ("inline", inline_url)):
                     proc = psutil.Process({"staged": s_proc.pid, "inline": i_proc.pid}.get(label, os.getpid()))
                     used = sum(proc.cpu_times()[:2])
                     rates[label] = clients * nbytes / curl_many([url] * clients) / MB
                     if label in cpu:
                         cpu[label] += sum(proc.cpu_times()[:2]) - used
                 rounds.append(rates)
-            for label in ("staged", "inline"):
-                ratios = sorted(r[label] / r["file"] for r in rounds)
-                cpu_per_gb = cpu[label] / (args.repeat * clients * nbytes / 1e9)
+            for label in ("floor", "staged", "inline"):
+                cpu_per_gb = cpu[label] / (args.repeat * clients * nbytes / 1e9) if label in cpu else None
                 rows.append((clients, label, statistics.median(r[label] for r in rounds),
-                             statistics.median(r["file"] for r in rounds), statistics.median(ratios), cpu_per_gb))
+                             statistics.median(r["file"] for r in rounds),
+                             statistics.median(r[label] / r["file"] for r in rounds),
+                             statistics.median(r[label] / r["floor"] for r in rounds), cpu_per_gb))
         rss = stalled_rss(i_proc.pid, i_port, cid, args.clients)
         load = os.getloadavg()
         print(f"CAR of {nbytes / MB:.0f} MB (one {size / (1 << 20):.0f} MiB file), medians of {args.repeat} "
               f"interleaved rounds; "
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs (shared machine)"
               + (" ; inline without leaf re-hashing" if args.no_verify else ""))
-        print(f"{'clients':>7}  {'CAR':<7} {'MB/s':>8}  {'curl file:// MB/s':>18}  {'ratio (median of rounds)':>24}"
+        print("floor: the same CAR from a bare sendfile server (no HTTP library); ratios are medians of rounds")
+        print(f"{'clients':>7}  {'CAR':<7} {'MB/s':>8}  {'curl file:// MB/s':>18}  {'x file://':>9}  {'x floor':>7}"
               f"  {'server CPU s/GB':>15}")
-        for clients, label, rate, base, ratio, cpu_per_gb in rows:
-            print(f"{clients:>7}  {label:<7} {rate:>8.0f}  {base:>18.0f}  {ratio:>23.2f}x  {cpu_per_gb:>15.2f}")
+        for clients, label, rate, base, ratio, of_floor, cpu_per_gb in rows:
+            shown = f"{cpu_per_gb:>15.2f}" if cpu_per_gb is not None else f"{'-':>15}"
+            print(f"{clients:>7}  {label:<7} {rate:>8.0f}  {base:>18.0f}  {ratio:>8.2f}x  {of_floor:>6.2f}x  {shown}")
         print(f"inline server RSS: {rss[0] / 2**20:.0f} MiB idle, {rss[1] / 2**20:.0f} MiB with {args.clients} "
               f"clients stalled mid-CAR (+{(rss[1] - rss[0]) / args.clients / 2**20:.1f} MiB per connection)")
     finally:
