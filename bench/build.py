@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import psutil  # noqa: E402
-from benchkit import TreeWriter, parse_size  # noqa: E402
+from benchkit import TreeWriter, compile_package, parse_size  # noqa: E402
 
 MB = 1e6
 
@@ -300,6 +300,7 @@ def main() -> int:
     ap.add_argument("--staging-dir", help="where CARs are written, by the build and the two-pass baseline alike "
                                           "(default: the work dir in /tmp; /dev/shm takes the disk's fsync out)")
     args = ap.parse_args()
+    compile_package()
     if args.two_pass_child:
         return two_pass_child(*args.two_pass_child)
     size = parse_size(args.size)

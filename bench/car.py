@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from ptolemy_tui.core.car import SourceEntry, entries_for_paths, write_car  # noqa: E402
-from benchkit import parse_size  # noqa: E402
+from benchkit import compile_package, parse_size  # noqa: E402
 
 
 def make_big(path: str, size: int) -> None:
@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--sha256-engine", default=None,
                     help="leaf hashing engine (sets PTOLEMY_SHA256_ENGINE: c-avx512, c-sha-ni, c-portable, python)")
     args = ap.parse_args()
+    compile_package()
     if args.sha256_engine:
         os.environ["PTOLEMY_SHA256_ENGINE"] = args.sha256_engine
     from ptolemy_tui.core import sha256_batch

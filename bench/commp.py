@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from ptolemy_tui.core import commp  # noqa: E402
 from ptolemy_tui.core.sizes import parse_size  # noqa: E402
+from benchkit import compile_package  # noqa: E402
 
 
 def find_oracle(explicit: str | None) -> str | None:
@@ -113,6 +114,7 @@ def main() -> int:
     ap.add_argument("--ratio-only", action="store_true",
                     help="only the CPU ratio to openssl and each engine's MB per CPU-second (CLI subprocesses)")
     args = ap.parse_args()
+    compile_package()
 
     tmpdir = None
     if args.file:

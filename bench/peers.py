@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from benchkit import compile_package  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -170,6 +171,7 @@ def main() -> int:
                     help="where CARs and the predecessor's staging copies go (default: the work dir in /tmp)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
+    compile_package()
     bins = peers_bin()
     missing = [t for t in ("car", "stream-commp", "ipfs") if not os.access(os.path.join(bins, t), os.X_OK)]
     if missing:

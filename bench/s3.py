@@ -34,7 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from benchkit import TreeWriter  # noqa: E402
+from benchkit import TreeWriter, compile_package  # noqa: E402
 
 MB = 1e6
 
@@ -212,6 +212,7 @@ def main() -> int:
     ap.add_argument("--scan-only", action="store_true", help="only the --objects scan, no builds")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
+    compile_package()
     size = parse_size(args.size)
     base = "/dev/shm" if shutil.disk_usage("/dev/shm").free > 3 * size + (1 << 30) else None
     work = tempfile.mkdtemp(prefix="ptolemy-bench-s3-", dir=base)

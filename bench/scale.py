@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from benchkit import compile_package  # noqa: E402
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
@@ -172,6 +173,7 @@ def main() -> int:
     ap.add_argument("--pg", help="PostgreSQL URL of an empty database (default: a throwaway cluster)")
     ap.add_argument("--no-tui", action="store_true")
     args = ap.parse_args()
+    compile_package()
     sizes = [int(n) for n in args.files.split(",")] + ([10_000_000] if args.ten_million else [])
     work = tempfile.mkdtemp(prefix="ptolemy-bench-scale-", dir=args.tree_dir)
     env = dict(os.environ, PYTHONPATH=HERE, XDG_DATA_HOME=os.path.join(work, "xdg-data"),

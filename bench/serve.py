@@ -23,7 +23,7 @@ import time
 
 import psutil
 
-from benchkit import parse_size
+from benchkit import compile_package, parse_size
 
 MB = 1e6
 
@@ -130,6 +130,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--no-verify", action="store_true", help="serve inline CARs without re-hashing leaves")
     args = ap.parse_args()
+    compile_package()
     if shutil.which("curl") is None:
         raise SystemExit("curl is needed (apt-get install curl)")
     size = parse_size(args.size)
