@@ -249,6 +249,13 @@ def main() -> int:
                 gb = r["bytes"] / 1e9
                 print(f"{label:<22} {rate:>16.0f} {rate / local_rate:>8.2f} {r['wall']:>7.1f} "
                       f"{r['rss'] / 2**20:>13.0f} {r['machine_cpu'] / gb:>13.2f} {r['server_cpu'] / gb:>16.2f}")
+            if len(results) > 1:
+                # Where the server shares the worker's cores, a client that cost no more CPU than a local read
+                # would still lose the server's CPU: local's CPU per GB over (that + the server's) bounds the ratio.
+                local_cpu = local["machine_cpu"] / (local["bytes"] / 1e9)
+                server_cpu = results[1][1]["server_cpu"] / (results[1][1]["bytes"] / 1e9)
+                print(f"bound with the S3 server on these {os.cpu_count()} cores: {local_cpu / (local_cpu + server_cpu):.2f}x "
+                      f"local (local {local_cpu:.2f} CPU-s/GB, the server {server_cpu:.2f} more), whatever the client")
             same = all(r["cids"] == local["cids"] for _l, r in results)
             print(f"CARs identical across the three builds (payload CID, piece CID): {same}")
         if args.objects:
