@@ -26,11 +26,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from benchkit import compile_package  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
+
+from benchkit import compile_package  # noqa: E402  (bench/ is the script's own directory)
 MB = 1e6
 
 # What stopped a fourth column (tried on 2026-12-02 with the module proxy this project reaches):

@@ -27,10 +27,11 @@ import sys
 import tempfile
 import threading
 import time
-from benchkit import compile_package  # noqa: E402
 
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, HERE)
+
+from benchkit import compile_package  # noqa: E402  (bench/ is the script's own directory)
 
 PER_DIR = 1000
 

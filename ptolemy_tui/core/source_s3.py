@@ -180,8 +180,8 @@ class S3Source:
         ca_certs = None
         if not (self.endpoint or "").startswith("http://"):
             core = getattr(self._session, "_session", None)  # boto3's botocore session holds the merged config
-            ca_certs = (core.get_config_variable("ca_bundle") if core is not None else os.environ.get("AWS_CA_BUNDLE")) \
-                or os.environ.get("REQUESTS_CA_BUNDLE")
+            configured = core.get_config_variable("ca_bundle") if core is not None else os.environ.get("AWS_CA_BUNDLE")
+            ca_certs = configured or os.environ.get("REQUESTS_CA_BUNDLE")
         if self.endpoint:
             base = f"{self.endpoint.rstrip('/')}/{self.bucket}/"
         elif self._region and all(c.isalnum() or c == "-" for c in self.bucket):
