@@ -2,7 +2,7 @@
 
     GET|HEAD /piece/<pieceCID>      (v1 `baga…` or v2 `bafkzcib…`; only CIDs the store knows)
 
-The body is the CAR: a staged CAR straight from its file with `loop.sendfile` (zero-copy, in 8 MiB steps so
+The body is the CAR: a staged CAR straight from its file with `loop.sendfile` (zero-copy, in 32 MiB steps so
 progress can be recorded), an inline CAR regenerated from its plan and its sources (core.carplan) on a small
 thread pool, every leaf re-hashed against its recorded digest before it is sent. Single byte ranges give 206
 with Content-Range; several ranges in one request, or a range past the end, give 416 (stated in the README).
