@@ -376,16 +376,10 @@ class S3Source:
         def get():
             resp = self.client.get_object(**kwargs)
             body = resp["Body"]
-            got = 0
             try:
-                while got < want:
-                    n = body.readinto(view[got:want])
-                    if not n:
-                        break
-                    got += n
+                return resp, _fill(body.readinto, view, want)
             finally:
                 body.close()
-            return resp, got
 
         try:
             resp, got = self.call(shown, lean_get if http is not None else get)
@@ -412,6 +406,17 @@ class S3Source:
                           etag=_etag(head.get("ETag")))
 
 
+def _fill(readinto, view: memoryview, want: int) -> int:
+    """readinto(view[got:want]) until `want` bytes or the end of the body: how many came."""
+    got = 0
+    while got < want:
+        n = readinto(view[got:want])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def _read_body(resp, view: memoryview, want: int) -> tuple[int, bool]:
     """Up to `want` bytes of a urllib3 response's body into view: how many, and whether the body ended there
     (the connection can go back to the pool). Read through the http.client response underneath, straight into
@@ -423,20 +428,10 @@ def _read_body(resp, view: memoryview, want: int) -> tuple[int, bool]:
 
     raw = getattr(resp, "_fp", None)
     if raw is None or not hasattr(raw, "readinto") or resp.headers.get("content-encoding"):
-        got = 0
-        while got < want:
-            n = resp.readinto(view[got:want])
-            if not n:
-                break
-            got += n
+        got = _fill(resp.readinto, view, want)
         return got, got < want or not resp.read(1)
-    got = 0
     try:
-        while got < want:
-            n = raw.readinto(view[got:want])
-            if not n:
-                break
-            got += n
+        got = _fill(raw.readinto, view, want)
         if got < want and raw.length:  # http.client ends a body cut short quietly; urllib3 calls it an error
             raise http.client.IncompleteRead(bytes(0), raw.length)
         return got, raw.isclosed() or not raw.read(1)

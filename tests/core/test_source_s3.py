@@ -48,9 +48,14 @@ def test_an_https_endpoint_verifies_with_the_bundle_botocore_would_use(monkeypat
     assert src._lean().connection_pool_kw["ca_certs"] == str(bundle)
 
 
-def test_a_proxy_in_the_environment_leaves_the_requests_to_botocore(monkeypatch):
-    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
-    assert S3Source("s3://bkt", endpoint="http://127.0.0.1:1", unsigned=True)._lean() is None
+def test_a_proxy_in_the_environment_leaves_the_requests_to_botocore(server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # botocore's own proxy rules let it reach the local server
+    src = S3Source("s3://bkt", endpoint=server.url, unsigned=True)
+    assert src._lean() is None
+    buf = bytearray(50_000)
+    got, state = src.fetch(b"obj", 250_000, 300_000, None, buf)  # through boto3's get_object
+    assert (got, bytes(buf), state.size) == (50_000, OBJECT[250_000:], len(OBJECT))
 
 
 def _server_that_cuts_bodies(sent: int, declared: int):
