@@ -255,10 +255,11 @@ def main() -> int:
             # Where the server (and the delay proxy, in this process) share the worker's cores, a client that
             # cost no more CPU than a local read would still lose their CPU: local's CPU per GB over (that + theirs)
             # bounds the ratio, whatever the client.
-            local_cpu = local["machine_cpu"] / (local["bytes"] / 1e9)
+            local_gb = local["bytes"] / 1e9
+            local_cpu, local_bench_cpu = local["machine_cpu"] / local_gb, local["bench_cpu"] / local_gb
             for label, r in results[1:]:
                 gb = r["bytes"] / 1e9
-                others = r["server_cpu"] / gb + max(0.0, r["bench_cpu"] / gb - local["bench_cpu"] / (local["bytes"] / 1e9))
+                others = r["server_cpu"] / gb + max(0.0, r["bench_cpu"] / gb - local_bench_cpu)
                 print(f"{label}: bound {local_cpu / (local_cpu + others):.2f}x local on these {os.cpu_count()} cores "
                       f"(local {local_cpu:.2f} CPU-s/GB; the server and the proxy {others:.2f} more), whatever the client")
             same = all(r["cids"] == local["cids"] for _l, r in results)

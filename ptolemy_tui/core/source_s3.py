@@ -421,7 +421,8 @@ def _read_body(resp, view: memoryview, want: int) -> tuple[int, bool]:
     """Up to `want` bytes of a urllib3 response's body into view: how many, and whether the body ended there
     (the connection can go back to the pool). Read through the http.client response underneath, straight into
     view: urllib3 2's own readinto reads a new bytes object and copies it, and http.client's read(n) copies once
-    more (measured: a third of the client's CPU per byte). Errors are urllib3's, as its own reads raise them."""
+    more (measured on 64 MiB objects: 0.44-0.47 CPU-s per GB through urllib3, 0.37-0.38 this way). Errors are
+    urllib3's, as its own reads raise them."""
     import http.client
 
     from urllib3 import exceptions as ux

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from ptolemy_tui.cli import COMMAND_MODULES, COMMANDS, build_parser, command_module
-from ptolemy_tui.cli.common import OneLineParser
+from ptolemy_tui.cli import COMMAND_MODULES, COMMANDS, VALUE_OPTIONS, build_parser, command_module
+from ptolemy_tui.cli.common import OneLineParser, add_global_options
 
 
 def test_the_command_map_is_what_the_modules_register():
@@ -20,6 +20,14 @@ def test_the_command_map_is_what_the_modules_register():
         importlib.import_module(f"ptolemy_tui.cli.{name}").register(sub)
         registered.update(dict.fromkeys(sub.choices, name))
     assert COMMANDS == registered
+
+
+def test_the_options_that_take_a_value_are_the_global_options():
+    # command_module skips these with their values; a global option added without them would make it guess
+    parser = argparse.ArgumentParser()
+    add_global_options(parser)
+    taking_one_value = {o for a in parser._actions if a.nargs is None for o in a.option_strings}
+    assert set(VALUE_OPTIONS) == taking_one_value
 
 
 @pytest.mark.parametrize("argv, module", [
