@@ -70,6 +70,13 @@ def shard_name(path: bytes, index: int) -> bytes:
     return path + SHARD_SUFFIX + str(index).encode()
 
 
+def whole_file_ids(pieces: Sequence) -> list[int | None]:
+    """Each piece's file id where the piece is its whole file (its own path, from offset 0, its size: a file
+    piece with no shard index, as pieces_of makes them), else None. The store derives such an item from the
+    file's row."""
+    return [p[0] if p[4] is None and p[5] == "file" else None for p in pieces]
+
+
 def pieces_of(file_id: int, path: bytes, size: int, shard_size: int) -> list[Piece]:
     """The pieces of one regular file: itself when ≤ shard_size, else shards of shard_size."""
     if size <= shard_size:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import operator
 import threading
 import time
 from typing import Any, Callable, Iterator, Sequence
@@ -29,15 +28,15 @@ from ptolemy_tui.core.states import ContainerState, ProjectStatus, ScanState
 from ptolemy_tui.errors import OperationFailed, UsageError
 from ptolemy_tui.services import events, jobs, projects
 from ptolemy_tui.store import bulk, transitions
+from ptolemy_tui.store.items import ItemStream
 from ptolemy_tui.store.db import is_postgres
 from ptolemy_tui.store.fields import path_text
 from ptolemy_tui.store.models import Car, Container, ContainerItem, Directory, File, Project, Scan, database
 
 PACKED_KINDS = ("file", "symlink")
-ITEM_BATCH = 20000  # items written per batch
+ITEM_BATCH = 20000  # items written per batch (a batch is one container's)
 FILE_BATCH = 20000  # files read per query when packing
 DIRS_PER_QUERY = 500  # directories per query (bound parameters stay well inside SQLite's limit)
-_ITEM_COLUMNS = ("container_id", "file_id", "seq", "offset", "length", "shard_index", "car_path")
 Reader = Callable[[str, Sequence], list]  # store.bulk.side_reader's (sql, params) -> rows
 
 
@@ -51,8 +50,7 @@ def _directories_in_tree_order(project: Project, read: Reader) -> list[tuple[int
 
 
 def _packable():
-    return File.select(File.id, File.directory, File.path, File.size, File.kind, File.link_target).where(
-        File.kind.in_(PACKED_KINDS))
+    return File.select(File.id, File.path, File.size, File.kind, File.link_target).where(File.kind.in_(PACKED_KINDS))
 
 
 def _rows(read: Reader, query) -> list[tuple]:
@@ -61,7 +59,7 @@ def _rows(read: Reader, query) -> list[tuple]:
 
 
 def _files_in_tree_order(project: Project, read: Reader) -> Iterator[list[tuple]]:
-    """Batches of (file id, directory id, path, size, kind, link target) in tree order, at most about
+    """Batches of (file id, path, size, kind, link target) in tree order, at most about
     FILE_BATCH rows each (a directory wider than that is paged by path): memory stays flat in the number of
     files. Within one directory, path order is name order."""
     # Directory ids belong to one project, so the batches select by directory alone: with the project in the
@@ -70,7 +68,7 @@ def _files_in_tree_order(project: Project, read: Reader) -> Iterator[list[tuple]
     # Files outside any directory row (the scan never makes them; the schema allows them): by the directory
     # index, which finds none in one probe, where the project's index would read every row of the project.
     orphans = _rows(read, base.select_extend(File.project).where(File.directory.is_null()))
-    orphans = sorted((row[:6] for row in orphans if row[6] == project.id), key=lambda r: bytes(r[2]))
+    orphans = sorted((row[:5] for row in orphans if row[5] == project.id), key=lambda r: bytes(r[1]))
     if orphans:
         yield orphans
     batch: list[int] = []
@@ -92,12 +90,13 @@ def _files_in_tree_order(project: Project, read: Reader) -> Iterator[list[tuple]
 
 
 def _directory_batch(read: Reader, base, dir_ids: list[int]) -> list[tuple]:
-    """The files of these directories, a directory after the other in the order given, each by path: the store
-    sorts by (directory, path) and the directories' runs are put in order here (a Python sort key a row cost
-    more than the rest of reading them)."""
-    rows = _rows(read, base.where(File.directory.in_(dir_ids)).order_by(File.directory, File.path))
-    runs = {did: list(group) for did, group in itertools.groupby(rows, key=operator.itemgetter(1))}
-    return list(itertools.chain.from_iterable(runs.get(did, ()) for did in dir_ids))
+    """The files of these directories, a directory after the other in the order given, each by path: the
+    store sorts them by each directory's rank in the list, joined from a VALUES list (a Python sort key a row,
+    or regrouping the rows by directory here, cost more than the rest of reading them)."""
+    ranks = peewee.ValuesList([(did, n) for n, did in enumerate(dir_ids)]).cte("ranked", columns=("did", "rank"))
+    query = (base.join(ranks, on=(File.directory == ranks.c.did)).order_by(ranks.c.rank, File.path)
+             .with_cte(ranks))
+    return _rows(read, query)
 
 
 def _wide_directory(read: Reader, base, did: int) -> Iterator[list[tuple]]:
@@ -111,7 +110,7 @@ def _wide_directory(read: Reader, base, did: int) -> Iterator[list[tuple]]:
         if not rows:
             return
         yield rows
-        after = bytes(rows[-1][2])
+        after = bytes(rows[-1][1])
 
 
 def _covered(read: Reader, project: Project, file_ids: list[int]) -> set[tuple[int, int, int]]:
@@ -129,32 +128,43 @@ def _covered(read: Reader, project: Project, file_ids: list[int]) -> set[tuple[i
 def _pieces(project: Project, repack: bool, stats: dict[str, int], read: Reader) -> Iterator[tuple]:
     """The pieces to pack, in tree order, as the packer asks for them; `stats` counts files and symlinks.
     With `repack`, pieces already in a container (kept from an earlier packing) are left out."""
+    # A list a batch, chained: a generator suspended and resumed a piece cost as much as making the piece.
+    return itertools.chain.from_iterable(_piece_batches(project, repack, stats, read))
+
+
+def _piece_batches(project: Project, repack: bool, stats: dict[str, int], read: Reader) -> Iterator[list[tuple]]:
     shard_size = project.shard_size
     for rows in _files_in_tree_order(project, read):
         covered = _covered(read, project, [r[0] for r in rows]) if repack else None
-        for fid, _did, path, size, kind, target in rows:
+        pieces: list[tuple] = []
+        append = pieces.append
+        files = symlinks = 0
+        for fid, path, size, kind, target in rows:
+            if kind == "file" and size <= shard_size and covered is None:  # the common case: Piece's fields
+                files += 1
+                append((fid, bytes(path), 0, size, None, "file", 0))
+                continue
             path = bytes(path)
             if kind == "symlink":
                 if covered is not None and (fid, 0, 0) in covered:
                     continue
-                stats["symlinks"] += 1
-                yield Piece(fid, path, 0, 0, None, "symlink", len(bytes(target or b"")))
-                continue
-            if size <= shard_size and covered is None:  # the common case: a plain tuple in Piece's field order
-                stats["files"] += 1
-                yield (fid, path, 0, size, None, "file", 0)
+                symlinks += 1
+                append(Piece(fid, path, 0, 0, None, "symlink", len(bytes(target or b""))))
                 continue
             mine = pieces_of(fid, path, size, shard_size)
             if covered is not None:
                 mine = [p for p in mine if (fid, p.offset, p.length) not in covered]
             if mine:
-                stats["files"] += 1
-                yield from mine
+                files += 1
+                pieces.extend(mine)
+        stats["files"] += files
+        stats["symlinks"] += symlinks
+        yield pieces
 
 
 class _ContainerWriter:
     """Writes each container's items as the packer places them, ITEM_BATCH rows at a time, so a container
-    of millions of items never sits in memory. The items stream (store.bulk.RowStream), so the packing reads
+    of millions of items never sits in memory. The items stream (store.items.ItemStream), so the packing reads
     through a side reader.
 
     SQLite: a container's row is written at its first item and completed when the packer closes it.
@@ -168,9 +178,9 @@ class _ContainerWriter:
         self.project, self.cancel, self.read = project, cancel, read
         self.seq = self.first_seq = first_seq
         self.container_id: int | None = None
-        self.item_seq = 0
-        self.rows: list[tuple] = []
-        self.items = bulk.RowStream(database.obj, ContainerItem, _ITEM_COLUMNS)
+        self.item_seq = 0  # the seq of the first piece in `pending`
+        self.pending: list = []  # the open container's pieces not yet written
+        self.items = ItemStream(database.obj)
         self.deferred = is_postgres(database.obj)
         self.finished: list[dict] = []  # PostgreSQL: the containers' rows, for finish()
 
@@ -188,10 +198,8 @@ class _ContainerWriter:
         if self.container_id is None:
             self.container_id = self._new_container()
             self.item_seq = 0
-        cid, first = self.container_id, self.item_seq
-        self.rows.extend([(cid, p[0], n, p[2], p[3], p[4], p[1]) for n, p in enumerate(placed, first)])
-        self.item_seq += len(placed)
-        if len(self.rows) >= ITEM_BATCH:
+        self.pending.extend(placed)
+        if len(self.pending) >= ITEM_BATCH:
             self.flush()
 
     def _new_container(self) -> int:
@@ -201,8 +209,9 @@ class _ContainerWriter:
         return Container.insert(project=self.project, seq=self.seq).execute()
 
     def flush(self) -> None:
-        self.items.add(self.rows)
-        self.rows = []
+        self.items.add(self.container_id, self.item_seq, self.pending)
+        self.item_seq += len(self.pending)
+        self.pending = []
 
     def close(self, box) -> tuple[int, int, int, int]:
         """Complete the container the packer closed; (predicted size, data bytes, items, shards)."""
