@@ -12,7 +12,7 @@ symlinks) go as rows. Without JSON in the SQLite library, every item is a row.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import peewee
 
@@ -30,9 +30,9 @@ _WHOLE_FILES_SQL = (
     f'FROM json_each(?) AS j JOIN "{_FILES}" AS f ON f."id" = j."value"')
 
 
-def rows_of(container_id: int, first_seq: int, pieces: Sequence) -> list[tuple]:
-    """The items' rows in COLUMNS order: pieces (core.packing.Piece fields) numbered from first_seq."""
-    return [(container_id, p[0], n, p[2], p[3], p[4], p[1]) for n, p in enumerate(pieces, first_seq)]
+def _rows_of(container_id: int, numbered: Iterable[tuple[int, Sequence]]) -> list[tuple]:
+    """The items' rows in COLUMNS order, from (seq, piece in core.packing.Piece's fields) pairs."""
+    return [(container_id, p[0], n, p[2], p[3], p[4], p[1]) for n, p in numbered]
 
 
 def _has_json(db: peewee.Database) -> bool:
@@ -57,7 +57,7 @@ class ItemStream:
         if not pieces:
             return
         if not self.by_id:
-            self.rows.add(rows_of(container_id, first_seq, pieces))
+            self.rows.add(_rows_of(container_id, enumerate(pieces, first_seq)))
             return
         ids = whole_file_ids(pieces)  # None (JSON null) joins no file: those items are stored as rows below
         with peewee.__exception_wrapper__:
@@ -66,7 +66,9 @@ class ItemStream:
         if stored != whole:  # a file row gone: the store changed under a transaction that holds its write lock
             raise RuntimeError(f"container {container_id}: {stored} of {whole} whole-file items found their file")
         if whole < len(ids):
-            self.rows.add([row for row, fid in zip(rows_of(container_id, first_seq, pieces), ids) if fid is None])
+            # rows for those items alone: a batch of 20,000 whole files often holds a few shards
+            rest = ((n, p) for n, (p, fid) in enumerate(zip(pieces, ids), first_seq) if fid is None)
+            self.rows.add(_rows_of(container_id, rest))
 
     def close(self) -> None:
         self.rows.close()
